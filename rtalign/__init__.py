@@ -1,0 +1,12 @@
+"""rtalign: real-time 68-point face alignment on a laptop CPU.
+
+    import rtalign
+    faces = rtalign.FaceAligner("resnet").align(bgr_image)   # faces.xy: (n, 68, 2)
+"""
+from .align import FaceAligner
+from .errors import RtalignError
+from .models import MODEL_NAMES, load_model
+from .types import FaceLandmarks, Frame
+
+__version__ = "0.1.0"
+__all__ = ["FaceAligner", "FaceLandmarks", "Frame", "MODEL_NAMES", "RtalignError", "load_model"]

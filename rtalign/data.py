@@ -1,0 +1,87 @@
+"""Landmark files, dataset folders, and the face-box → crop affine with its exact inverse.
+
+Coordinates in code are 0-based pixel centres; `.pts` files on disk are 1-based (Matlab).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+from .landmarks import N_POINTS
+
+#: Where the 300-W crops live unless RTALIGN_DATA says otherwise (relative to the project root).
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "300w"
+
+
+def data_root() -> Path:
+    """The 300-W folder: $RTALIGN_DATA, else ../shared/data/300w beside the project."""
+    return Path(os.environ.get("RTALIGN_DATA", DEFAULT_DATA))
+
+
+def read_pts(path: str | os.PathLike) -> np.ndarray:
+    """Read an iBUG `.pts` file into a (68, 2) float32 array of 0-based pixel centres.
+
+    Raises:
+        InputError: the file is missing or does not hold exactly 68 points.
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise InputError(f"cannot read landmark file {path}: {e.strerror}") from None
+    try:
+        body = text[text.index("{") + 1: text.index("}")]
+        pts = np.array([line.split() for line in body.strip().splitlines()], dtype=np.float64)
+    except ValueError:
+        raise InputError(f"{path}: not a .pts file (expected 'version', 'n_points', '{{ x y ... }}')") from None
+    if pts.shape != (N_POINTS, 2):
+        raise InputError(f"{path}: expected {N_POINTS} points, found {len(pts)}")
+    return (pts - 1.0).astype(np.float32)
+
+
+def write_pts(path: str | os.PathLike, points: np.ndarray) -> None:
+    """Write (68, 2) 0-based points as a 1-based iBUG `.pts` file."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape != (N_POINTS, 2):
+        raise ValueError(f"expected points of shape ({N_POINTS}, 2), got {points.shape}")
+    lines = [f"{x + 1:.6f} {y + 1:.6f}" for x, y in points]
+    Path(path).write_text("version: 1\nn_points:  68\n{\n" + "\n".join(lines) + "\n}\n")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as BGR uint8, with one clear error for missing or undecodable files."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise InputError(f"not a readable image: {path}")
+    return img
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One annotated face: image path and its (68, 2) ground truth."""
+    image: Path
+    points: np.ndarray
+
+
+def list_samples(folder: str | os.PathLike) -> list[Sample]:
+    """Every `NAME.jpg|png` with a `NAME.pts` beside it, sorted by name.
+
+    Raises:
+        InputError: the folder is missing or holds no annotated image.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"no such data folder: {folder}")
+    samples = [Sample(p.with_suffix(ext), read_pts(p))
+               for p in sorted(folder.glob("*.pts"))
+               for ext in (".jpg", ".png") if p.with_suffix(ext).is_file()]
+    if not samples:
+        raise InputError(f"no annotated images (NAME.jpg + NAME.pts) in {folder}")
+    return samples

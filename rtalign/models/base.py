@@ -1,0 +1,19 @@
+"""The interface every landmark model offers, whatever its family (network or forest)."""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class LandmarkModel(Protocol):
+    """Face boxes in, 68 points per face out, in frame pixel coordinates.
+
+    `predict(frame, boxes)`: frame is (H, W, 3) BGR or (H, W) grey uint8; boxes is (N, 4)
+    [x0, y0, x1, y1] in frame pixels, the same kind of box as the tight landmark box; the
+    result is (N, 68, 2) float32 0-based pixel centres. The frame is not modified.
+    """
+
+    name: str
+
+    def predict(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray: ...

@@ -1,0 +1,53 @@
+"""A thin wrapper around an exported landmark network: crop, run, map back."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from ..crop import apply_affine, extract_crops, invert_affine
+from ..errors import ModelError
+from .session import create_session
+
+_REQUIRED = ("rtalign.input_size", "rtalign.crop_scale", "rtalign.color", "rtalign.mean", "rtalign.std")
+
+
+class OnnxLandmarker:
+    """Landmarks from an ONNX network whose preprocessing is read from its own metadata.
+
+    Args:
+        path: the .onnx file.
+        session: an existing InferenceSession to use instead of creating one (tests, sharing).
+        device: "cpu" or "cuda". threads: intra-op threads.
+    """
+
+    def __init__(self, path, session: ort.InferenceSession | None = None, device: str = "cpu",
+                 threads: int = 2, name: str | None = None):
+        self.session = session or create_session(path, device, threads)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        missing = [k for k in _REQUIRED if k not in meta]
+        if missing:
+            raise ModelError(f"{path}: not an rtalign model (metadata lacks {', '.join(missing)})")
+        self.name = name or meta.get("rtalign.arch", "onnx")
+        self.input_size = int(meta["rtalign.input_size"])
+        self.crop_scale = float(meta["rtalign.crop_scale"])
+        if meta["rtalign.color"] != "gray":
+            raise ModelError(f"{path}: colour mode {meta['rtalign.color']!r} is not supported")
+        self.mean, self.std = float(meta["rtalign.mean"]), float(meta["rtalign.std"])
+        self.metadata = dict(meta)
+        self._input = self.session.get_inputs()[0].name
+        self._crops = np.empty((0, self.input_size, self.input_size), np.uint8)
+
+    def predict(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(N, 68, 2) frame-pixel landmarks for N face boxes (see LandmarkModel)."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if len(boxes) == 0:
+            return np.empty((0, 68, 2), np.float32)
+        gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        if len(self._crops) < len(boxes):
+            self._crops = np.empty((len(boxes), self.input_size, self.input_size), np.uint8)
+        crops, affines = extract_crops(gray, boxes, self.crop_scale, self.input_size, out=self._crops)
+        x = ((crops.astype(np.float32) - self.mean) / self.std)[:, None]
+        pts = self.session.run(None, {self._input: x})[0]
+        inv = np.stack([invert_affine(m) for m in affines])
+        return apply_affine(inv, pts).astype(np.float32)

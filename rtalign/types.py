@@ -1,0 +1,52 @@
+"""The values that flow between pipeline stages: a frame with its time, and the faces found in it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .landmarks import N_POINTS
+
+
+@dataclass
+class Frame:
+    """One BGR image (H, W, 3) uint8 with its presentation time in seconds and its index in the source."""
+    image: np.ndarray
+    timestamp: float
+    index: int
+    captured_at: float = 0.0  # time.perf_counter() when the source produced it (latency)
+
+
+@dataclass
+class FaceLandmarks:
+    """Parallel arrays for the faces of one frame.
+
+    Attributes:
+        xy: (n, 68, 2) float32 landmarks, frame pixel centres.
+        bbox: (n, 4) float64 [x0, y0, x1, y1] boxes the model was given.
+        score: (n,) float32 face-presence / plausibility score in [0, 1].
+        track_id: (n,) int64 stable ids, or None outside a tracker.
+    """
+    xy: np.ndarray
+    bbox: np.ndarray
+    score: np.ndarray = None
+    track_id: np.ndarray | None = field(default=None)
+
+    def __post_init__(self):
+        self.xy = np.asarray(self.xy, np.float32).reshape(-1, N_POINTS, 2)
+        n = len(self.xy)
+        self.bbox = np.asarray(self.bbox, np.float64).reshape(-1, 4)
+        self.score = np.ones(n, np.float32) if self.score is None else np.asarray(self.score, np.float32)
+        if len(self.bbox) != n or self.score.shape != (n,):
+            raise ValueError(f"FaceLandmarks: xy has {n} faces but bbox {self.bbox.shape}, score {self.score.shape}")
+        if self.track_id is not None:
+            self.track_id = np.asarray(self.track_id, np.int64)
+            if self.track_id.shape != (n,):
+                raise ValueError(f"FaceLandmarks: track_id shape {self.track_id.shape} != ({n},)")
+
+    def __len__(self) -> int:
+        return len(self.xy)
+
+    @classmethod
+    def empty(cls) -> "FaceLandmarks":
+        return cls(np.empty((0, N_POINTS, 2), np.float32), np.empty((0, 4)), track_id=np.empty(0, np.int64))

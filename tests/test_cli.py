@@ -1,0 +1,78 @@
+"""The CLI end to end on real files, through click's runner."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rtalign.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_clean_error(result, text):
+    assert result.exit_code != 0
+    assert text in result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_eval_json_on_a_small_subset(small_test_dir):
+    result = run("eval", "--model", "cnn", "--data", small_test_dir, "--json", "--runs", 5)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert {"n", "nme", "mse256", "fr10", "auc10", "ms_per_face"} <= out.keys()
+    assert out["n"] == 12 and 0 < out["nme"] < 6.0 and out["ms_per_face"] > 0
+
+
+def test_eval_table(small_test_dir):
+    result = run("eval", "--model", "resnet", "--data", small_test_dir, "--runs", 5)
+    assert result.exit_code == 0 and "NME" in result.output and "resnet" in result.output
+
+
+def test_image_draws_landmarks_on_a_real_face(astronaut_file, astronaut, tmp_path):
+    out = tmp_path / "out.png"
+    result = run("image", astronaut_file, out, "--draw", "points")
+    assert result.exit_code == 0, result.output
+    assert "1 face(s)" in result.output
+    drawn = cv2.imread(str(out))
+    changed = np.any(drawn != astronaut, axis=2)
+    ys, xs = np.nonzero(changed)
+    # the points land on the face (around x 180-270, y 80-200 in this portrait), nowhere else
+    assert 68 * 5 < changed.sum() < 68 * 30
+    assert 150 < xs.mean() < 300 and 80 < ys.mean() < 220
+
+
+@pytest.mark.parametrize("args,text", [
+    (["eval", "--model", "vgg"], "unknown model 'vgg'"),
+    (["image", "missing.jpg", "out.png"], "no such file"),
+])
+def test_bad_arguments_give_one_clear_line(args, text, tmp_path):
+    assert_clean_error(run(*args), text)
+
+
+def test_image_without_a_face(tmp_path):
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 127, np.uint8))
+    assert_clean_error(run("image", blank, tmp_path / "o.png"), "no face found")
+
+
+def test_non_image_file(tmp_path):
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("hello")
+    assert_clean_error(run("image", fake, tmp_path / "o.png"), "not a readable image")
+
+
+def test_output_equal_to_input_is_refused_and_input_untouched(astronaut_file):
+    before = astronaut_file.read_bytes()
+    assert_clean_error(run("image", astronaut_file, astronaut_file), "is the input")
+    assert astronaut_file.read_bytes() == before
+
+
+def test_eval_on_empty_folder_and_bad_pts(tmp_path, test_samples):
+    assert_clean_error(run("eval", "--data", tmp_path, "--model", "cnn"), "no annotated images")
+    (tmp_path / "x.jpg").symlink_to(test_samples[0].image)
+    (tmp_path / "x.pts").write_text("version: 1\nn_points: 1\n{\n1 2\n}\n")
+    assert_clean_error(run("eval", "--data", tmp_path, "--model", "cnn"), "expected 68 points")

@@ -1,0 +1,75 @@
+import cv2
+import numpy as np
+import pytest
+
+from rtalign.crop import apply_affine, crop_affine, extract_crops, invert_affine
+from rtalign.data import read_image, read_pts, write_pts
+from rtalign.errors import InputError
+from rtalign.landmarks import FLIP, LEFT_EYE, RIGHT_EYE, landmark_box, mirror_points
+
+
+def test_pts_round_trip_keeps_values_and_one_based_convention(tmp_path):
+    pts = np.random.default_rng(0).uniform(0, 300, (68, 2)).astype(np.float32)
+    write_pts(tmp_path / "a.pts", pts)
+    first = (tmp_path / "a.pts").read_text().splitlines()[3].split()
+    assert float(first[0]) == pytest.approx(pts[0, 0] + 1, abs=1e-5)   # 1-based on disk
+    np.testing.assert_allclose(read_pts(tmp_path / "a.pts"), pts, atol=1e-5)
+
+
+def test_pts_with_wrong_point_count_is_a_clear_error(tmp_path):
+    (tmp_path / "b.pts").write_text("version: 1\nn_points: 2\n{\n1 2\n3 4\n}\n")
+    with pytest.raises(InputError, match="expected 68 points, found 2"):
+        read_pts(tmp_path / "b.pts")
+
+
+def test_flip_is_an_involution_that_swaps_left_and_right():
+    assert (FLIP[FLIP] == np.arange(68)).all()
+    assert set(FLIP[RIGHT_EYE]) == set(LEFT_EYE)
+    assert FLIP[36] == 45 and FLIP[48] == 54 and FLIP[0] == 16 and FLIP[30] == 30
+
+
+def test_flip_maps_left_eye_onto_right_eye_of_a_real_mirrored_face(test_samples):
+    s = test_samples[0]
+    img = read_image(s.image)
+    mirrored = mirror_points(s.points, img.shape[1])
+    # the subject's right eye (image left) of the mirrored face is where the left eye was, reflected
+    right_eye_after = mirrored[RIGHT_EYE].mean(0)
+    left_eye_before = s.points[LEFT_EYE].mean(0)
+    assert right_eye_after[0] == pytest.approx(img.shape[1] - 1 - left_eye_before[0], abs=1e-4)
+    assert right_eye_after[0] < mirrored[LEFT_EYE].mean(0)[0]    # still on the image's left
+    # the pixels agree too: the mirrored image at the mirrored points is the original at the original points
+    flipped = img[:, ::-1]
+    p, q = np.rint(mirrored[36]).astype(int), np.rint(s.points[45]).astype(int)
+    np.testing.assert_array_equal(flipped[p[1], p[0]], img[q[1], q[0]])
+
+
+@pytest.mark.parametrize("angle,shift", [(0.0, (0.0, 0.0)), (23.0, (0.1, -0.07)), (-90.0, (0.0, 0.2))])
+def test_crop_affine_then_inverse_is_identity(angle, shift):
+    m = crop_affine([30.0, 40.0, 130.0, 170.0], 1.3, 128, angle, shift)
+    pts = np.random.default_rng(1).uniform(-50, 400, (68, 2))
+    np.testing.assert_allclose(apply_affine(invert_affine(m), apply_affine(m, pts)), pts, atol=1e-9)
+
+
+def test_crop_centres_the_box_with_the_requested_scale():
+    box = np.array([10.0, 20.0, 110.0, 100.0])      # 100 x 80: side 1.5 × 100 = 150 px → 128
+    m = crop_affine(box, 1.5, 128)
+    centre = apply_affine(m, np.array([[60.0, 60.0]]))[0]
+    np.testing.assert_allclose(centre, [63.5, 63.5])  # the centre of a 128 px crop
+    edge = apply_affine(m, np.array([[60.0 - 75.0, 60.0]]))[0]
+    assert edge[0] == pytest.approx(-0.5)            # 75 px left of centre is the crop's left pixel edge
+
+
+def test_extract_crops_puts_a_marked_pixel_where_the_affine_says(tmp_path):
+    gray = np.zeros((400, 600), np.uint8)
+    cv2.circle(gray, (300, 180), 6, 255, -1)
+    boxes = np.array([[250.0, 120.0, 350.0, 240.0], [100.0, 100.0, 500.0, 380.0]])  # the 2nd shrinks > 2x
+    crops, affines = extract_crops(gray, boxes, 1.3, 128)
+    for crop, m in zip(crops, affines):
+        expected = apply_affine(m, np.array([[300.0, 180.0]]))[0]
+        ys, xs = np.nonzero(crop > 100)
+        np.testing.assert_allclose([xs.mean(), ys.mean()], expected, atol=0.6)
+
+
+def test_landmark_box_is_min_max():
+    pts = np.array([[1.0, 5.0], [3.0, -2.0]] * 34)
+    np.testing.assert_array_equal(landmark_box(pts), [1.0, -2.0, 3.0, 5.0])

@@ -1,0 +1,129 @@
+"""The two landmark networks, in plain torch (torchvision does not import beside torch 2.13 here).
+
+Both map a (N, 1, S, S) grey crop normalized to [-1, 1] to raw head outputs; `decode` turns
+those into (N, 68, 2) crop pixel coordinates inside the exported graph, so the runtime only
+ever sees points.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+N_POINTS = 68
+
+
+def conv_bn(cin: int, cout: int, k: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class BasicBlock(nn.Module):
+    """The ResNet basic block: two 3x3 convs and an identity (or 1x1 projection) shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = conv_bn(cin, cout, 3, stride)
+        self.conv2 = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.short = (nn.Identity() if stride == 1 and cin == cout else
+                      nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x):
+        return F.relu(self.conv2(self.conv1(x)) + self.short(x))
+
+
+class ResNetPIP(nn.Module):
+    """The study's ResNet (7x7/2 stem, max-pool, stages 3/3/3/4) with a pixel-in-pixel head.
+
+    The head classifies, per landmark, which cell of a grid at stride 16 holds it and regresses
+    the offset inside that cell plus the offsets of its `n_nb` nearest neighbours (PIPNet idea);
+    the stride-32 stage is upsampled and concatenated so the head sees global context.
+    """
+
+    def __init__(self, input_size: int, width: int, neighbours: np.ndarray, blocks=(3, 3, 3, 4)):
+        super().__init__()
+        self.input_size, self.stride = input_size, 16
+        self.grid = input_size // self.stride
+        self.register_buffer("neighbours", torch.as_tensor(neighbours, dtype=torch.long))
+        n_nb = neighbours.shape[1]
+        self.stem = nn.Sequential(conv_bn(1, width, 7, 2), nn.MaxPool2d(3, 2, 1))
+        stages, cin = [], width
+        for i, n in enumerate(blocks):
+            cout = width * 2 ** i
+            stages.append(nn.Sequential(*[BasicBlock(cin if j == 0 else cout, cout, 1 if (i == 0 or j) else 2)
+                                          for j in range(n)]))
+            cin = cout
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        feat = width * 4 + width * 8
+        self.cls = nn.Conv2d(feat, N_POINTS, 1)
+        self.off = nn.Conv2d(feat, N_POINTS * 2, 1)
+        self.nb = nn.Conv2d(feat, N_POINTS * n_nb * 2, 1)
+        # averaging matrix: point j = mean of its own estimate and every neighbour estimate of j
+        votes = np.zeros((N_POINTS, N_POINTS * n_nb), np.float32)
+        for k in range(N_POINTS):
+            for m, j in enumerate(neighbours[k]):
+                votes[j, k * n_nb + m] = 1.0
+        count = 1.0 + votes.sum(1, keepdims=True)
+        self.register_buffer("vote_nb", torch.from_numpy(votes / count))
+        self.register_buffer("vote_self", torch.from_numpy(1.0 / count[:, 0]))
+
+    def forward(self, x):
+        x = self.layer2(self.layer1(self.stem(x)))
+        c3 = self.layer3(x)
+        c4 = self.layer4(c3)
+        f = torch.cat([c3, F.interpolate(c4, scale_factor=2.0, mode="nearest")], 1)
+        n = f.shape[0]
+        g2 = self.grid * self.grid
+        return (self.cls(f).reshape(n, N_POINTS, g2),
+                self.off(f).reshape(n, N_POINTS, 2, g2),
+                self.nb(f).reshape(n, N_POINTS, -1, 2, g2))
+
+    def decode(self, cls, off, nb):
+        """Raw head outputs → (N, 68, 2) crop pixel centres."""
+        n = cls.shape[0]
+        idx = cls.argmax(-1)                                             # (N, 68)
+        cell = torch.stack([idx % self.grid, idx // self.grid], -1).to(off.dtype) + 0.5
+        own = torch.gather(off, 3, idx[:, :, None, None].expand(n, N_POINTS, 2, 1))[..., 0] + cell
+        n_nb = nb.shape[2]
+        nbv = torch.gather(nb, 4, idx[:, :, None, None, None].expand(n, N_POINTS, n_nb, 2, 1))[..., 0]
+        nbv = (nbv + cell[:, :, None, :]).reshape(n, N_POINTS * n_nb, 2)  # estimates of neighbour points
+        pts = own * self.vote_self[None, :, None] + torch.einsum("jk,nkc->njc", self.vote_nb, nbv)
+        return pts * self.stride - 0.5
+
+
+class SmallCNN(nn.Module):
+    """The study's small CNN (3 conv + 2 max-pool + dense), with batch norm and a hidden dense layer.
+
+    Direct regression of 136 numbers in [0, 1] crop units; light enough for well under a
+    millisecond per face.
+    """
+
+    def __init__(self, input_size: int, width: int = 32, hidden: int = 256):
+        super().__init__()
+        self.input_size = input_size
+        self.features = nn.Sequential(
+            conv_bn(1, width, 5, 2), nn.MaxPool2d(2),
+            conv_bn(width, width * 2, 3), nn.MaxPool2d(2),
+            conv_bn(width * 2, width * 4, 3, 2))
+        side = input_size // 16
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2),
+                                  nn.Linear(width * 4 * side * side, hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(hidden, N_POINTS * 2))
+
+    def forward(self, x):
+        return (self.head(self.features(x)).reshape(-1, N_POINTS, 2),)
+
+    def decode(self, pts):
+        return pts * self.input_size - 0.5
+
+
+class Exported(nn.Module):
+    """Backbone + decode as one graph: what goes into the ONNX file."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net.decode(*self.net(x))

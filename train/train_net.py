@@ -1,0 +1,179 @@
+"""Train a landmark network on ../shared/data/300w/train and export it to ONNX.
+
+    python -m train.train_net --arch resnet --minutes 80 --out exported/resnet.onnx
+    python -m train.train_net --arch cnn --minutes 25 --out exported/cnn.onnx
+
+The schedule is wall-clock based (cosine decay over --minutes) so a run always ends on time on
+a slow machine; a checkpoint is written every epoch and --resume continues from it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+
+from rtalign.crop import apply_affine, invert_affine
+from rtalign.data import data_root
+from rtalign.metrics import summarize
+from train.augment import AugmentConfig, augmented_crop, eval_crop, load_faces, normalize
+from train.nets import Exported, ResNetPIP, SmallCNN
+
+log = logging.getLogger("train")
+
+
+def mean_shape_neighbours(points: np.ndarray, k: int) -> np.ndarray:
+    """For each landmark, its k nearest landmarks in the box-normalized mean shape."""
+    lo, hi = points.min(1, keepdims=True), points.max(1, keepdims=True)
+    mean = ((points - lo) / (hi - lo)).mean(0)
+    d = np.linalg.norm(mean[:, None] - mean[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    return np.argsort(d, axis=1)[:, :k]
+
+
+def batches(faces, args, rng_seed: int, out: queue.Queue):
+    """Producer thread: endless augmented batches (cv2 releases the GIL, so this overlaps training)."""
+    rng = np.random.default_rng(rng_seed)
+    cfg = AugmentConfig()
+    n = len(faces.images)
+    while True:
+        order = rng.permutation(n)
+        for start in range(0, n - args.batch + 1, args.batch):
+            idx = order[start:start + args.batch]
+            crops, pts = zip(*(augmented_crop(faces.images[i], faces.points[i], args.crop_scale,
+                                              args.input_size, cfg, rng) for i in idx))
+            out.put((torch.from_numpy(normalize(np.stack(crops))[:, None]), torch.from_numpy(np.stack(pts))))
+        out.put(None)  # epoch boundary
+
+
+def pip_loss(net: ResNetPIP, outputs, pts: torch.Tensor) -> torch.Tensor:
+    cls, off, nb = outputs
+    g = net.grid
+    cellf = (pts + 0.5) / net.stride
+    cell = cellf.floor().clamp(0, g - 1)
+    idx = (cell[..., 1] * g + cell[..., 0]).long()                    # (N, 68)
+    off_t = cellf - cell - 0.5
+    nb_t = cellf[:, net.neighbours] - (cell + 0.5)[:, :, None]        # (N, 68, K, 2)
+    n, p = idx.shape
+    off_p = torch.gather(off, 3, idx[:, :, None, None].expand(n, p, 2, 1))[..., 0]
+    nb_p = torch.gather(nb, 4, idx[:, :, None, None, None].expand(n, p, nb.shape[2], 2, 1))[..., 0]
+    return (F.cross_entropy(cls.reshape(n * p, -1), idx.reshape(-1))
+            + F.l1_loss(off_p, off_t) + F.l1_loss(nb_p, nb_t))
+
+
+def cnn_loss(net: SmallCNN, outputs, pts: torch.Tensor) -> torch.Tensor:
+    return F.l1_loss(outputs[0], (pts + 0.5) / net.input_size)
+
+
+def evaluate(net, faces, args) -> dict:
+    """Standard protocol on a face set: ground-truth landmark box → crop → predict → frame."""
+    net.eval()
+    crops, affines = zip(*(eval_crop(img, pts, args.crop_scale, args.input_size)
+                           for img, pts in zip(faces.images, faces.points)))
+    with torch.no_grad():
+        x = torch.from_numpy(normalize(np.stack(crops))[:, None])
+        pred = torch.cat([Exported(net)(x[i:i + 64]) for i in range(0, len(x), 64)]).numpy()
+    inv = np.stack([invert_affine(m) for m in affines])
+    net.train()
+    return summarize(faces.points, apply_affine(inv, pred))
+
+
+def export(net, args, path: Path, extra: dict) -> None:
+    net.eval()
+    x = torch.zeros(1, 1, args.input_size, args.input_size)
+    torch.onnx.export(Exported(net), x, str(path), input_names=["image"], output_names=["points"],
+                      dynamic_axes={"image": {0: "n"}, "points": {0: "n"}}, opset_version=17, dynamo=False)
+    model = onnx.load(str(path))
+    meta = {"rtalign.arch": args.arch, "rtalign.input_size": args.input_size,
+            "rtalign.crop_scale": args.crop_scale, "rtalign.color": "gray",
+            "rtalign.mean": 127.5, "rtalign.std": 127.5,
+            "rtalign.output": "points (N,68,2) in crop pixel centres", **extra}
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=str(v))
+    onnx.save(model, str(path))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", choices=["resnet", "cnn"], required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--minutes", type=float, default=80.0)
+    ap.add_argument("--input-size", type=int, default=128)
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--crop-scale", type=float, default=1.3)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eval-every", type=int, default=10, help="epochs between test_common evaluations")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resume", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    root = data_root()
+    train, test = load_faces(root / "train"), load_faces(root / "test_common")
+    log.info("train %d faces, test %d faces, args %s", len(train.images), len(test.images), vars(args))
+    if args.arch == "resnet":
+        net = ResNetPIP(args.input_size, args.width, mean_shape_neighbours(train.points, 10))
+        loss_fn = pip_loss
+    else:
+        net = SmallCNN(args.input_size, args.width)
+        loss_fn = cnn_loss
+    net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    ckpt = args.out.with_suffix(".ckpt")
+    elapsed, epoch = 0.0, 0
+    if args.resume and ckpt.exists():
+        state = torch.load(ckpt, weights_only=True)
+        net.load_state_dict(state["net"]); opt.load_state_dict(state["opt"])
+        elapsed, epoch = state["elapsed"], state["epoch"]
+        log.info("resumed at epoch %d, %.1f min", epoch, elapsed / 60)
+
+    q: queue.Queue = queue.Queue(maxsize=8)
+    threading.Thread(target=batches, args=(train, args, args.seed + epoch, q), daemon=True).start()
+    budget = args.minutes * 60
+    t0 = time.time() - elapsed
+    history = []
+    while time.time() - t0 < budget:
+        losses = []
+        while (item := q.get()) is not None:
+            frac = min((time.time() - t0) / budget, 1.0)
+            for g in opt.param_groups:
+                g["lr"] = args.lr * 0.5 * (1 + np.cos(np.pi * frac))
+            x, pts = item
+            loss = loss_fn(net, net(x.contiguous(memory_format=torch.channels_last)), pts)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        epoch += 1
+        elapsed = time.time() - t0
+        msg = f"epoch {epoch} {elapsed / 60:.1f} min loss {np.mean(losses):.4f}"
+        if epoch % args.eval_every == 0:
+            m = evaluate(net, test, args)
+            history.append({"epoch": epoch, "minutes": round(elapsed / 60, 1), **m})
+            msg += f" test NME {m['nme']:.3f} MSE256 {m['mse256']:.2f} FR10 {m['fr10']:.2f}"
+        log.info(msg)
+        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "elapsed": elapsed, "epoch": epoch}, ckpt)
+
+    final = evaluate(net, test, args)
+    log.info("final: %s", final)
+    export(net, args, args.out, {"rtalign.epochs": epoch, "rtalign.train_minutes": round(elapsed / 60, 1)})
+    args.out.with_suffix(".history.json").write_text(json.dumps(
+        {"args": {k: str(v) for k, v in vars(args).items()}, "epochs": epoch,
+         "minutes": elapsed / 60, "final_test_common": final, "history": history}, indent=1))
+    log.info("exported %s", args.out)
+
+
+if __name__ == "__main__":
+    main()
