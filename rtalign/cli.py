@@ -10,6 +10,7 @@ import click
 from .errors import RtalignError
 from .models import MODEL_NAMES
 from .models.session import DEVICES
+from .effects import STYLES
 from .render import DRAW_STYLES
 
 
@@ -64,15 +65,38 @@ def eval_cmd(model, device, threads, data, as_json, runs):
                f"{result['fr10']:8.2f} {result['auc10']:7.4f} {result['ms_per_face']:8.3f}")
 
 
+def effect_options(f):
+    """--lip-color/--eye-color and friends, shared by image, video and webcam."""
+    for opt in reversed([
+        click.option("--lip-color", default=None, help="recolour lips: CSS name or #rrggbb"),
+        click.option("--lip-strength", type=click.FloatRange(0, 1), default=0.6, show_default=True),
+        click.option("--eye-color", default=None, help="recolour irises: CSS name or #rrggbb"),
+        click.option("--eye-strength", type=click.FloatRange(0, 1), default=0.6, show_default=True),
+        click.option("--style", type=click.Choice(STYLES), default="natural", show_default=True,
+                     help="natural: texture kept; flat: the study's polygon fill"),
+    ]):
+        f = opt(f)
+    return f
+
+
+def make_effects(lip_color, lip_strength, eye_color, eye_strength, style) -> list:
+    from .effects import Recolor
+    if lip_color is None and eye_color is None:
+        return []
+    return [Recolor(lip_color, eye_color, lip_strength, eye_strength, style)]
+
+
 @main.command("image")
 @click.argument("src", type=click.Path())
 @click.argument("dst", type=click.Path())
 @model_option
 @click.option("--draw", type=click.Choice(DRAW_STYLES), default="points", show_default=True)
 @click.option("--max-faces", type=click.IntRange(1), default=4, show_default=True)
-def image_cmd(src, dst, model, device, threads, draw, max_faces):
-    """Draw the landmarks of every face found in photo SRC into DST."""
+@effect_options
+def image_cmd(src, dst, model, device, threads, draw, max_faces, **effects):
+    """Draw the landmarks of every face found in photo SRC into DST (a .png DST is lossless)."""
     from .image import process_image
 
-    n = process_image(src, dst, model=model, device=device, threads=threads, draw=draw, max_faces=max_faces)
+    n = process_image(src, dst, model=model, device=device, threads=threads, draw=draw, max_faces=max_faces,
+                      effects=make_effects(**effects))
     click.echo(f"{n} face(s) → {dst}")

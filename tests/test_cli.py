@@ -76,3 +76,18 @@ def test_eval_on_empty_folder_and_bad_pts(tmp_path, test_samples):
     (tmp_path / "x.jpg").symlink_to(test_samples[0].image)
     (tmp_path / "x.pts").write_text("version: 1\nn_points: 1\n{\n1 2\n}\n")
     assert_clean_error(run("eval", "--data", tmp_path, "--model", "cnn"), "expected 68 points")
+
+
+def test_image_recolour_only_writes_a_lossless_recoloured_photo(astronaut_file, astronaut, tmp_path):
+    out = tmp_path / "lips.png"
+    result = run("image", astronaut_file, out, "--lip-color", "crimson", "--eye-color", "#1e90ff", "--draw", "none")
+    assert result.exit_code == 0, result.output
+    recoloured = cv2.imread(str(out))
+    changed = np.any(recoloured != astronaut, axis=2)
+    ys, xs = np.nonzero(changed)
+    assert changed.sum() > 200                      # lips (and irises) changed ...
+    assert ys.min() > 80 and ys.max() < 200 and xs.min() > 150 and xs.max() < 300   # ... and nothing else
+
+
+def test_bad_colour_on_the_command_line(astronaut_file, tmp_path):
+    assert_clean_error(run("image", astronaut_file, tmp_path / "o.png", "--lip-color", "notacolour"), "bad colour")
