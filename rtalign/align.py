@@ -13,17 +13,15 @@ from .models import LandmarkModel, load_model
 from .types import FaceLandmarks
 
 
-def refine(model: LandmarkModel, frame: np.ndarray, boxes: np.ndarray, passes: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def refine(model: LandmarkModel, frame: np.ndarray, boxes: np.ndarray):
     """Predict, re-centre each box on its own landmarks, predict again.
 
     A detector box is only roughly where the model expects the face; one more pass from the
-    landmark box removes most of that offset. Returns (points, boxes used for the last pass).
+    landmark box removes most of that offset. Returns (points, boxes of the last pass, scores).
     """
-    pts = model.predict(frame, boxes)
-    for _ in range(passes - 1):
-        boxes = landmark_box(pts).astype(np.float64)
-        pts = model.predict(frame, boxes)
-    return pts, boxes
+    boxes = landmark_box(model.predict(frame, boxes)).astype(np.float64)
+    pts, scores = model.predict_scored(frame, boxes)
+    return pts, boxes, scores
 
 
 class FaceAligner:
@@ -46,5 +44,5 @@ class FaceAligner:
             boxes = self.detector.detect(image)[: self.max_faces]
         if len(boxes) == 0:
             return FaceLandmarks.empty()
-        pts, used = refine(self.model, image, np.asarray(boxes, np.float64))
-        return FaceLandmarks(pts, used, track_id=np.arange(len(pts)))
+        pts, used, scores = refine(self.model, image, np.asarray(boxes, np.float64))
+        return FaceLandmarks(pts, used, scores, track_id=np.arange(len(pts)))

@@ -12,6 +12,7 @@ from .models import MODEL_NAMES
 from .models.session import DEVICES
 from .effects import STYLES
 from .render import DRAW_STYLES
+from .smoothing import SMOOTHERS, OneEuroOptions
 
 
 class _Group(click.Group):
@@ -100,3 +101,93 @@ def image_cmd(src, dst, model, device, threads, draw, max_faces, **effects):
     n = process_image(src, dst, model=model, device=device, threads=threads, draw=draw, max_faces=max_faces,
                       effects=make_effects(**effects))
     click.echo(f"{n} face(s) → {dst}")
+
+
+def tracking_options(f):
+    """Faces, smoothing and drawing options shared by video and webcam."""
+    for opt in reversed([
+        click.option("--draw", type=click.Choice(DRAW_STYLES), default="points", show_default=True),
+        click.option("--max-faces", type=click.IntRange(1), default=4, show_default=True),
+        click.option("--smooth", type=click.Choice(SMOOTHERS), default="oneeuro", show_default=True,
+                     help="temporal smoothing of the landmarks"),
+        click.option("--min-cutoff", type=click.FloatRange(min=0, min_open=True), default=OneEuroOptions.min_cutoff,
+                     show_default=True, help="One Euro cutoff at rest, Hz (lower: steadier, more lag)"),
+        click.option("--beta", type=click.FloatRange(min=0), default=OneEuroOptions.beta, show_default=True,
+                     help="One Euro speed coefficient (higher: less lag in motion)"),
+        click.option("--stats", is_flag=True, help="print per-stage timings at the end"),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta):
+    from .pipeline import build_tracker
+    smoothing = OneEuroOptions(min_cutoff, beta) if smooth == "oneeuro" else None
+    return build_tracker(model, device, threads, max_faces, smoothing)
+
+
+def _report(stats, show: bool) -> None:
+    if show:
+        s = stats.summary()
+        click.echo("per-stage median ms: " + ", ".join(f"{k[:-3]} {s[k]:.2f}" for k in
+                                                       ("capture_ms", "landmarks_ms", "render_ms", "sink_ms")), err=True)
+        click.echo(f"frames {s['frames_out']} (dropped {s['dropped']}), {s['fps']:.1f} FPS, latency p50 "
+                   f"{s['latency_ms_p50']:.1f} ms p95 {s['latency_ms_p95']:.1f} ms, detector on "
+                   f"{100 * s['detector_share']:.1f} % of frames", err=True)
+
+
+@main.command("video")
+@click.argument("src", type=click.Path())
+@click.argument("dst", type=click.Path())
+@model_option
+@tracking_options
+@effect_options
+@click.option("--preset", default="veryfast", show_default=True, help="x264 preset")
+@click.option("--crf", type=click.IntRange(0, 51), default=20, show_default=True, help="x264 quality (lower: better)")
+def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cutoff, beta, stats, preset, crf,
+              **effects):
+    """Landmarks (and colour effects) on every frame of SRC, written to DST with SRC's audio."""
+    from tqdm import tqdm
+    from .pipeline import process_video
+
+    tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta)
+    with tqdm(unit="frame", desc="video", dynamic_ncols=True) as bar:
+        def progress(run_stats, total):
+            bar.total = total or None
+            bar.update(1)
+        result = process_video(src, dst, tracker=tracker, draw=draw, effects=make_effects(**effects),
+                               progress=progress, preset=preset, crf=crf)
+    _report(result, stats)
+    if result.interrupted:
+        click.echo(f"interrupted: {result.frames_out} frames written to {dst}", err=True)
+        sys.exit(130)
+    click.echo(f"{result.frames_out} frames → {dst} ({result.fps:.1f} FPS)")
+
+
+@main.command("webcam")
+@click.option("--camera", default="0", show_default=True, help="camera index, or a video file / stream URL played live")
+@model_option
+@tracking_options
+@effect_options
+@click.option("--vcam", is_flag=True, help="send the result to a virtual camera (for video calls)")
+@click.option("--serve", default=None, metavar="HOST:PORT", help="MJPEG preview over HTTP, e.g. 127.0.0.1:8080")
+@click.option("--no-window", is_flag=True, help="no preview window")
+def webcam_cmd(camera, model, device, threads, draw, max_faces, smooth, min_cutoff, beta, stats, vcam, serve,
+               no_window, **effects):
+    """Live landmarks from a camera to a window, a virtual camera and/or a browser."""
+    from .pipeline import run_live
+
+    address = _parse_address(serve) if serve else None
+    tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta)
+    if address:
+        click.echo(f"preview at http://{address[0]}:{address[1]}/", err=True)
+    result = run_live(camera, tracker=tracker, draw=draw, effects=make_effects(**effects), window=not no_window,
+                      vcam=vcam, serve=address)
+    _report(result, stats)
+
+
+def _parse_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"expected HOST:PORT such as 127.0.0.1:8080, got {text!r}", param_hint="--serve")
+    return host or "127.0.0.1", int(port)

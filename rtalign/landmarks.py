@@ -63,3 +63,38 @@ def interocular(points: np.ndarray) -> np.ndarray:
 def landmark_box(points: np.ndarray) -> np.ndarray:
     """Tight [x0, y0, x1, y1] box of (68, 2) or (N, 68, 2) points (the 300-W evaluation box)."""
     return np.concatenate([points.min(axis=-2), points.max(axis=-2)], axis=-1)
+
+
+#: Mean shape of the 1,215 300-W training faces after similarity (Procrustes) alignment,
+#: centred, inter-ocular distance 1. Used to judge whether a prediction looks like a face.
+MEAN_SHAPE = np.array([
+    [-0.8181, -0.4123], [-0.8124, -0.1953], [-0.7880, 0.0206], [-0.7422, 0.2296],
+    [-0.6566, 0.4224], [-0.5234, 0.5896], [-0.3620, 0.7271], [-0.1872, 0.8340],
+    [0.0076, 0.8620], [0.1987, 0.8263], [0.3688, 0.7164], [0.5251, 0.5801],
+    [0.6535, 0.4152], [0.7388, 0.2237], [0.7850, 0.0177], [0.8096, -0.1932],
+    [0.8211, -0.4075], [-0.6694, -0.5709], [-0.5665, -0.6664], [-0.4214, -0.6962],
+    [-0.2705, -0.6766], [-0.1330, -0.6226], [0.1293, -0.6314], [0.2749, -0.6821],
+    [0.4241, -0.6983], [0.5664, -0.6639], [0.6615, -0.5688], [0.0024, -0.4542],
+    [0.0023, -0.3163], [0.0028, -0.1810], [0.0042, -0.0413], [-0.1729, 0.0594],
+    [-0.0872, 0.0889], [0.0013, 0.1123], [0.0887, 0.0886], [0.1668, 0.0622],
+    [-0.5029, -0.4285], [-0.4099, -0.4794], [-0.3019, -0.4762], [-0.2113, -0.4084],
+    [-0.3061, -0.3914], [-0.4148, -0.3915], [0.2050, -0.4091], [0.3032, -0.4799],
+    [0.4099, -0.4783], [0.4971, -0.4285], [0.4167, -0.3935], [0.3104, -0.3911],
+    [-0.3187, 0.3181], [-0.1982, 0.2669], [-0.0791, 0.2430], [-0.0040, 0.2634],
+    [0.0810, 0.2440], [0.2006, 0.2705], [0.3134, 0.3164], [0.2027, 0.4296],
+    [0.0874, 0.4796], [-0.0029, 0.4890], [-0.0861, 0.4804], [-0.2032, 0.4312],
+    [-0.2699, 0.3229], [-0.0804, 0.3109], [-0.0037, 0.3194], [0.0818, 0.3108],
+    [0.2659, 0.3225], [0.0825, 0.3755], [-0.0040, 0.3862], [-0.0825, 0.3771],
+])
+
+
+def shape_residual(points: np.ndarray) -> np.ndarray:
+    """How far (N, 68, 2) shapes are from the mean face after the best similarity fit.
+
+    RMS residual relative to the mean shape's own RMS size: about 0.15 for typical faces,
+    0.37 for the most extreme training pose, ~1 for a shape unrelated to a face.
+    """
+    z = points[..., 0] - points[..., 0].mean(-1, keepdims=True) + 1j * (points[..., 1] - points[..., 1].mean(-1, keepdims=True))
+    m = MEAN_SHAPE[:, 0] - MEAN_SHAPE[:, 0].mean() + 1j * (MEAN_SHAPE[:, 1] - MEAN_SHAPE[:, 1].mean())
+    a = (np.conj(z) * m).sum(-1, keepdims=True) / np.maximum((np.abs(z) ** 2).sum(-1, keepdims=True), 1e-12)
+    return np.sqrt((np.abs(a * z - m) ** 2).sum(-1) / (np.abs(m) ** 2).sum())

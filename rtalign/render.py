@@ -1,6 +1,8 @@
-"""Annotators: draw landmarks on a frame. Each has one method, `annotate(scene, faces) -> scene`,
+"""Annotators: draw landmarks (and the FPS) on a frame. Each has one method, `annotate(scene, faces) -> scene`,
 which draws **in place** (pass `frame.copy()` to keep the original)."""
 from __future__ import annotations
+
+import time
 
 import cv2
 import numpy as np
@@ -57,3 +59,31 @@ def annotator_for(style: str):
     if style not in DRAW_STYLES:
         raise ValueError(f"unknown draw style {style!r}; expected one of {DRAW_STYLES}")
     return {"points": PointsAnnotator, "mesh": MeshAnnotator}.get(style, lambda: None)()
+
+
+class FpsAnnotator:
+    """Frames per second (from the sink's point of view: frames finished per second), top left."""
+
+    def __init__(self, window: int = 30):
+        self._times: list[float] = []
+        self.window = window
+
+    def annotate(self, scene: np.ndarray, faces: FaceLandmarks) -> np.ndarray:
+        self._times = (self._times + [time.perf_counter()])[-self.window:]
+        if len(self._times) > 1:
+            fps = (len(self._times) - 1) / (self._times[-1] - self._times[0])
+            cv2.putText(scene, f"{fps:4.1f} FPS", (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
+            cv2.putText(scene, f"{fps:4.1f} FPS", (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 1, cv2.LINE_AA)
+        return scene
+
+
+class Compose:
+    """Several annotators applied in order, as one."""
+
+    def __init__(self, annotators):
+        self.annotators = [a for a in annotators if a is not None]
+
+    def annotate(self, scene: np.ndarray, faces: FaceLandmarks) -> np.ndarray:
+        for a in self.annotators:
+            scene = a.annotate(scene, faces)
+        return scene

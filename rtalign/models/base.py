@@ -12,8 +12,14 @@ class LandmarkModel(Protocol):
     `predict(frame, boxes)`: frame is (H, W, 3) BGR or (H, W) grey uint8; boxes is (N, 4)
     [x0, y0, x1, y1] in frame pixels, the same kind of box as the tight landmark box; the
     result is (N, 68, 2) float32 0-based pixel centres. The frame is not modified.
+
+    `predict_scored(frame, boxes)` returns the points and a (N,) score in [0, 1] saying how
+    much each crop looks like a face (1.0 for models that cannot tell); trackers use it to
+    notice a lost face.
     """
 
     name: str
 
     def predict(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray: ...
+
+    def predict_scored(self, frame: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...

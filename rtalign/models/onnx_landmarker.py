@@ -36,18 +36,25 @@ class OnnxLandmarker:
         self.mean, self.std = float(meta["rtalign.mean"]), float(meta["rtalign.std"])
         self.metadata = dict(meta)
         self._input = self.session.get_inputs()[0].name
+        self._outputs = [o.name for o in self.session.get_outputs()]
+        self.has_score = "score" in self._outputs
         self._crops = np.empty((0, self.input_size, self.input_size), np.uint8)
 
     def predict(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """(N, 68, 2) frame-pixel landmarks for N face boxes (see LandmarkModel)."""
+        return self.predict_scored(frame, boxes)[0]
+
+    def predict_scored(self, frame: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Landmarks and a (N,) face-presence score in [0, 1] (1.0 when the model has no score output)."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if len(boxes) == 0:
-            return np.empty((0, 68, 2), np.float32)
+            return np.empty((0, 68, 2), np.float32), np.empty(0, np.float32)
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         if len(self._crops) < len(boxes):
             self._crops = np.empty((len(boxes), self.input_size, self.input_size), np.uint8)
         crops, affines = extract_crops(gray, boxes, self.crop_scale, self.input_size, out=self._crops)
         x = ((crops.astype(np.float32) - self.mean) / self.std)[:, None]
-        pts = self.session.run(None, {self._input: x})[0]
+        out = dict(zip(self._outputs, self.session.run(None, {self._input: x})))
         inv = np.stack([invert_affine(m) for m in affines])
-        return apply_affine(inv, pts).astype(np.float32)
+        score = out["score"].astype(np.float32) if self.has_score else np.ones(len(boxes), np.float32)
+        return apply_affine(inv, out["points"]).astype(np.float32), score

@@ -1,0 +1,257 @@
+"""Frame sinks: a video file (H.264 + the input's audio), a preview window, a virtual camera and
+an MJPEG-over-HTTP preview. Each is a context manager with one method, `write(image)`; `close()`
+is safe to call twice."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from fractions import Fraction
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from ..errors import DeviceError, InputError
+from ..io_safety import temp_path_for
+
+log = logging.getLogger(__name__)
+
+
+class _Sink:
+    #: set when the user asked to stop through this sink (window closed, q pressed)
+    wants_stop = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+
+class VideoFileSink(_Sink):
+    """H.264 video at exactly the input's frame rate, with the audio of `audio_from` copied over.
+
+    Written under a temporary name beside `path` and renamed on `close()`; `abort()` removes it.
+    Audio packets are interleaved as the video advances, so a run stopped early still gets the
+    audio of the frames it wrote.
+    """
+
+    def __init__(self, path, size: tuple[int, int], fps: Fraction, audio_from: str | None = None,
+                 preset: str = "veryfast", crf: int = 20):
+        self.path = Path(path)
+        self._tmp = temp_path_for(self.path)
+        try:
+            self._out = av.open(str(self._tmp), "w")
+        except av.error.FFmpegError as e:
+            self._tmp.unlink(missing_ok=True)
+            raise InputError(f"cannot write video {path}: {e.strerror or e}") from None
+        self.fps = Fraction(fps)
+        self._video = self._out.add_stream("libx264", rate=self.fps)
+        self._video.width, self._video.height = size
+        self._video.pix_fmt = "yuv420p"
+        self._video.options = {"preset": preset, "crf": str(crf)}
+        self._audio_in = self._audio_packets = self._audio_out = None
+        self._pending = None
+        if audio_from:
+            src = av.open(audio_from, "r")
+            if src.streams.audio:
+                self._audio_in = src
+                self._audio_out = self._out.add_stream_from_template(src.streams.audio[0])
+                self._audio_packets = src.demux(src.streams.audio[0])
+            else:
+                src.close()
+        self.frames = 0
+        self._closed = False
+
+    def _mux_audio_until(self, t: float | None) -> None:
+        """Copy audio packets whose time is ≤ t seconds (all of them when t is None)."""
+        if self._audio_packets is None:
+            return
+        while True:
+            packet = self._pending or next(self._audio_packets, None)
+            self._pending = None
+            if packet is None:
+                self._audio_packets = None
+                return
+            if packet.dts is None:
+                continue
+            if t is not None and packet.pts is not None and packet.pts * packet.time_base > t:
+                self._pending = packet
+                return
+            packet.stream = self._audio_out
+            self._out.mux(packet)
+
+    def write(self, image: np.ndarray) -> None:
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame.pts = self.frames
+        frame.time_base = 1 / self.fps
+        self._out.mux(self._video.encode(frame))
+        self.frames += 1
+        self._mux_audio_until(self.frames / float(self.fps))
+
+    def close(self, complete: bool = True) -> None:
+        """Flush the encoder and rename into place. `complete=False`: audio only up to the last frame."""
+        if self._closed:
+            return
+        self._closed = True
+        self._out.mux(self._video.encode())
+        self._mux_audio_until(None if complete else self.frames / float(self.fps))
+        self._out.close()
+        if self._audio_in is not None:
+            self._audio_in.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Give up: close and delete the temporary file, leaving nothing under the final name."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._out.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
+            if self._audio_in is not None:
+                self._audio_in.close()
+
+
+class WindowSink(_Sink):
+    """A preview window; `q` or Esc asks the runner to stop."""
+
+    def __init__(self, title: str = "rtalign"):
+        self.title = title
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error:
+            raise DeviceError("no display for a preview window; use --no-window (with --vcam or --serve)") from None
+
+    def write(self, image: np.ndarray) -> None:
+        cv2.imshow(self.title, image)
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            self.wants_stop = True
+
+    def close(self) -> None:
+        try:
+            cv2.destroyWindow(self.title)
+        except cv2.error:  # already closed by the user
+            pass
+
+
+class VirtualCameraSink(_Sink):
+    """Frames to a virtual camera (pyvirtualcam) that video-call apps can pick."""
+
+    def __init__(self, size: tuple[int, int], fps: float):
+        try:
+            import pyvirtualcam
+        except ImportError:
+            raise DeviceError("--vcam needs pyvirtualcam: pip install 'rtalign[vcam]'") from None
+        try:
+            self._cam = pyvirtualcam.Camera(size[0], size[1], fps, fmt=pyvirtualcam.PixelFormat.BGR)
+        except RuntimeError as e:
+            raise DeviceError(f"no virtual camera device ({str(e).splitlines()[0]}). On Linux create one with "
+                              "'sudo modprobe v4l2loopback devices=1 exclusive_caps=1'; on Windows and macOS "
+                              "install OBS Studio and start its virtual camera once") from None
+        log.info("virtual camera: %s", self._cam.device)
+        self._closed = False
+
+    def write(self, image: np.ndarray) -> None:
+        self._cam.send(image)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._cam.close()
+
+
+_PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>rtalign</title>
+<style>body{margin:0;background:#111;display:flex;height:100vh;align-items:center;justify-content:center}
+img{max-width:100%;max-height:100%}</style></head><body><img src="/stream" alt="rtalign live"></body></html>"""
+
+
+class MjpegServerSink(_Sink):
+    """Live preview over HTTP: `/` is a page showing the stream, `/stream` the MJPEG stream itself.
+
+    JPEG encoding is skipped while nobody watches. Binds to loopback unless told otherwise.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, quality: int = 80):
+        self._cond = threading.Condition()
+        self._jpeg: bytes | None = None
+        self._seq = 0
+        self.clients = 0
+        self.quality = quality
+        self._stopped = False
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if self.path == "/":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(_PAGE)))
+                    self.end_headers()
+                    self.wfile.write(_PAGE)
+                elif self.path == "/stream":
+                    sink._stream_to(self)
+                else:
+                    self.send_error(404)
+
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as e:
+            raise DeviceError(f"cannot serve on {host}:{port}: {e.strerror}") from None
+        self._server.daemon_threads = True
+        self.address = self._server.server_address[:2]
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        log.info("MJPEG preview on http://%s:%d/", *self.address)
+
+    def _stream_to(self, handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        handler.send_header("Cache-Control", "no-cache")
+        handler.end_headers()
+        with self._cond:
+            self.clients += 1
+        seen = -1
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._seq != seen or self._stopped, timeout=1.0)
+                    if self._stopped:
+                        return
+                    if self._seq == seen:
+                        continue
+                    seen, jpeg = self._seq, self._jpeg
+                handler.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                    + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            pass
+        finally:
+            with self._cond:
+                self.clients -= 1
+
+    def write(self, image: np.ndarray) -> None:
+        if self.clients == 0:
+            return
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        with self._cond:
+            self._jpeg, self._seq = buf.tobytes(), self._seq + 1
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        if self._stopped:
+            return
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()

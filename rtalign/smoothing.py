@@ -1,0 +1,60 @@
+"""One Euro filter (Casiez, Roussel & Vogel, CHI 2012), vectorized over all points of a face.
+
+A low-pass filter whose cutoff rises with speed: strong smoothing when the face is still (no
+jitter), little lag when it moves. Driven by timestamps, so a dropped frame does not change its
+behaviour. Speeds are measured in face sizes per second, so one setting suits near and far faces.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SMOOTHERS = ("oneeuro", "none")
+
+
+@dataclass(frozen=True)
+class OneEuroOptions:
+    """min_cutoff in Hz (lower: less jitter, more lag at rest); beta per (face size / s) of speed
+    (higher: less lag in motion); d_cutoff in Hz for the speed estimate itself."""
+    min_cutoff: float = 1.0
+    beta: float = 1.0
+    d_cutoff: float = 1.0
+
+    def __post_init__(self):
+        if self.min_cutoff <= 0 or self.beta < 0 or self.d_cutoff <= 0:
+            raise ValueError(f"One Euro needs min_cutoff > 0, beta >= 0, d_cutoff > 0; got {self}")
+
+
+def _alpha(cutoff, dt: float):
+    tau = 1.0 / (2.0 * np.pi * cutoff)
+    return 1.0 / (1.0 + tau / dt)
+
+
+class OneEuroFilter:
+    """Filters an array of any fixed shape (e.g. (68, 2) points) sample by sample.
+
+    `update(x, t, scale)` returns the filtered array; `scale` (e.g. the inter-ocular distance in
+    pixels) normalizes the speed that drives the adaptive cutoff.
+    """
+
+    def __init__(self, options: OneEuroOptions = OneEuroOptions()):
+        self.options = options
+        self._x = self._dx = None
+        self._t = 0.0
+
+    def update(self, x: np.ndarray, t: float, scale: float = 1.0) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        if self._x is None:
+            self._x, self._dx, self._t = x.copy(), np.zeros_like(x), t
+            return x.copy()
+        if t <= self._t:  # a repeated or out-of-order timestamp carries no speed information
+            return self._x.copy()
+        o = self.options
+        dt = t - self._t
+        dx = (x - self._x) / dt
+        self._dx += _alpha(o.d_cutoff, dt) * (dx - self._dx)
+        cutoff = o.min_cutoff + o.beta * np.abs(self._dx) / max(scale, 1e-6)
+        self._x = self._x + _alpha(cutoff, dt) * (x - self._x)
+        self._t = t
+        return self._x.copy()
