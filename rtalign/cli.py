@@ -151,17 +151,44 @@ def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cut
     from .pipeline import process_video
 
     tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta)
-    with tqdm(unit="frame", desc="video", dynamic_ncols=True) as bar:
-        def progress(run_stats, total):
-            bar.total = total or None
-            bar.update(1)
+    bars = []
+
+    def progress(run_stats, total):  # the bar appears with the first frame, not before an input error
+        if not bars:
+            bars.append(tqdm(total=total or None, unit="frame", desc="video", dynamic_ncols=True))
+        bars[0].update(1)
+    try:
         result = process_video(src, dst, tracker=tracker, draw=draw, effects=make_effects(**effects),
                                progress=progress, preset=preset, crf=crf)
+    finally:
+        for bar in bars:
+            bar.close()
     _report(result, stats)
     if result.interrupted:
         click.echo(f"interrupted: {result.frames_out} frames written to {dst}", err=True)
         sys.exit(130)
     click.echo(f"{result.frames_out} frames → {dst} ({result.fps:.1f} FPS)")
+
+
+@main.command("demo")
+@click.argument("dst", type=click.Path(), default="rtalign_demo.mp4")
+@model_option
+def demo_cmd(dst, model, device, threads):
+    """No camera needed: a generated 720p clip of the shipped portrait, tracked, with lips recoloured."""
+    import tempfile
+    from pathlib import Path
+    from .effects import Recolor
+    from .pipeline import process_video
+    from .synth import demo_clip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "demo_input.mp4"
+        demo_clip(clip, n_frames=150)
+        tracker = _tracker(model, device, threads, 4, "oneeuro", OneEuroOptions.min_cutoff, OneEuroOptions.beta)
+        result = process_video(clip, dst, tracker=tracker, draw="mesh",
+                               effects=[Recolor(lip_color="crimson", eye_color="dodgerblue")])
+    _report(result, True)
+    click.echo(f"{result.frames_out} frames, face found on {result.frames_with_faces} → {dst}")
 
 
 @main.command("webcam")
@@ -191,3 +218,7 @@ def _parse_address(text: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise click.BadParameter(f"expected HOST:PORT such as 127.0.0.1:8080, got {text!r}", param_hint="--serve")
     return host or "127.0.0.1", int(port)
+
+
+if __name__ == "__main__":
+    main()

@@ -47,3 +47,12 @@ def astronaut_file(tmp_path_factory, astronaut) -> Path:
     path = tmp_path_factory.mktemp("img") / "astronaut.png"
     cv2.imwrite(str(path), astronaut)
     return path
+
+
+@pytest.fixture(scope="session")
+def face_clip(tmp_path_factory) -> Path:
+    """A 640x360, 30 fps, 45-frame H.264 clip of a real face drifting, with an AAC track."""
+    from rtalign.synth import demo_clip
+    path = tmp_path_factory.mktemp("clips") / "face.mp4"
+    demo_clip(path, n_frames=45, size=(640, 360), fps=30.0, seed=1)
+    return path

@@ -42,7 +42,7 @@ def mean_shape_neighbours(points: np.ndarray, k: int) -> np.ndarray:
 def batches(faces, args, rng_seed: int, out: queue.Queue):
     """Producer thread: endless augmented batches (cv2 releases the GIL, so this overlaps training)."""
     rng = np.random.default_rng(rng_seed)
-    cfg = AugmentConfig()
+    cfg = AugmentConfig(rotation_deg=args.rotation)
     n = len(faces.images)
     while True:
         order = rng.permutation(n)
@@ -113,6 +113,7 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=10, help="epochs between test_common evaluations")
+    ap.add_argument("--rotation", type=float, default=30.0, help="augmentation: max in-plane rotation, degrees")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()

@@ -30,6 +30,7 @@ class RunStats:
     stage_ms: dict = field(default_factory=lambda: {"capture": [], "landmarks": [], "render": [], "sink": []})
     latency_ms: list = field(default_factory=list)
     detector_runs: int = 0
+    frames_with_faces: int = 0
     interrupted: bool = False
 
     @property
@@ -43,6 +44,7 @@ class RunStats:
         out.update(frames_in=self.frames_in, frames_out=self.frames_out, dropped=self.dropped, fps=self.fps,
                    latency_ms_p50=med(self.latency_ms),
                    latency_ms_p95=float(np.percentile(self.latency_ms, 95)) if self.latency_ms else float("nan"),
+                   frames_with_faces=self.frames_with_faces,
                    detector_share=self.detector_runs / self.frames_out if self.frames_out else 0.0)
         return out
 
@@ -127,6 +129,7 @@ class Runner:
             t0 = time.perf_counter()
             faces = self.tracker.update(frame)
             t1 = time.perf_counter()
+            self.stats.frames_with_faces += len(faces) > 0
             self.renderer.annotate(frame.image, faces)
             t2 = time.perf_counter()
             t_lm.append((t1 - t0) * 1000)

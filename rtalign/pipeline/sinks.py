@@ -221,7 +221,7 @@ class MjpegServerSink(_Sink):
         handler.end_headers()
         with self._cond:
             self.clients += 1
-        seen = -1
+            seen = self._seq  # wait for the next frame: the first is encoded only once someone watches
         try:
             while True:
                 with self._cond:

@@ -1,0 +1,89 @@
+"""Synthetic test clips made from a real face photo: smooth head motion, known ground truth.
+
+Used by the tests, the benchmark and `rtalign demo`, so nothing depends on a camera or on
+video files that would have to ship with the package.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+ASSET = Path(__file__).resolve().parent / "assets" / "astronaut.jpg"
+
+
+def smooth_similarity_path(n: int, seed: int = 0, amplitude: float = 1.0) -> np.ndarray:
+    """(n, 4) per-frame [dx, dy, scale, angle_deg]: slow random sinusoids, like a head drifting and nodding."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)[:, None]
+    periods = rng.uniform(60, 150, (1, 4))
+    phases = rng.uniform(0, 2 * np.pi, (1, 4))
+    amp = np.array([[0.12, 0.06, 0.08, 8.0]]) * amplitude
+    wave = np.sin(2 * np.pi * t / periods + phases) - np.sin(phases)   # starts at rest
+    path = wave * amp
+    path[:, 2] += 1.0
+    return path
+
+
+def similarity(centre, dx, dy, scale, angle_deg) -> np.ndarray:
+    """2x3 affine: rotate/scale about `centre`, then shift by (dx, dy) pixels."""
+    m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(angle_deg), float(scale))
+    m[:, 2] += (dx, dy)
+    return m
+
+
+def render_face_frames(face: np.ndarray, size: tuple[int, int], path: np.ndarray, background: int = 90):
+    """Yield (frame, affine) with `face` placed in the middle of a `size` frame and moved along `path`.
+
+    `path` rows are [dx, dy, scale, angle] with dx, dy in units of the frame height.
+    """
+    w, h = size
+    fh, fw = face.shape[:2]
+    base = np.array([[1.0, 0, (w - fw) / 2], [0, 1.0, (h - fh) / 2]])
+    centre = (w / 2, h / 2)
+    for dx, dy, scale, angle in path:
+        move = similarity(centre, dx * h, dy * h, scale, angle)
+        m = np.vstack([move, [0, 0, 1]]) @ np.vstack([base, [0, 0, 1]])
+        frame = cv2.warpAffine(face, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                               borderValue=(background,) * 3)
+        yield frame, m[:2]
+
+
+def write_clip(path, frames, fps: float = 30.0, audio: bool = True, crf: int = 18) -> int:
+    """Encode BGR frames (all one size) as H.264 (+ a 440 Hz AAC tone). Returns the frame count."""
+    fps_q = Fraction(fps).limit_denominator(1001)
+    out = av.open(str(path), "w")
+    video = None
+    n = 0
+    for frame in frames:
+        if video is None:
+            video = out.add_stream("libx264", rate=fps_q)
+            video.height, video.width = frame.shape[:2]
+            video.pix_fmt = "yuv420p"
+            video.options = {"preset": "veryfast", "crf": str(crf)}
+            sound = out.add_stream("aac", rate=44100) if audio else None
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
+        vf.pts = n
+        out.mux(video.encode(vf))
+        n += 1
+    out.mux(video.encode())
+    if audio:
+        t = np.arange(int(44100 * n / float(fps_q))) / 44100
+        samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+        for k in range(0, samples.shape[1], 1024):
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, k:k + 1024]), format="fltp", layout="mono")
+            af.sample_rate, af.pts = 44100, k
+            out.mux(sound.encode(af))
+        out.mux(sound.encode())
+    out.close()
+    return n
+
+
+def demo_clip(path, n_frames: int = 90, size=(1280, 720), fps: float = 30.0, seed: int = 0, audio: bool = True) -> int:
+    """The shipped portrait drifting smoothly in a 720p frame, written to `path`."""
+    face = cv2.imread(str(ASSET))
+    frames = (f for f, _ in render_face_frames(face, size, smooth_similarity_path(n_frames, seed)))
+    return write_clip(path, frames, fps, audio)

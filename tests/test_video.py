@@ -1,0 +1,131 @@
+"""`rtalign video` end to end on generated clips: counts, rate, audio, landmarks, and every failure mode."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rtalign.cli import main
+from rtalign.pipeline import build_tracker, process_video
+from rtalign.synth import demo_clip
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def probe(path):
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        n = sum(1 for _ in c.decode(v))
+        return n, v.average_rate, len(c.streams.audio), v.codec_context.name
+
+
+def test_output_keeps_frame_count_rate_and_audio_and_every_frame_has_a_face(face_clip, tmp_path):
+    out = tmp_path / "out.mp4"
+    stats = process_video(face_clip, out, tracker=build_tracker("resnet"), draw="mesh")
+    n, rate, n_audio, codec = probe(out)
+    assert (n, rate, n_audio, codec) == (45, 30, 1, "h264")
+    assert stats.frames_with_faces == 45
+    assert stats.detector_runs <= 0.1 * 45 + 1
+    assert not list(tmp_path.glob(".out*"))             # no temporary file left behind
+
+
+def test_cli_video_with_lip_colour_and_stats(face_clip, tmp_path):
+    out = tmp_path / "lips.mkv"
+    result = run("video", face_clip, out, "--lip-color", "crimson", "--stats", "--smooth", "none", "--model", "cnn")
+    assert result.exit_code == 0, result.output
+    assert "45 frames" in result.output and "per-stage median ms" in result.output
+    assert probe(out)[:3] == (45, 30, 1)
+
+
+def test_a_non_integer_frame_rate_is_kept_exactly(tmp_path):
+    clip = tmp_path / "ntsc.mp4"
+    demo_clip(clip, n_frames=12, size=(320, 240), fps=30000 / 1001, audio=False)
+    out = tmp_path / "o.mp4"
+    process_video(clip, out, tracker=build_tracker("cnn"))
+    n, rate, n_audio, _ = probe(out)
+    assert (n, n_audio) == (12, 0)
+    assert rate == Fraction(30000, 1001)
+
+
+def assert_clean_error(result, text):
+    assert result.exit_code == 1, result.output
+    assert text in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_input(tmp_path):
+    assert_clean_error(run("video", tmp_path / "none.mp4", tmp_path / "o.mp4"), "no such video file")
+
+
+def test_not_a_video(tmp_path):
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("definitely not a video")
+    assert_clean_error(run("video", fake, tmp_path / "o.mp4"), "cannot read video")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_truncated_video_is_refused_and_leaves_nothing(face_clip, tmp_path):
+    cut = tmp_path / "cut.mp4"
+    data = face_clip.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    result = run("video", cut, tmp_path / "o.mp4")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "o.mp4").exists()
+    assert cut.read_bytes() == data[: len(data) // 2]
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path):
+    path = tmp_path / "tone.m4a"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("aac", rate=44100)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 44100, 0
+        out.mux(s.encode(frame))
+        out.mux(s.encode())
+    assert_clean_error(run("video", path, tmp_path / "o.mp4"), "has no video stream")
+
+
+def test_zero_frames(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    out = av.open(str(empty), "w")
+    v = out.add_stream("libx264", rate=30)
+    v.width, v.height, v.pix_fmt = 64, 64, "yuv420p"
+    out.start_encoding()
+    out.close()
+    result = run("video", empty, tmp_path / "o.mp4")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    # FFmpeg drops a video track without samples, so this reads as "no video stream"
+    assert "no video stream" in result.output or "no frames" in result.output
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_output_equal_to_input_and_unwritable_output(face_clip, tmp_path):
+    before = face_clip.read_bytes()
+    assert_clean_error(run("video", face_clip, face_clip), "is the input")
+    assert face_clip.read_bytes() == before
+    assert_clean_error(run("video", face_clip, tmp_path / "no" / "such" / "dir.mp4"), "output folder does not exist")
+
+
+def test_sigterm_stops_quickly_and_leaves_a_playable_partial_output(tmp_path):
+    clip = tmp_path / "long.mp4"
+    demo_clip(clip, n_frames=600, size=(640, 360), audio=True)
+    out = tmp_path / "partial.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "rtalign.cli", "video", str(clip), str(out), "--model", "cnn"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)                                   # imports + model load + some frames
+    assert proc.poll() is None, proc.communicate()
+    t0 = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert time.perf_counter() - t0 < 1.5
+    assert proc.returncode == 130 and "interrupted" in err
+    n, rate, n_audio, _ = probe(out)
+    assert 0 < n < 600 and rate == 30 and n_audio == 1
