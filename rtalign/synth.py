@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 
 ASSET = Path(__file__).resolve().parent / "assets" / "astronaut.jpg"
+#: Centre and side (pixels) of the face in ASSET: the demo puts this centre mid-frame.
+ASSET_FACE = ((225.0, 126.0), 85.0)
 
 
 def smooth_similarity_path(n: int, seed: int = 0, amplitude: float = 1.0) -> np.ndarray:
@@ -35,14 +37,17 @@ def similarity(centre, dx, dy, scale, angle_deg) -> np.ndarray:
     return m
 
 
-def render_face_frames(face: np.ndarray, size: tuple[int, int], path: np.ndarray, background: int = 90):
-    """Yield (frame, affine) with `face` placed in the middle of a `size` frame and moved along `path`.
+def render_face_frames(face: np.ndarray, size: tuple[int, int], path: np.ndarray, anchor=None,
+                       zoom: float = 1.0, background: int = 90):
+    """Yield (frame, affine) with `face` zoomed, its point `anchor` put mid-frame, then moved along `path`.
 
-    `path` rows are [dx, dy, scale, angle] with dx, dy in units of the frame height.
+    `path` rows are [dx, dy, scale, angle] with dx, dy in units of the frame height; the affine
+    maps `face` pixels to frame pixels (so known points can be carried along).
     """
     w, h = size
     fh, fw = face.shape[:2]
-    base = np.array([[1.0, 0, (w - fw) / 2], [0, 1.0, (h - fh) / 2]])
+    ax, ay = anchor if anchor is not None else ((fw - 1) / 2, (fh - 1) / 2)
+    base = np.array([[zoom, 0, (w - 1) / 2 - zoom * ax], [0, zoom, (h - 1) / 2 - zoom * ay]])
     centre = (w / 2, h / 2)
     for dx, dy, scale, angle in path:
         move = similarity(centre, dx * h, dy * h, scale, angle)
@@ -50,6 +55,12 @@ def render_face_frames(face: np.ndarray, size: tuple[int, int], path: np.ndarray
         frame = cv2.warpAffine(face, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                borderValue=(background,) * 3)
         yield frame, m[:2]
+
+
+def asset_frames(size: tuple[int, int], path: np.ndarray, face_height: float = 0.3):
+    """`render_face_frames` of the shipped portrait, its face centred and `face_height` × the frame height."""
+    (cx, cy), side = ASSET_FACE
+    return render_face_frames(cv2.imread(str(ASSET)), size, path, anchor=(cx, cy), zoom=face_height * size[1] / side)
 
 
 def write_clip(path, frames, fps: float = 30.0, audio: bool = True, crf: int = 18) -> int:
@@ -83,7 +94,6 @@ def write_clip(path, frames, fps: float = 30.0, audio: bool = True, crf: int = 1
 
 
 def demo_clip(path, n_frames: int = 90, size=(1280, 720), fps: float = 30.0, seed: int = 0, audio: bool = True) -> int:
-    """The shipped portrait drifting smoothly in a 720p frame, written to `path`."""
-    face = cv2.imread(str(ASSET))
-    frames = (f for f, _ in render_face_frames(face, size, smooth_similarity_path(n_frames, seed)))
+    """The shipped portrait drifting smoothly, its face about a third of the frame height, written to `path`."""
+    frames = (f for f, _ in asset_frames(size, smooth_similarity_path(n_frames, seed)))
     return write_clip(path, frames, fps, audio)

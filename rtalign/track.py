@@ -22,7 +22,7 @@ class TrackerOptions:
     far from a face (see landmarks.shape_residual) is lost. min_face: smallest face, pixels."""
     max_faces: int = 4
     redetect_every: int = 30
-    min_score: float = 0.3
+    min_score: float = 0.55
     max_residual: float = 0.5
     min_face: float = 24.0
 

@@ -91,6 +91,14 @@ class ResNetPIP(nn.Module):
         pts = own * self.vote_self[None, :, None] + torch.einsum("jk,nkc->njc", self.vote_nb, nbv)
         return pts * self.stride - 0.5
 
+    def presence(self, cls, off, nb):
+        """(N,) face-presence score: mean over landmarks of the peak cell probability.
+
+        On a face every landmark's cell is unambiguous (near 1); on background or a badly
+        placed box the distributions are diffuse, which is how a tracker notices a lost face.
+        """
+        return cls.softmax(-1).amax(-1).mean(-1)
+
 
 class SmallCNN(nn.Module):
     """The study's small CNN (3 conv + 2 max-pool + dense), with batch norm and a hidden dense layer.
@@ -119,11 +127,15 @@ class SmallCNN(nn.Module):
 
 
 class Exported(nn.Module):
-    """Backbone + decode as one graph: what goes into the ONNX file."""
+    """Backbone + decode (+ presence score when the head has one) as one graph: what goes into the ONNX file."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
+        self.outputs = ["points", "score"] if hasattr(net, "presence") else ["points"]
 
     def forward(self, x):
-        return self.net.decode(*self.net(x))
+        out = self.net(x)
+        if hasattr(self.net, "presence"):
+            return self.net.decode(*out), self.net.presence(*out)
+        return self.net.decode(*out)

@@ -80,7 +80,7 @@ def evaluate(net, faces, args) -> dict:
                            for img, pts in zip(faces.images, faces.points)))
     with torch.no_grad():
         x = torch.from_numpy(normalize(np.stack(crops))[:, None])
-        pred = torch.cat([Exported(net)(x[i:i + 64]) for i in range(0, len(x), 64)]).numpy()
+        pred = torch.cat([net.decode(*net(x[i:i + 64])) for i in range(0, len(x), 64)]).numpy()
     inv = np.stack([invert_affine(m) for m in affines])
     net.train()
     return summarize(faces.points, apply_affine(inv, pred))
@@ -89,8 +89,10 @@ def evaluate(net, faces, args) -> dict:
 def export(net, args, path: Path, extra: dict) -> None:
     net.eval()
     x = torch.zeros(1, 1, args.input_size, args.input_size)
-    torch.onnx.export(Exported(net), x, str(path), input_names=["image"], output_names=["points"],
-                      dynamic_axes={"image": {0: "n"}, "points": {0: "n"}}, opset_version=17, dynamo=False)
+    graph = Exported(net)
+    torch.onnx.export(graph, x, str(path), input_names=["image"], output_names=graph.outputs,
+                      dynamic_axes={name: {0: "n"} for name in ["image", *graph.outputs]},
+                      opset_version=17, dynamo=False)
     model = onnx.load(str(path))
     meta = {"rtalign.arch": args.arch, "rtalign.input_size": args.input_size,
             "rtalign.crop_scale": args.crop_scale, "rtalign.color": "gray",
@@ -116,6 +118,8 @@ def main():
     ap.add_argument("--rotation", type=float, default=30.0, help="augmentation: max in-plane rotation, degrees")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--export-only", action="store_true",
+                    help="no training: export the checkpoint beside --out (e.g. after a change to the exported graph)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -134,6 +138,14 @@ def main():
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     ckpt = args.out.with_suffix(".ckpt")
     elapsed, epoch = 0.0, 0
+    if args.export_only:
+        state = torch.load(ckpt, weights_only=False)  # our own training checkpoint, never a shipped file
+        net.load_state_dict(state["net"])
+        final = evaluate(net, test, args)
+        log.info("checkpoint of epoch %d, %.1f min: %s", state["epoch"], state["elapsed"] / 60, final)
+        export(net, args, args.out, {"rtalign.epochs": state["epoch"],
+                                     "rtalign.train_minutes": round(state["elapsed"] / 60, 1)})
+        return
     if args.resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=True)
         net.load_state_dict(state["net"]); opt.load_state_dict(state["opt"])
@@ -150,7 +162,7 @@ def main():
         while (item := q.get()) is not None:
             frac = min((time.time() - t0) / budget, 1.0)
             for g in opt.param_groups:
-                g["lr"] = args.lr * 0.5 * (1 + np.cos(np.pi * frac))
+                g["lr"] = float(args.lr * 0.5 * (1 + np.cos(np.pi * frac)))
             x, pts = item
             loss = loss_fn(net, net(x.contiguous(memory_format=torch.channels_last)), pts)
             opt.zero_grad(set_to_none=True)

@@ -1,0 +1,77 @@
+"""The tracker as a plain object (no threads): acquisition, steady-state tracking, loss, ids."""
+import numpy as np
+import pytest
+
+from rtalign.detect import HaarDetector
+from rtalign.landmarks import interocular
+from rtalign.models import load_model
+from rtalign.synth import asset_frames, smooth_similarity_path
+from rtalign.track import FaceTracker, TrackerOptions
+from rtalign.types import Frame
+
+
+class CountingDetector(HaarDetector):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def detect(self, frame):
+        self.calls += 1
+        return super().detect(frame)
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    return load_model("resnet")
+
+
+def frames_for(path, size=(640, 360)):
+    for i, (img, m) in enumerate(asset_frames(size, path)):
+        yield Frame(img, i / 30.0, i), m
+
+
+def test_steady_state_tracks_from_landmarks_with_few_detector_runs(resnet):
+    det = CountingDetector()
+    tracker = FaceTracker(resnet, det, TrackerOptions(max_faces=2, redetect_every=30))
+    ids = []
+    for frame, _ in frames_for(smooth_similarity_path(90, seed=3)):
+        faces = tracker.update(frame)
+        assert len(faces) == 1
+        ids.append(int(faces.track_id[0]))
+    assert set(ids) == {ids[0]}                         # one stable id
+    assert det.calls <= 9                                # ≤ 10 % of 90 frames
+    assert tracker.detector_runs == det.calls
+
+
+def test_tracked_points_follow_the_true_motion(resnet):
+    """Points found on frame 0, carried by the known warp, must match what the tracker reports later."""
+    tracker = FaceTracker(resnet, HaarDetector(), smoothing=None)
+    frames = list(frames_for(smooth_similarity_path(60, seed=5)))
+    first = tracker.update(frames[0][0]).xy[0]
+    m0 = np.vstack([frames[0][1], [0, 0, 1]])
+    errors = []
+    for frame, m in frames[1:]:
+        expected = (first @ np.linalg.inv(m0)[:2, :2].T + np.linalg.inv(m0)[:2, 2]) @ m[:, :2].T + m[:, 2]
+        got = tracker.update(frame).xy[0]
+        errors.append(np.linalg.norm(got - expected, axis=1).mean() / interocular(expected))
+    assert np.median(errors) < 0.03
+
+
+def test_a_face_that_leaves_is_dropped_and_reacquired_with_a_new_id(resnet):
+    n = 120
+    path = np.tile([0.0, 0.0, 1.0, 0.0], (n, 1))
+    path[30:90, 0] = 2.5                                 # out of the frame for 2 s
+    tracker = FaceTracker(resnet, HaarDetector())
+    counts, ids = [], []
+    for frame, _ in frames_for(path):
+        faces = tracker.update(frame)
+        counts.append(len(faces))
+        ids.extend(faces.track_id.tolist())
+    assert all(c == 1 for c in counts[:30]) and all(c == 0 for c in counts[31:90])
+    assert all(c == 1 for c in counts[91:])
+    assert len(set(ids)) == 2
+
+
+def test_options_are_validated():
+    with pytest.raises(ValueError):
+        TrackerOptions(max_faces=0)
