@@ -220,5 +220,31 @@ def _parse_address(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+@main.command("bench")
+@click.option("--models", default="resnet,cnn", show_default=True, help="comma-separated model names")
+@click.option("--peers", default="dlib", show_default=True, help="comma-separated peers ('' for none)")
+@click.option("--quick", is_flag=True, help="a reduced run (≤ 2 min) for CI")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
+@click.option("--json", "json_path", type=click.Path(), default=None, help="also write the rows as JSON")
+@click.option("--out", "out_dir", type=click.Path(), default="benchmarks", show_default=True,
+              help="folder for RESULTS.md and the CED plot")
+def bench_cmd(models, peers, quick, device, json_path, out_dir):
+    """Accuracy, speed, pipeline FPS, latency and jitter per model, dlib beside them."""
+    from pathlib import Path
+    from .bench import BenchOptions, run_bench
+    from .bench.report import markdown_table, plot_ced, write_json, write_results
+
+    opts = BenchOptions(models=tuple(m for m in models.split(",") if m), peers=tuple(p for p in peers.split(",") if p),
+                        quick=quick, device=device)
+    rows, curves = run_bench(opts, progress=lambda msg: click.echo(f"bench: {msg}", err=True))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot = "ced.png" if plot_ced(out / "ced.png", curves) else None
+    write_results(out / "RESULTS.md", rows, "rtalign " + " ".join(sys.argv[1:]), plot, quick)
+    if json_path:
+        write_json(Path(json_path), rows)
+    click.echo(markdown_table(rows))
+
+
 if __name__ == "__main__":
     main()

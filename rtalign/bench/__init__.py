@@ -1,0 +1,120 @@
+"""`rtalign bench`: accuracy, speed, pipeline throughput, latency and temporal stability per model,
+with dlib measured beside them in the same run."""
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data import data_root, list_samples, read_image
+from ..detect import HaarDetector
+from ..evaluate import predict_samples, time_per_face
+from ..landmarks import landmark_box
+from ..metrics import nme_per_face, summarize
+from ..models import load_model
+from ..pipeline import process_video, run_live
+from ..smoothing import OneEuroOptions
+from ..synth import write_clip
+from ..track import FaceTracker
+from ..types import FaceLandmarks
+from .peers import DlibPeer, DlibTracker, dlib_unavailable
+from .stability import face_frames, stability
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """quick: a reduced run for CI (every 8th test face, short clips, 3 stability faces)."""
+    models: tuple = ("resnet", "cnn")
+    peers: tuple = ("dlib",)
+    quick: bool = False
+    device: str = "cpu"
+    data: Path = field(default_factory=lambda: data_root() / "test_common")
+
+    @property
+    def sizes(self) -> dict:
+        return (dict(face_step=8, clip_frames=60, stab_faces=3, stab_frames=30) if self.quick else
+                dict(face_step=1, clip_frames=300, stab_faces=20, stab_frames=60))
+
+
+class _NoLandmarks:
+    """A tracker that finds nothing: the decode + encode ceiling of the pipeline."""
+    detector_runs = 0
+
+    def update(self, frame):
+        return FaceLandmarks.empty()
+
+
+def _pipeline(clip: Path, tracker_factory, workdir: Path) -> dict:
+    out = workdir / "out.mp4"
+    fps = process_video(clip, out, tracker=tracker_factory(), draw="points").fps
+    live = run_live(str(clip), tracker=tracker_factory(), draw="points", window=False).summary()
+    return {"pipeline_fps": fps, "latency_ms_p50": live["latency_ms_p50"], "latency_ms_p95": live["latency_ms_p95"]}
+
+
+def _stability_pair(make_tracker, samples, frames) -> dict:
+    raw = stability(lambda: make_tracker(None), samples, frames)
+    smooth = stability(lambda: make_tracker(OneEuroOptions()), samples, frames)
+    return {**smooth, **{f"{k}_raw": v for k, v in raw.items()}}
+
+
+def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict], dict]:
+    """Measure every model and peer; returns (rows, curves) where curves maps name → per-face NME."""
+    sz = opts.sizes
+    samples = list_samples(opts.data)[:: sz["face_step"]]
+    images = [read_image(s.image) for s in samples]
+    stab_samples = samples[:: max(1, len(samples) // sz["stab_faces"])][: sz["stab_faces"]]
+    rows, curves = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        clip = work / "clip.mp4"
+        write_clip(clip, (f for f, _ in face_frames(samples[0], sz["clip_frames"], True, seed=0,
+                                                     size=(1280, 720), face_height=0.35)), audio=True)
+        progress("codec ceiling")
+        codec_fps = process_video(clip, work / "codec.mp4", tracker=_NoLandmarks(), draw="none").fps
+
+        for name in opts.models:
+            progress(f"{name}: accuracy")
+            model = load_model(name, opts.device, threads=2)
+            gt, pred = predict_samples(model, samples)
+            row = {"name": name, **summarize(gt, pred)}
+            curves[name] = nme_per_face(gt, pred)
+            progress(f"{name}: speed")
+            box = landmark_box(samples[0].points)
+            row["ms_per_face_2t"] = time_per_face(model, images[0], box)
+            row["ms_per_face_1t"] = time_per_face(load_model(name, opts.device, threads=1), images[0], box)
+            progress(f"{name}: pipeline")
+            make = lambda smoothing=OneEuroOptions(): FaceTracker(model, HaarDetector(), smoothing=smoothing)
+            row.update(_pipeline(clip, make, work), codec_fps=codec_fps)
+            progress(f"{name}: stability")
+            row.update(_stability_pair(make, stab_samples, sz["stab_frames"]))
+            rows.append(row)
+
+        for peer in opts.peers:
+            why = dlib_unavailable() if peer == "dlib" else f"unknown peer {peer!r}"
+            if why:
+                log.warning("skipping peer %s: %s", peer, why)
+                rows.append({"name": peer, "skipped": why})
+                continue
+            progress("dlib: accuracy")
+            dl = DlibPeer()
+            train = list_samples(opts.data.parent / "train")[::12]
+            dl.calibrate(train, [read_image(s.image) for s in train])
+            found = [dl.predict_with_own_detector(img, landmark_box(s.points)) for s, img in zip(samples, images)]
+            gt, pred = np.stack([s.points for s in samples]), np.stack([p for p, _ in found])
+            row = {"name": "dlib", **summarize(gt, pred), "detector_misses": sum(not ok for _, ok in found)}
+            curves["dlib"] = nme_per_face(gt, pred)
+            progress("dlib: speed")
+            box = landmark_box(samples[0].points)
+            row["ms_per_face_1t"] = row["ms_per_face_2t"] = time_per_face(dl, images[0], box)
+            progress("dlib: pipeline")
+            row.update(_pipeline(clip, lambda: DlibTracker(dl), work), codec_fps=codec_fps)
+            progress("dlib: stability")
+            native = stability(lambda: DlibTracker(dl), stab_samples, sz["stab_frames"])  # dlib has no smoothing
+            row.update(native, **{f"{k}_raw": v for k, v in native.items()})
+            rows.append(row)
+    return rows, curves

@@ -1,0 +1,48 @@
+"""The benchmark: the jitter metric on hand-made tracks, and a real quick run of the command."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rtalign.bench.stability import jitter
+from rtalign.cli import main
+
+
+def truth_track(n=10):
+    g = np.zeros((n, 68, 2))
+    g[:, :, 0] = np.linspace(0, 67, 68)
+    g[:, 36] = [0.0, 0.0]
+    g[:, 45] = [50.0, 0.0]                               # inter-ocular 50 px
+    g += np.arange(n)[:, None, None] * np.array([2.0, 0.0])   # moving right 2 px per frame
+    return g
+
+
+def test_a_tracker_that_follows_exactly_has_zero_excess_jitter():
+    g = truth_track()
+    raw, excess = jitter(g + 3.0, g)                    # constant offset: wrong, but not jittery
+    assert raw == pytest.approx(2.0 / 50 * 100)         # it moves 2 px per frame = 4 % IO
+    assert excess == pytest.approx(0.0)
+
+
+def test_alternating_error_counts_fully():
+    g = truth_track()
+    p = g.copy()
+    p[::2, :, 1] += 1.0                                  # every other frame 1 px down: 1 px change each step
+    _, excess = jitter(p, g)
+    assert excess == pytest.approx(1.0 / 50 * 100)
+
+
+def test_quick_bench_writes_table_json_and_results(tmp_path):
+    out, js = tmp_path / "b", tmp_path / "b.json"
+    result = CliRunner().invoke(main, ["bench", "--quick", "--models", "cnn", "--peers", "",
+                                       "--out", str(out), "--json", str(js)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(js.read_text())
+    keys = {"name", "nme", "mse256", "fr10", "auc10", "ms_per_face_1t", "ms_per_face_2t", "pipeline_fps",
+            "codec_fps", "latency_ms_p50", "static_jitter", "motion_jitter", "motion_nme"}
+    assert rows[0]["name"] == "cnn" and keys <= rows[0].keys()
+    assert all(isinstance(rows[0][k], float) and rows[0][k] > 0 for k in keys - {"name"})
+    text = (out / "RESULTS.md").read_text()
+    assert "Machine:" in text and "rtalign bench --quick" in text and "| NME % |" in text
+    assert (out / "ced.png").stat().st_size > 1000
