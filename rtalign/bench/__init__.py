@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,13 +63,46 @@ def _stability_pair(make_tracker, samples, frames) -> dict:
     return {**smooth, **{f"{k}_raw": v for k, v in raw.items()}}
 
 
-def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict], dict]:
-    """Measure every model and peer; returns (rows, curves) where curves maps name → per-face NME."""
+def time_effects(samples, runs: int = 50) -> float:
+    """Median ms for lips + irises on one face in a 1280x720 frame, one OpenCV thread.
+
+    Each test face (its ground-truth points) is scaled to a typical webcam size (face box ≈ 250 px).
+    """
+    import cv2
+    from ..effects import recolor_irises, recolor_lips
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    times = []
+    try:
+        for s in samples:
+            box = landmark_box(s.points)
+            k = 250.0 / max(box[2] - box[0], box[3] - box[1])
+            face = cv2.resize(read_image(s.image), None, fx=k, fy=k)
+            frame = np.zeros((720, 1280, 3), np.uint8)
+            h, w = min(face.shape[0], 720), min(face.shape[1], 1280)
+            frame[:h, :w] = face[:h, :w]
+            pts = (s.points + 0.5) * k - 0.5
+            for _ in range(runs):
+                scene = frame.copy()
+                t0 = time.perf_counter()
+                recolor_lips(scene, pts, "crimson", 0.7)
+                recolor_irises(scene, pts, "dodgerblue", 0.7)
+                times.append(time.perf_counter() - t0)
+    finally:
+        cv2.setNumThreads(threads)
+    return float(np.median(times) * 1000)
+
+
+def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict], dict, dict]:
+    """Measure every model and peer; returns (rows, curves, extras): curves maps name → per-face NME,
+    extras holds model-independent figures (the colour effects' speed)."""
     sz = opts.sizes
     samples = list_samples(opts.data)[:: sz["face_step"]]
     images = [read_image(s.image) for s in samples]
     stab_samples = samples[:: max(1, len(samples) // sz["stab_faces"])][: sz["stab_faces"]]
     rows, curves = [], {}
+    progress("effects speed")
+    extras = {"effects_ms_per_face_1t": time_effects(stab_samples)}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         clip = work / "clip.mp4"
@@ -117,4 +151,4 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
             native = stability(lambda: DlibTracker(dl), stab_samples, sz["stab_frames"])  # dlib has no smoothing
             row.update(native, **{f"{k}_raw": v for k, v in native.items()})
             rows.append(row)
-    return rows, curves
+    return rows, curves, extras
