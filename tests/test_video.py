@@ -56,7 +56,7 @@ def test_a_non_integer_frame_rate_is_kept_exactly(tmp_path):
 
 
 def assert_clean_error(result, text):
-    assert result.exit_code == 1, result.output
+    assert result.exit_code in (1, 2), result.output      # 2: click's own usage errors
     assert text in result.output
     assert "Traceback" not in result.output
 
@@ -129,3 +129,22 @@ def test_sigterm_stops_quickly_and_leaves_a_playable_partial_output(tmp_path):
     assert proc.returncode == 130 and "interrupted" in err
     n, rate, n_audio, _ = probe(out)
     assert 0 < n < 600 and rate == 30 and n_audio == 1
+
+
+def test_demo_command_runs_without_camera_or_data(tmp_path):
+    out = tmp_path / "demo.mp4"
+    result = run("demo", out, "--model", "cnn")
+    assert result.exit_code == 0, result.output
+    assert "150 frames, face found on 150" in result.output
+    assert probe(out)[:3] == (150, 30, 1)
+
+
+def test_webcam_command_on_a_file_played_live(face_clip):
+    result = run("webcam", "--camera", face_clip, "--no-window", "--stats", "--model", "cnn", "--lip-color", "red")
+    assert result.exit_code == 0, result.output
+    assert "latency p50" in result.output
+
+
+def test_webcam_errors(face_clip):
+    assert_clean_error(run("webcam", "--camera", "7", "--no-window"), "no camera at index 7")
+    assert_clean_error(run("webcam", "--camera", face_clip, "--no-window", "--serve", "127.0.0.1:99999"), "HOST:PORT")
