@@ -118,6 +118,7 @@ class SmallCNN(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2),
                                   nn.Linear(width * 4 * side * side, hidden), nn.ReLU(inplace=True),
                                   nn.Linear(hidden, N_POINTS * 2))
+        nn.init.constant_(self.head[-1].bias, 0.5)  # start every point at the crop centre
 
     def forward(self, x):
         return (self.head(self.features(x)).reshape(-1, N_POINTS, 2),)

@@ -1,0 +1,67 @@
+"""Choose the One Euro defaults by measurement, on the bench's stability clips.
+
+    python -m train.tune_smoothing --model resnet
+
+Smoothing only post-processes the tracker's output (boxes follow the raw landmarks), so the raw
+tracks are recorded once and every (min_cutoff, beta) pair is replayed on them. Prints the grid
+and the setting with the least static jitter whose motion NME rises by at most --max-rise.
+"""
+import argparse
+
+import numpy as np
+
+from rtalign.bench.stability import FPS, jitter, make_clip, track_clip
+from rtalign.data import data_root, list_samples
+from rtalign.detect import HaarDetector
+from rtalign.landmarks import interocular
+from rtalign.models import load_model
+from rtalign.smoothing import OneEuroFilter, OneEuroOptions
+from rtalign.track import FaceTracker
+
+
+def smooth_track(pred, truth, opts):
+    f = OneEuroFilter(opts)
+    return np.stack([f.update(p, i / FPS, float(interocular(p))) for i, p in enumerate(pred)])
+
+
+def nme(pred, truth):
+    return float((np.linalg.norm(pred - truth, axis=2).mean(1) / interocular(truth)).mean() * 100)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="resnet")
+    ap.add_argument("--faces", type=int, default=20)
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--max-rise", type=float, default=0.05, help="allowed relative rise of motion NME")
+    args = ap.parse_args()
+    model = load_model(args.model)
+    samples = list_samples(data_root() / "test_common")
+    samples = samples[:: len(samples) // args.faces][: args.faces]
+    tracks = {False: [], True: []}
+    for k, s in enumerate(samples):
+        for moving in (False, True):
+            clip = make_clip(s, args.frames, moving, seed=k)
+            pred = track_clip(lambda: FaceTracker(model, HaarDetector(), smoothing=None), clip)
+            if pred is not None:
+                tracks[moving].append((pred, clip.truth))
+    base = np.mean([nme(p, g) for p, g in tracks[True]])
+    print(f"raw: static jitter {np.mean([jitter(p, g)[0] for p, g in tracks[False]]):.3f}, motion NME {base:.3f}")
+    best = None
+    for min_cutoff in (0.1, 0.2, 0.3, 0.5, 1.0, 2.0):
+        for beta in (0.0, 1.0, 3.0, 10.0, 30.0, 100.0):
+            o = OneEuroOptions(min_cutoff, beta)
+            static = np.mean([jitter(smooth_track(p, g, o), g)[0] for p, g in tracks[False]])
+            moved = [smooth_track(p, g, o) for p, g in tracks[True]]
+            motion_nme = np.mean([nme(m, g) for m, (_, g) in zip(moved, tracks[True])])
+            motion_jit = np.mean([jitter(m, g)[1] for m, (_, g) in zip(moved, tracks[True])])
+            ok = motion_nme <= base * (1 + args.max_rise)
+            print(f"min_cutoff {min_cutoff:4} beta {beta:5}: static {static:.3f} motion jitter {motion_jit:.3f} "
+                  f"motion NME {motion_nme:.3f}{'' if ok else '  (too much lag)'}")
+            if ok and (best is None or static < best[0]):
+                best = (static, min_cutoff, beta)
+    print(f"choice: min_cutoff {best[1]}, beta {best[2]} (static jitter {best[0]:.3f})")
+
+
+if __name__ == "__main__":
+    main()
