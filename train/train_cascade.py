@@ -70,14 +70,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--stages", type=int, default=6)
-    ap.add_argument("--trees", type=int, default=40)
+    ap.add_argument("--trees", type=int, default=30)
     ap.add_argument("--depth", type=int, default=10)
     ap.add_argument("--min-leaf", type=int, default=6)
     ap.add_argument("--pixels", type=int, default=400)
     ap.add_argument("--pairs", type=int, default=600)
     ap.add_argument("--components", type=int, default=16)
-    ap.add_argument("--starts", type=int, default=10, help="initial shapes per face")
+    ap.add_argument("--max-features", type=float, default=0.1, help="share of features tried per split")
+    ap.add_argument("--starts", type=int, default=6, help="initial shapes per face")
     ap.add_argument("--radius", type=float, default=0.45, help="first stage's pixel radius (inter-ocular units)")
+    ap.add_argument("--decay", type=float, default=0.75, help="pixel radius factor from one stage to the next")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="use only this many training faces (quick runs)")
     ap.add_argument("--seed", type=int, default=0)
@@ -114,7 +116,7 @@ def main():
     model = {k: [] for k in ("anchor", "offset", "pair", "basis", "basis_mean", "stage_trees")}
     trees = []
     for stage in range(args.stages):
-        radius = args.radius * 0.7 ** stage
+        radius = args.radius * args.decay ** stage
         anchor, offset, pair = sample_pixels(rng, args.pixels, args.pairs, radius)
         X = np.empty((len(shapes), args.pairs), np.float32)
         for n in range(len(shapes)):
@@ -124,7 +126,7 @@ def main():
         _, _, vt = np.linalg.svd(R - mu, full_matrices=False)
         basis = vt[: args.components]
         forest = RandomForestRegressor(n_estimators=args.trees, max_depth=args.depth, min_samples_leaf=args.min_leaf,
-                                       max_features=0.3, oob_score=True, n_jobs=args.jobs, random_state=args.seed + stage)
+                                       max_features=args.max_features, oob_score=True, n_jobs=args.jobs, random_state=args.seed + stage)
         forest.fit(X, (R - mu) @ basis.T)
         oob = np.nan_to_num(forest.oob_prediction_)
         apply_delta(mean, shapes, mu + oob @ basis)

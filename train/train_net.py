@@ -42,7 +42,7 @@ def mean_shape_neighbours(points: np.ndarray, k: int) -> np.ndarray:
 def batches(faces, args, rng_seed: int, out: queue.Queue):
     """Producer thread: endless augmented batches (cv2 releases the GIL, so this overlaps training)."""
     rng = np.random.default_rng(rng_seed)
-    cfg = AugmentConfig(rotation_deg=args.rotation)
+    cfg = AugmentConfig(rotation_deg=args.rotation, shift=args.box_shift, scale=tuple(args.box_scale))
     n = len(faces.images)
     while True:
         order = rng.permutation(n)
@@ -116,6 +116,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=10, help="epochs between test_common evaluations")
     ap.add_argument("--rotation", type=float, default=30.0, help="augmentation: max in-plane rotation, degrees")
+    ap.add_argument("--box-shift", type=float, default=AugmentConfig.shift,
+                    help="augmentation: max box shift, share of the crop side")
+    ap.add_argument("--box-scale", type=float, nargs=2, default=AugmentConfig.scale, metavar=("MIN", "MAX"),
+                    help="augmentation: range of the crop-size multiplier")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--export-only", action="store_true",
