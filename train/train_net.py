@@ -69,8 +69,12 @@ def pip_loss(net: ResNetPIP, outputs, pts: torch.Tensor) -> torch.Tensor:
             + F.l1_loss(off_p, off_t) + F.l1_loss(nb_p, nb_t))
 
 
-def cnn_loss(net: SmallCNN, outputs, pts: torch.Tensor) -> torch.Tensor:
-    return F.l1_loss(outputs[0], (pts + 0.5) / net.input_size)
+def cnn_loss(net: SmallCNN, outputs, pts: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
+    """Cross-entropy of each coordinate's bin distribution against a Gaussian around the truth."""
+    target_bin = (pts + 0.5) * (net.bins / net.input_size)                # (N, 68, 2) in bin units
+    target = torch.exp(-0.5 * ((net.centres - target_bin[..., None]) / sigma) ** 2)
+    target = target / target.sum(-1, keepdim=True).clamp_min(1e-12)
+    return -(target * outputs[0].log_softmax(-1)).sum(-1).mean()
 
 
 def evaluate(net, faces, args) -> dict:

@@ -35,7 +35,20 @@ def _open_video(spec: str):
     return container, stream
 
 
-class VideoFileSource:
+class _Source:
+    """Sources are context managers that release their file or device on exit."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class VideoFileSource(_Source):
     """Every frame of a video file, in order, as BGR `Frame`s (FILE mode).
 
     Attributes:
@@ -72,12 +85,6 @@ class VideoFileSource:
     def close(self) -> None:
         self._container.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 class LiveFileSource(VideoFileSource):
     """A video file or stream URL played in real time, as if it were a camera (LIVE mode).
@@ -98,7 +105,7 @@ class LiveFileSource(VideoFileSource):
             yield frame
 
 
-class CameraSource:
+class CameraSource(_Source):
     """A local camera through OpenCV (LIVE mode), timestamps from the monotonic clock."""
     mode = SourceMode.LIVE
 
@@ -131,12 +138,6 @@ class CameraSource:
 
     def close(self) -> None:
         self._cap.release()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def open_source(spec: str, live: bool):
