@@ -18,11 +18,12 @@ from .types import FaceLandmarks, Frame
 class TrackerOptions:
     """max_faces: faces tracked at once. redetect_every: frames between detector runs while fewer
     than max_faces are tracked (with none tracked the detector runs every frame). min_score: a
-    track whose model score falls below this is lost. max_residual: a track whose shape is this
+    track whose model score falls below this is lost (None: the model's own `min_score`, measured
+    when it was exported). max_residual: a track whose shape is this
     far from a face (see landmarks.shape_residual) is lost. min_face: smallest face, pixels."""
     max_faces: int = 4
     redetect_every: int = 30
-    min_score: float = 0.55
+    min_score: float | None = None
     max_residual: float = 0.5
     min_face: float = 24.0
 
@@ -74,7 +75,8 @@ class FaceTracker:
         h, w = shape[:2]
         centre = (box[:, :2] + box[:, 2:]) / 2
         inside = (centre[:, 0] >= 0) & (centre[:, 0] < w) & (centre[:, 1] >= 0) & (centre[:, 1] < h)
-        return (scores >= o.min_score) & (shape_residual(points) <= o.max_residual) & (side >= o.min_face) & inside
+        min_score = o.min_score if o.min_score is not None else getattr(self.model, "min_score", 0.0)
+        return (scores >= min_score) & (shape_residual(points) <= o.max_residual) & (side >= o.min_face) & inside
 
     def _follow(self, image) -> None:
         """Move every track to this frame, its box taken from its own last landmarks."""

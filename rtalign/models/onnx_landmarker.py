@@ -38,6 +38,8 @@ class OnnxLandmarker:
         self._input = self.session.get_inputs()[0].name
         self._outputs = [o.name for o in self.session.get_outputs()]
         self.has_score = "score" in self._outputs
+        #: score below which a tracked face counts as lost (measured at export; 0 = never)
+        self.min_score = float(meta.get("rtalign.min_score", 0.0))
         self._crops = np.empty((0, self.input_size, self.input_size), np.uint8)
 
     def predict(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
