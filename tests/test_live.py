@@ -77,3 +77,13 @@ def test_virtual_camera_missing_says_how_to_get_one():
 def test_no_camera_at_index():
     with pytest.raises(DeviceError, match="no camera at index 7"):
         CameraSource(7)
+
+
+def test_a_window_without_a_display_is_a_clear_error(monkeypatch):
+    from rtalign.pipeline.sinks import WindowSink
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    if not __import__("sys").platform.startswith("linux"):
+        pytest.skip("display detection is for Linux")
+    with pytest.raises(DeviceError, match="--no-window"):
+        WindowSink()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -126,10 +127,14 @@ class WindowSink(_Sink):
 
     def __init__(self, title: str = "rtalign"):
         self.title = title
+        # Qt aborts the whole process when it finds no display, so look before asking it
+        headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+        if headless:
+            raise DeviceError("no display for a preview window; use --no-window (with --vcam or --serve)")
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error:
-            raise DeviceError("no display for a preview window; use --no-window (with --vcam or --serve)") from None
+            raise DeviceError("cannot open a preview window; use --no-window (with --vcam or --serve)") from None
 
     def write(self, image: np.ndarray) -> None:
         cv2.imshow(self.title, image)
