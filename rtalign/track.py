@@ -64,7 +64,7 @@ class FaceTracker:
                  smoothing: OneEuroOptions | None = OneEuroOptions()):
         self.model, self.detector, self.options, self.smoothing = model, detector, options, smoothing
         self.tracks: list[_Track] = []
-        self.frames = self.detector_runs = 0
+        self.detector_runs = 0
         self._since_detect = 0
         self._ids = count()
 
@@ -114,7 +114,6 @@ class FaceTracker:
 
     def update(self, frame: Frame) -> FaceLandmarks:
         image = frame.image
-        self.frames += 1
         self._since_detect += 1
         self._follow(image)
         if not self.tracks or (len(self.tracks) < self.options.max_faces

@@ -129,9 +129,14 @@ def export(net, args, path: Path, extra: dict, train_faces=None) -> None:
             "rtalign.crop_scale": args.crop_scale, "rtalign.color": "gray",
             "rtalign.mean": 127.5, "rtalign.std": 127.5,
             "rtalign.output": "points (N,68,2) in crop pixel centres", **extra}
+    if args.quantize_dense:
+        meta["rtalign.quantized"] = "dynamic int8 weights for MatMul/Gemm (dense layers)"
     for k, v in meta.items():
         model.metadata_props.add(key=k, value=str(v))
     onnx.save(model, str(path))
+    if args.quantize_dense:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        quantize_dynamic(str(path), str(path), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
 
 
 def main():
@@ -153,6 +158,8 @@ def main():
                     help="augmentation: range of the crop-size multiplier")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--quantize-dense", action="store_true",
+                    help="store dense-layer weights as int8 (dynamic quantization): the CNN's head is memory-bound")
     ap.add_argument("--export-only", action="store_true",
                     help="no training: export the checkpoint beside --out (e.g. after a change to the exported graph)")
     args = ap.parse_args()
