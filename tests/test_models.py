@@ -42,7 +42,9 @@ def test_batch_of_faces_equals_faces_one_by_one(network, test_samples):
     boxes = np.stack([box, box + 7.0, box - 5.0])
     batched = network.predict(frames[0], boxes)
     single = np.stack([network.predict(frames[0], b[None])[0] for b in boxes])
-    np.testing.assert_allclose(batched, single, atol=1e-3)
+    # int8 dynamic quantization scales activations per batch: sub-pixel differences are expected there
+    tolerance = 0.15 if "rtalign.quantized" in network.metadata else 1e-3
+    np.testing.assert_allclose(batched, single, atol=tolerance)
     assert network.predict(frames[0], np.empty((0, 4))).shape == (0, 68, 2)
 
 

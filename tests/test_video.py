@@ -116,11 +116,14 @@ def test_output_equal_to_input_and_unwritable_output(face_clip, tmp_path):
 
 def test_sigterm_stops_quickly_and_leaves_a_playable_partial_output(tmp_path):
     clip = tmp_path / "long.mp4"
-    demo_clip(clip, n_frames=600, size=(640, 360), audio=True)
+    demo_clip(clip, n_frames=900, size=(640, 360), audio=True)
     out = tmp_path / "partial.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "rtalign.cli", "video", str(clip), str(out), "--model", "cnn"],
+    proc = subprocess.Popen([sys.executable, "-m", "rtalign.cli", "video", str(clip), str(out), "--model", "resnet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4.0)                                   # imports + model load + some frames
+    deadline = time.time() + 30
+    while not list(tmp_path.glob(".partial.*")) and time.time() < deadline:   # the sink has opened
+        time.sleep(0.05)
+    time.sleep(1.0)                                   # some frames written
     assert proc.poll() is None, proc.communicate()
     t0 = time.perf_counter()
     proc.send_signal(signal.SIGTERM)
@@ -128,7 +131,8 @@ def test_sigterm_stops_quickly_and_leaves_a_playable_partial_output(tmp_path):
     assert time.perf_counter() - t0 < 1.5
     assert proc.returncode == 130 and "interrupted" in err
     n, rate, n_audio, _ = probe(out)
-    assert 0 < n < 600 and rate == 30 and n_audio == 1
+    assert 0 < n < 900 and rate == 30 and n_audio == 1
+    assert not list(tmp_path.glob(".partial.*"))
 
 
 def test_demo_command_runs_without_camera_or_data(tmp_path):
