@@ -28,12 +28,16 @@ class _Group(click.Group):
             sys.exit(130)
 
 
-def model_option(f):
-    f = click.option("--model", "-m", default="resnet", show_default=True,
-                     help=f"landmark model: {', '.join(MODEL_NAMES)}, or a .onnx/.npz file")(f)
-    f = click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)(f)
-    return click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True,
-                        help="inference threads")(f)
+def model_option(f=None, threads: int = 2):
+    """--model/--device/--threads. Video commands default to 1 inference thread: decoding and
+    H.264 encoding keep the other cores busy, and measured throughput drops with 2 on 2 cores."""
+    def wrap(f):
+        f = click.option("--model", "-m", default="resnet", show_default=True,
+                         help=f"landmark model: {', '.join(MODEL_NAMES)}, or a .onnx/.npz file")(f)
+        f = click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)(f)
+        return click.option("--threads", type=click.IntRange(1, 64), default=threads, show_default=True,
+                            help="inference threads")(f)
+    return wrap(f) if f else wrap
 
 
 @click.group(cls=_Group)
@@ -139,7 +143,7 @@ def _report(stats, show: bool) -> None:
 @main.command("video")
 @click.argument("src", type=click.Path())
 @click.argument("dst", type=click.Path())
-@model_option
+@model_option(threads=1)
 @tracking_options
 @effect_options
 @click.option("--preset", default="veryfast", show_default=True, help="x264 preset")
@@ -172,7 +176,7 @@ def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cut
 
 @main.command("demo")
 @click.argument("dst", type=click.Path(), default="rtalign_demo.mp4")
-@model_option
+@model_option(threads=1)
 def demo_cmd(dst, model, device, threads):
     """No camera needed: a generated 720p clip of the shipped portrait, tracked, with lips recoloured."""
     import tempfile
@@ -193,7 +197,7 @@ def demo_cmd(dst, model, device, threads):
 
 @main.command("webcam")
 @click.option("--camera", default="0", show_default=True, help="camera index, or a video file / stream URL played live")
-@model_option
+@model_option(threads=1)
 @tracking_options
 @effect_options
 @click.option("--vcam", is_flag=True, help="send the result to a virtual camera (for video calls)")
