@@ -38,8 +38,8 @@ class BenchOptions:
 
     @property
     def sizes(self) -> dict:
-        return (dict(face_step=8, clip_frames=60, stab_faces=3, stab_frames=30) if self.quick else
-                dict(face_step=1, clip_frames=300, stab_faces=20, stab_frames=60))
+        return (dict(face_step=8, clip_frames=60, stab_faces=3, stab_frames=30, repeats=1) if self.quick else
+                dict(face_step=1, clip_frames=300, stab_faces=20, stab_frames=60, repeats=3))
 
 
 class _NoLandmarks:
@@ -50,9 +50,14 @@ class _NoLandmarks:
         return FaceLandmarks.empty()
 
 
-def _pipeline(clip: Path, tracker_factory, workdir: Path) -> dict:
-    out = workdir / "out.mp4"
-    fps = process_video(clip, out, tracker=tracker_factory(), draw="points").fps
+def _throughput(clip: Path, tracker_factory, workdir: Path, draw: str, repeats: int) -> float:
+    """Median FPS of `repeats` runs of `rtalign video` on the clip (single runs vary by ±5 % here)."""
+    return float(np.median([process_video(clip, workdir / "out.mp4", tracker=tracker_factory(), draw=draw).fps
+                            for _ in range(repeats)]))
+
+
+def _pipeline(clip: Path, tracker_factory, workdir: Path, repeats: int) -> dict:
+    fps = _throughput(clip, tracker_factory, workdir, "points", repeats)
     live = run_live(str(clip), tracker=tracker_factory(), draw="points", window=False).summary()
     return {"pipeline_fps": fps, "latency_ms_p50": live["latency_ms_p50"], "latency_ms_p95": live["latency_ms_p95"]}
 
@@ -109,7 +114,7 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
         write_clip(clip, (f for f, _ in face_frames(samples[0], sz["clip_frames"], True, seed=0,
                                                      size=(1280, 720), face_height=0.35)), audio=True)
         progress("codec ceiling")
-        codec_fps = process_video(clip, work / "codec.mp4", tracker=_NoLandmarks(), draw="none").fps
+        codec_fps = _throughput(clip, _NoLandmarks, work, "none", sz["repeats"])
 
         for name in opts.models:
             progress(f"{name}: accuracy")
@@ -124,7 +129,7 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
             row["ms_per_face_1t"] = time_per_face(one_thread, images[0], box)
             progress(f"{name}: pipeline")
             make = lambda smoothing=OneEuroOptions(): FaceTracker(one_thread, HaarDetector(), smoothing=smoothing)
-            row.update(_pipeline(clip, make, work), codec_fps=codec_fps)
+            row.update(_pipeline(clip, make, work, sz["repeats"]), codec_fps=codec_fps)
             progress(f"{name}: stability")
             row.update(_stability_pair(make, stab_samples, sz["stab_frames"]))
             rows.append(row)
@@ -147,7 +152,7 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
             box = landmark_box(samples[0].points)
             row["ms_per_face_1t"] = row["ms_per_face_2t"] = time_per_face(dl, images[0], box)
             progress("dlib: pipeline")
-            row.update(_pipeline(clip, lambda: DlibTracker(dl), work), codec_fps=codec_fps)
+            row.update(_pipeline(clip, lambda: DlibTracker(dl), work, 1), codec_fps=codec_fps)
             progress("dlib: stability")
             native = stability(lambda: DlibTracker(dl), stab_samples, sz["stab_frames"])  # dlib has no smoothing
             row.update(native, **{f"{k}_raw": v for k, v in native.items()})

@@ -104,8 +104,9 @@ How each figure is measured:
 - ms/face: one `predict` call (crop + inference + mapping back) at batch 1, median of 200 runs after
   20 warm-up runs, 1 and 2 onnxruntime threads (dlib is single-threaded: one figure).
 - Pipeline FPS: `rtalign video` on a generated 1280×720 H.264 clip of a real test face with smooth head
-  motion (One Euro smoothing on, points drawn); codec FPS: the same clip decoded and re-encoded with the
-  same encoder settings and no landmark work. dlib's pipeline is its usual one: HOG detection on every
+  motion (One Euro smoothing on, points drawn, one inference thread as the video commands default to);
+  codec FPS: the same clip decoded and re-encoded with the same encoder settings and no landmark work.
+  Each is the median of 3 runs (1 in quick mode). dlib's pipeline is its usual one: HOG detection on every
   frame, then the ERT.
 - Latency: the same clip played in real time as a camera (`LiveFileSource`), capture → render, ms.
 - Stability (jitter in % of the inter-ocular distance, "off"/"on" = One Euro smoothing): clips of test faces
