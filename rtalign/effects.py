@@ -158,10 +158,10 @@ def recolor_irises(frame: np.ndarray, points: np.ndarray, color, strength: float
     target = _target_lab(color)
     feather = _feather(points)
     for eye in eyes:
-        box = _roi(eye, 0, frame.shape)
+        box = _roi(eye, 0.21 * np.linalg.norm(eye[3] - eye[0]) + 2 * feather + 2, frame.shape)
         if box is None:
             continue
-        x0, y0, x1, y1 = _roi(eye, 0.21 * np.linalg.norm(eye[3] - eye[0]) + 2 * feather + 2, frame.shape)
+        x0, y0, x1, y1 = box
         gray = cv2.cvtColor(frame[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
         found = iris_weight(gray, eye - [x0, y0], feather)
         if found is None:
