@@ -77,13 +77,17 @@ class DlibPeer:
         pts = self.predict(frame, boxes)
         return pts, np.ones(len(pts), np.float32)
 
+    def _detections_near(self, frame, box) -> list:
+        """dlib's detections whose centre lies within 0.3 × the box's larger side of the box's centre."""
+        side = max(box[2] - box[0], box[3] - box[1])
+        c = (box[:2] + box[2:]) / 2
+        return [r for r in self.detect(frame)
+                if np.hypot((r.left() + r.right()) / 2 - c[0], (r.top() + r.bottom()) / 2 - c[1]) < 0.3 * side]
+
     def predict_with_own_detector(self, frame, gt_box) -> tuple[np.ndarray, bool]:
         """Points from dlib's own detection of the annotated face (as the ERT was trained), and
         whether the detector found it; when it did not, the calibrated ground-truth box stands in."""
-        side = max(gt_box[2] - gt_box[0], gt_box[3] - gt_box[1])
-        c = (gt_box[:2] + gt_box[2:]) / 2
-        near = [r for r in self.detect(frame)
-                if np.hypot((r.left() + r.right()) / 2 - c[0], (r.top() + r.bottom()) / 2 - c[1]) < 0.3 * side]
+        near = self._detections_near(frame, gt_box)
         if near:
             return self.predict_from_detections(frame, near[:1])[0], True
         return self.predict(frame, gt_box[None])[0], False
@@ -95,10 +99,9 @@ class DlibPeer:
             gt = landmark_box(s.points)
             side = max(gt[2] - gt[0], gt[3] - gt[1])
             c = (gt[:2] + gt[2:]) / 2
-            for r in self.detect(img):
+            for r in self._detections_near(img, gt):
                 rc = np.array([(r.left() + r.right()) / 2, (r.top() + r.bottom()) / 2])
-                if np.linalg.norm(rc - c) < 0.3 * side:
-                    rows.append([*(rc - c) / side, r.width() / side])
+                rows.append([*(rc - c) / side, r.width() / side])
         if rows:
             self.calibration = tuple(np.median(np.array(rows), axis=0))
 
