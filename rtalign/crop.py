@@ -93,3 +93,33 @@ def extract_crops(gray: np.ndarray, boxes: np.ndarray, scale: float, size: int,
         cv2.warpAffine(src, warp, (size, size), dst=crops[i], flags=cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_CONSTANT)
     return crops, affines
+
+
+def _grey_region(frame: np.ndarray, boxes: np.ndarray, crop_scale: float):
+    """The grey pixels that crops of `crop_scale` × box side can reach (not the whole frame: a 720p
+    conversion costs more than a crop), the boxes in that region's coordinates, and the region's
+    origin (x, y) in the frame."""
+    if frame.ndim == 2:
+        return frame, boxes, np.zeros(2)
+    h, w = frame.shape[:2]
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    reach = (crop_scale * np.max(boxes[:, 2:] - boxes[:, :2], axis=1) * 0.75)[:, None] + 2  # ≥ half diagonal
+    x0, y0 = np.clip(np.floor((centre - reach).min(0)).astype(int), 0, [w, h])
+    x1, y1 = np.clip(np.ceil((centre + reach).max(0)).astype(int), 0, [w, h])
+    if x1 <= x0 or y1 <= y0:
+        x0, y0, x1, y1 = 0, 0, w, h
+    gray = cv2.cvtColor(frame[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
+    origin = np.array([x0, y0], np.float64)
+    return gray, boxes - np.tile(origin, 2), origin
+
+
+def frame_crops(frame: np.ndarray, boxes: np.ndarray, scale: float, size: int,
+                out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`extract_crops` straight from a BGR or grey frame, converting only the pixels the crops reach.
+
+    Returns crops (N, size, size) uint8 and affines (N, 2, 3) mapping frame → crop.
+    """
+    gray, boxes_in_gray, origin = _grey_region(frame, boxes, scale)
+    crops, affines = extract_crops(gray, boxes_in_gray, scale, size, out=out)
+    affines[:, :, 2] -= affines[:, :, :2] @ origin   # back to whole-frame coordinates
+    return crops, affines

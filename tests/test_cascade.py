@@ -1,17 +1,16 @@
 """The cascade model: Numba evaluator vs scikit-learn, stage behaviour, file round trip and bad files."""
+import cv2
 import numpy as np
 import pytest
-from sklearn.ensemble import RandomForestRegressor
 
 from rtalign.data import read_image
 from rtalign.errors import ModelError
 from rtalign.landmarks import MEAN_SHAPE, landmark_box
 from rtalign.metrics import nme_per_face
 from rtalign.models import load_model, models_dir
-from rtalign.models.cascade import KEYS, CascadeLandmarker, forest_predict, initial_shape, run_cascade, shape_features
-from train.train_cascade import export_arrays, sample_pixels, to_mean_frame
-
-import cv2
+from rtalign.models.cascade import (KEYS, RUN_KEYS, CascadeLandmarker, face_region, initial_shape, run_cascade,
+                                    shape_features, to_frame, to_region, trees_sum)
+from train.train_cascade import Stage, apply_delta, export_arrays, fit_stage, sample_pixels, to_mean_frame
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +18,7 @@ def gray_faces(test_samples):
     return [(cv2.cvtColor(read_image(s.image), cv2.COLOR_BGR2GRAY), s.points.astype(np.float64)) for s in test_samples[:60]]
 
 
-def test_numba_forest_matches_sklearn_on_real_shape_indexed_features(gray_faces):
+def test_numba_trees_match_sklearn_on_real_shape_indexed_features(gray_faces):
     rng = np.random.default_rng(0)
     anchor, offset, pair = sample_pixels(rng, 200, 300, 0.4)
     X = np.empty((len(gray_faces), 300), np.float32)
@@ -27,14 +26,27 @@ def test_numba_forest_matches_sklearn_on_real_shape_indexed_features(gray_faces)
     for n, (img, _) in enumerate(gray_faces):
         shape_features(img, starts[n], MEAN_SHAPE, anchor, offset, pair, X[n])
     y = to_mean_frame(MEAN_SHAPE, starts, np.stack([p for _, p in gray_faces]))[:, :8]
-    forest = RandomForestRegressor(n_estimators=7, max_depth=6, random_state=0).fit(X, y)
-    model = {"anchor": [anchor], "offset": [offset], "pair": [pair], "basis": [np.eye(8, 136)],
-             "basis_mean": [np.zeros(136)], "stage_trees": [7]}
-    a = export_arrays(MEAN_SHAPE, model, [e.tree_ for e in forest.estimators_])
-    ours = np.stack([forest_predict(x, a["tree_start"], 0, 7, a["feature"], a["threshold"], a["left"], a["right"],
-                                    a["value"]) for x in X])
-    np.testing.assert_allclose(ours, forest.predict(X), atol=1e-5)
-    assert np.abs(forest.predict(X)).max() > 1e-3          # a real, non-trivial forest
+    trees, fitted = fit_stage(X, y, n_trees=7, depth=4, max_features=20, min_leaf=1, rate=0.3, seed=0)
+    stage = Stage(anchor, offset, pair, np.eye(8, 136), np.zeros(136), trees, 0.3)
+    a = export_arrays(MEAN_SHAPE, [stage], box_side=112)
+    assert a["pair"].shape[1] < 300                                     # unused pairs were dropped
+    X_used = np.empty((len(gray_faces), a["pair"].shape[1]), np.float32)
+    for n, (img, _) in enumerate(gray_faces):                           # features as the exported file defines them
+        shape_features(img, starts[n], MEAN_SHAPE, a["anchor"][0], a["offset"][0], a["pair"][0], X_used[n])
+    ours = np.stack([trees_sum(x, 0, 7, a["feature"], a["threshold"], a["value"]) for x in X_used])
+    np.testing.assert_allclose(ours, fitted, atol=1e-5)
+    sklearn_sum = sum(0.3 * t.predict(X)[:, :, 0] for t in trees)      # scikit-learn's own traversal
+    np.testing.assert_allclose(ours, sklearn_sum, atol=1e-5)
+    assert np.abs(fitted).max() > 1e-3                                  # real, non-trivial trees
+    assert min(t.node_count for t in trees) < 2 ** 5 - 1                # some needed completing
+
+
+def test_mean_frame_round_trip(gray_faces):
+    gt = np.stack([p for _, p in gray_faces])
+    start = np.stack([initial_shape(MEAN_SHAPE, landmark_box(p) + 7.0) for p in gt])
+    moved = start.copy()
+    apply_delta(MEAN_SHAPE, moved, to_mean_frame(MEAN_SHAPE, start, gt))
+    np.testing.assert_allclose(moved, gt, atol=1e-9)
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +54,49 @@ def shipped():
     return CascadeLandmarker(models_dir() / "cascade.npz")
 
 
-def test_the_first_stage_reduces_the_error_of_the_mean_shape_start(shipped, gray_faces):
+def test_the_first_stage_reduces_the_error_of_the_mean_shape_start(shipped, test_samples):
     a = shipped.arrays
-    one = [a[k][:1] if k in ("anchor", "offset", "pair", "basis", "basis_mean", "stage_trees") else a[k] for k in KEYS[1:]]
-    gt = np.stack([p for _, p in gray_faces])
-    start = np.stack([initial_shape(shipped.mean, landmark_box(p)) for p in gt])
-    after = start.copy()
-    for (img, _), s in zip(gray_faces, after):
-        run_cascade(img, s, shipped.mean, *one)
-    assert nme_per_face(gt, after).mean() < 0.85 * nme_per_face(gt, start).mean()
+    one = [a[k][:1] if k in ("anchor", "offset", "pair", "basis", "basis_mean", "stage_trees") else a[k] for k in RUN_KEYS]
+    gt, start, after = [], [], []
+    for sample in test_samples[:60]:
+        box = landmark_box(sample.points)
+        region, n, origin = face_region(read_image(sample.image), box, shipped.box_side)
+        gt.append(sample.points)
+        start.append(initial_shape(shipped.mean, to_region(box.reshape(2, 2), n, origin).reshape(4)))
+        after.append(start[-1].copy())
+        run_cascade(region, after[-1], shipped.mean, *one)
+        start[-1], after[-1] = to_frame(start[-1], n, origin), to_frame(after[-1], n, origin)
+    assert nme_per_face(np.stack(gt), np.stack(after)).mean() < 0.85 * nme_per_face(np.stack(gt), np.stack(start)).mean()
+
+
+def test_colour_and_grey_frames_give_the_same_points(shipped, test_samples):
+    frame = read_image(test_samples[0].image)
+    box = landmark_box(test_samples[0].points)[None]
+    np.testing.assert_array_equal(shipped.predict(frame, box), shipped.predict(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), box))
+
+
+def test_shipped_cascade_is_accurate_on_real_test_faces(shipped, test_samples):
+    faces = test_samples[:60]
+    pred = np.concatenate([shipped.predict(read_image(f.image), landmark_box(f.points)[None]) for f in faces])
+    assert nme_per_face(np.stack([f.points for f in faces]), pred).mean() < 4.5
+
+
+def test_a_face_twice_as_large_gets_the_same_points_twice_as_far(shipped, test_samples):
+    frame = read_image(test_samples[1].image)
+    box = landmark_box(test_samples[1].points)
+    big = cv2.resize(frame, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    small_pts = shipped.predict(frame, box[None])[0]
+    big_pts = shipped.predict(big, (box * 2 + 0.5)[None])[0]      # pixel centres: x' = 2x + 0.5
+    iod = np.linalg.norm(small_pts[36] - small_pts[45])
+    assert np.linalg.norm((big_pts - 0.5) / 2 - small_pts, axis=1).mean() < 0.015 * iod
+
+
+def test_boxes_at_and_beyond_the_frame_edge_give_finite_points(shipped, test_samples):
+    frame = read_image(test_samples[0].image)
+    h, w = frame.shape[:2]
+    boxes = np.array([[-60, -40, 100, 120], [w - 90, h - 80, w + 70, h + 90], [w + 50, 10, w + 200, 160]], float)
+    pts = shipped.predict(frame, boxes)
+    assert pts.shape == (3, 68, 2) and np.isfinite(pts).all()
 
 
 def test_file_round_trip_gives_identical_predictions(shipped, tmp_path, gray_faces):

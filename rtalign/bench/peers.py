@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from ..landmarks import landmark_box
+from ..models.base import UnscoredModel
 
 
 def dlib_model_path() -> Path | None:
@@ -33,7 +34,7 @@ def dlib_unavailable() -> str | None:
     return None
 
 
-class DlibPeer:
+class DlibPeer(UnscoredModel):
     """dlib as its users run it: the HOG detector finds the face, the ERT predicts 68 points.
 
     `predict(frame, boxes)` gives the ERT a box in dlib's detector convention, derived from a
@@ -72,10 +73,6 @@ class DlibPeer:
 
     def predict(self, frame, boxes) -> np.ndarray:
         return self.predict_from_detections(frame, [self.to_rect(b) for b in np.asarray(boxes).reshape(-1, 4)])
-
-    def predict_scored(self, frame, boxes):
-        pts = self.predict(frame, boxes)
-        return pts, np.ones(len(pts), np.float32)
 
     def _detections_near(self, frame, box) -> list:
         """dlib's detections whose centre lies within 0.3 × the box's larger side of the box's centre."""

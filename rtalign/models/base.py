@@ -23,3 +23,11 @@ class LandmarkModel(Protocol):
     def predict(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray: ...
 
     def predict_scored(self, frame: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class UnscoredModel:
+    """Mixin for models that cannot tell a face from a non-face: every score is 1.0."""
+
+    def predict_scored(self, frame: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pts = self.predict(frame, boxes)
+        return pts, np.ones(len(pts), np.float32)

@@ -1,11 +1,15 @@
-"""The cascade-regression model: random forests on shape-indexed pixel differences, evaluated
-by Numba.
+"""The cascade-regression model: gradient-boosted regression trees on shape-indexed pixel
+differences (the ERT recipe), evaluated by Numba.
 
 Each stage reads pixels at offsets attached to landmarks of the current estimate (in the frame
 of a similarity fit of the mean shape, so the features move, turn and scale with the face),
-takes differences of pixel pairs, and a forest predicts the shape correction as coefficients of
-a per-stage PCA basis. The file is a plain `.npz` of arrays (loaded with allow_pickle=False), so
-a model file can never run code.
+takes differences of pixel pairs, and the sum of the stage's trees predicts the shape correction
+as coefficients of a per-stage basis. The file is a plain `.npz` of arrays (loaded with
+allow_pickle=False), so a model file can never run code.
+
+Tree layout: all trees complete to the same depth D and stored implicitly (`feature`, `threshold`:
+(trees, 2^D − 1) inner nodes in breadth-first order; `value`: (trees, 2^D, components) leaves,
+already multiplied by the learning rate).
 """
 from __future__ import annotations
 
@@ -17,10 +21,15 @@ import numpy as np
 
 from ..errors import ModelError
 from ..landmarks import landmark_box
+from .base import UnscoredModel
 
+#: The arrays `run_cascade` takes after the mean shape, in its argument order.
+RUN_KEYS = ("anchor", "offset", "pair", "feature", "threshold", "value", "basis", "basis_mean", "stage_trees")
 #: Arrays a cascade file must hold (see train/train_cascade.py for how they are made).
-KEYS = ("mean_shape", "anchor", "offset", "pair", "tree_start", "feature", "threshold", "left", "right",
-        "value", "basis", "basis_mean", "stage_trees")
+KEYS = ("mean_shape", *RUN_KEYS, "box_side", "start_boxes")
+#: The cascade reads a grey region of this many box sides around each face, shrunk so every face
+#: is read near the scale it was trained at (`box_side` in the file); feature offsets stay well inside.
+CROP_SCALE = 2.0
 
 
 @nb.njit(cache=True, fastmath=False)
@@ -43,52 +52,61 @@ def similarity_to(mean: np.ndarray, shape: np.ndarray):
 
 
 @nb.njit(cache=True)
-def shape_features(gray: np.ndarray, shape: np.ndarray, mean: np.ndarray, anchor: np.ndarray,
-                   offset: np.ndarray, pair: np.ndarray, out: np.ndarray) -> None:
-    """Pixel-difference features of one face for one stage, written into `out` (float32, n_pairs).
+def pixel_values(gray: np.ndarray, shape: np.ndarray, mean: np.ndarray, anchor: np.ndarray,
+                 offset: np.ndarray, out: np.ndarray) -> None:
+    """The pixels one stage reads, written into `out` (float32, n_pixels).
 
     Pixel k sits at landmark anchor[k] plus offset[k] (mean-shape units) turned and scaled with
-    the face; out[p] = I(pair[p, 0]) − I(pair[p, 1]) with nearest-pixel reads, 0 outside the image.
+    the face; nearest-pixel reads, 0 outside the image.
     """
     a, b = similarity_to(mean, shape)
     h, w = gray.shape
-    n_px = anchor.shape[0]
-    vals = np.empty(n_px, np.float32)
-    for k in range(n_px):
+    for k in range(anchor.shape[0]):
         j = anchor[k]
         x = shape[j, 0] + a * offset[k, 0] - b * offset[k, 1]
         y = shape[j, 1] + b * offset[k, 0] + a * offset[k, 1]
         xi, yi = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
-        vals[k] = gray[yi, xi] if 0 <= xi < w and 0 <= yi < h else 0.0
+        out[k] = gray[yi, xi] if 0 <= xi < w and 0 <= yi < h else 0.0
+
+
+@nb.njit(cache=True)
+def shape_features(gray: np.ndarray, shape: np.ndarray, mean: np.ndarray, anchor: np.ndarray,
+                   offset: np.ndarray, pair: np.ndarray, out: np.ndarray) -> None:
+    """One stage's pixel-pair differences, out[p] = I(pair[p, 0]) − I(pair[p, 1]) (float32, n_pairs)."""
+    vals = np.empty(anchor.shape[0], np.float32)
+    pixel_values(gray, shape, mean, anchor, offset, vals)
     for p in range(pair.shape[0]):
         out[p] = vals[pair[p, 0]] - vals[pair[p, 1]]
 
 
 @nb.njit(cache=True)
-def forest_predict(x: np.ndarray, tree_start: np.ndarray, t0: int, t1: int, feature: np.ndarray,
-                   threshold: np.ndarray, left: np.ndarray, right: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """Mean of trees t0..t1-1 on one feature vector (scikit-learn's rule: x[f] <= threshold → left)."""
-    out = np.zeros(value.shape[1], np.float64)
+def trees_sum(x: np.ndarray, t0: int, t1: int, feature: np.ndarray, threshold: np.ndarray,
+              value: np.ndarray) -> np.ndarray:
+    """Sum of trees t0..t1-1 on one feature vector (scikit-learn's rule: x[f] <= threshold → left).
+
+    Trees are complete and stored implicitly: node i has children 2i+1 and 2i+2, so every tree
+    takes the same number of steps, without data-dependent loop exits or child-index loads.
+    """
+    n_inner = feature.shape[1]
+    out = np.zeros(value.shape[2], np.float64)
     for t in range(t0, t1):
-        node = tree_start[t]
-        base = node
-        while left[node] != -1:
-            node = base + (left[node] if x[feature[node]] <= threshold[node] else right[node])
-        for k in range(value.shape[1]):
-            out[k] += value[node, k]
-    return out / (t1 - t0)
+        i = 0
+        while i < n_inner:
+            i = 2 * i + (1 if x[feature[t, i]] <= threshold[t, i] else 2)
+        leaf = value[t, i - n_inner]
+        for k in range(out.shape[0]):
+            out[k] += leaf[k]
+    return out
 
 
 @nb.njit(cache=True)
-def run_cascade(gray, shape, mean, anchor, offset, pair, tree_start, feature, threshold, left, right, value,
-                basis, basis_mean, stage_trees):
+def run_cascade(gray, shape, mean, anchor, offset, pair, feature, threshold, value, basis, basis_mean, stage_trees):
     """All stages on one face, in place on `shape` (68, 2) float64."""
-    n_stages = anchor.shape[0]
     feats = np.empty(pair.shape[1], np.float32)
     t0 = 0
-    for s in range(n_stages):
+    for s in range(anchor.shape[0]):
         shape_features(gray, shape, mean, anchor[s], offset[s], pair[s], feats)
-        coef = forest_predict(feats, tree_start, t0, t0 + stage_trees[s], feature, threshold, left, right, value)
+        coef = trees_sum(feats, t0, t0 + stage_trees[s], feature, threshold, value)
         t0 += stage_trees[s]
         a, b = similarity_to(mean, shape)
         delta = basis_mean[s] + coef @ basis[s]                 # (136,) in mean-shape units
@@ -98,15 +116,72 @@ def run_cascade(gray, shape, mean, anchor, offset, pair, tree_start, feature, th
             shape[i, 1] += b * dx + a * dy
 
 
+def face_region(frame: np.ndarray, box: np.ndarray, box_side: float):
+    """Grey pixels within CROP_SCALE box sides of one face, shrunk by the whole factor n that brings the
+    box side nearest `box_side` px (the scale the model was trained at; a whole-factor INTER_AREA shrink
+    is exact and nearly free, unlike a warp). Returns the region, n, and its origin (x, y) in the frame."""
+    side = float(np.max(box[2:] - box[:2]))
+    n = max(1, int(round(side / box_side)))
+    h, w = frame.shape[:2]
+    centre = (box[:2] + box[2:]) / 2
+    x0, y0 = np.clip(np.floor(centre - CROP_SCALE * side / 2).astype(int), 0, [w, h])
+    x1, y1 = np.clip(np.ceil(centre + CROP_SCALE * side / 2).astype(int), 0, [w, h])
+    x1, y1 = x0 + (x1 - x0) // n * n, y0 + (y1 - y0) // n * n
+    if x1 <= x0 or y1 <= y0:  # the box lies outside the frame: nothing to read
+        return np.zeros((1, 1), np.uint8), n, np.array([x0, y0], np.float64)
+    roi = frame[y0:y1, x0:x1]
+    gray = roi if roi.ndim == 2 else cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY)
+    if n > 1:
+        gray = cv2.resize(gray, ((x1 - x0) // n, (y1 - y0) // n), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(gray), n, np.array([x0, y0], np.float64)
+
+
+def to_region(points: np.ndarray, n: int, origin: np.ndarray) -> np.ndarray:
+    """Frame pixel centres (..., 2) → pixel centres of a region from `face_region`."""
+    return (points - origin + 0.5) / n - 0.5
+
+
+def to_frame(points: np.ndarray, n: int, origin: np.ndarray) -> np.ndarray:
+    """The inverse of `to_region`."""
+    return (points + 0.5) * n - 0.5 + origin
+
+
+@nb.njit(cache=True)
+def run_starts(gray, shapes, mean, anchor, offset, pair, feature, threshold, value, basis, basis_mean, stage_trees):
+    """Every start shape (K, 68, 2) through all stages, in place; returns their per-coordinate median."""
+    for k in range(shapes.shape[0]):
+        run_cascade(gray, shapes[k], mean, anchor, offset, pair, feature, threshold, value, basis, basis_mean,
+                    stage_trees)
+    out = np.empty((shapes.shape[1], 2))
+    for i in range(shapes.shape[1]):
+        for j in range(2):
+            out[i, j] = np.median(shapes[:, i, j])
+    return out
+
+
+def start_boxes(box: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Boxes moved by (dx, dy) box sides and scaled by s about their centre, one per row of `starts` (K, 3)."""
+    side = (box[2:] - box[:2]).max()
+    centre = (box[:2] + box[2:]) / 2 + starts[:, :2] * side
+    half = (box[2:] - box[:2]) / 2 * starts[:, 2:]
+    return np.hstack([centre - half, centre + half])
+
+
 def initial_shape(mean: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """The mean shape stretched to fill a face box (landmark-box convention) exactly."""
+    """The mean shape stretched to fill a face box (landmark-box convention) exactly: (68, 2) for a
+    box (4,), (K, 68, 2) for boxes (K, 4)."""
     mb = landmark_box(mean)
-    scale = (box[2:] - box[:2]) / (mb[2:] - mb[:2])
-    return (mean - (mb[:2] + mb[2:]) / 2) * scale + (box[:2] + box[2:]) / 2
+    scale = (box[..., 2:] - box[..., :2]) / (mb[2:] - mb[:2])
+    centre = (box[..., :2] + box[..., 2:]) / 2
+    return (mean - (mb[:2] + mb[2:]) / 2) * scale[..., None, :] + centre[..., None, :]
 
 
-class CascadeLandmarker:
-    """`predict(frame, boxes)` with a cascade `.npz` (see LandmarkModel). Single-threaded by design."""
+class CascadeLandmarker(UnscoredModel):
+    """`predict(frame, boxes)` with a cascade `.npz` (see LandmarkModel). Single-threaded by design.
+
+    Each face runs from a few slightly moved start boxes (`start_boxes` in the file) and keeps the
+    per-coordinate median: one start's result depends on where it began, the median much less.
+    """
 
     def __init__(self, path, threads: int = 1, name: str = "cascade"):
         self.name = name
@@ -119,18 +194,18 @@ class CascadeLandmarker:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise ModelError(f"cannot load cascade model {path}: {e}") from None
         self.mean = self.arrays["mean_shape"].astype(np.float64)
-        self._args = tuple(self.arrays[k] for k in KEYS[1:])
+        self.box_side = float(self.arrays["box_side"].item())
+        self.starts = self.arrays["start_boxes"].astype(np.float64).reshape(-1, 3)
+        self._args = tuple(self.arrays[k] for k in RUN_KEYS)
 
     def predict(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        out = np.empty((len(boxes), 68, 2), np.float32)
+        if len(boxes) == 0:
+            return np.empty((0, 68, 2), np.float32)
+        out = np.empty((len(boxes), 68, 2))
         for i, box in enumerate(boxes):  # faces are few; each runs fully compiled
-            shape = initial_shape(self.mean, box)
-            run_cascade(gray, shape, self.mean, *self._args)
-            out[i] = shape
-        return out
-
-    def predict_scored(self, frame: np.ndarray, boxes: np.ndarray):
-        pts = self.predict(frame, boxes)
-        return pts, np.ones(len(pts), np.float32)
+            gray, n, origin = face_region(frame, box, self.box_side)
+            region_box = to_region(box.reshape(2, 2), n, origin).reshape(4)
+            shapes = initial_shape(self.mean, start_boxes(region_box, self.starts))
+            out[i] = to_frame(run_starts(gray, shapes, self.mean, *self._args), n, origin)
+        return out.astype(np.float32)

@@ -1,32 +1,14 @@
 """A thin wrapper around an exported landmark network: crop, run, map back."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import onnxruntime as ort
 
-from ..crop import apply_affine, extract_crops, invert_affine
+from ..crop import apply_affine, frame_crops, invert_affine
 from ..errors import ModelError
 from .session import create_session
 
 _REQUIRED = ("rtalign.input_size", "rtalign.crop_scale", "rtalign.color", "rtalign.mean", "rtalign.std")
-
-
-def _grey_region(frame: np.ndarray, boxes: np.ndarray, crop_scale: float):
-    """The grey pixels the crops can reach (not the whole frame: a 720p conversion costs more than a
-    crop), the boxes in that region's coordinates, and the region's origin (x, y) in the frame."""
-    if frame.ndim == 2:
-        return frame, boxes, np.zeros(2)
-    h, w = frame.shape[:2]
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    reach = (crop_scale * np.max(boxes[:, 2:] - boxes[:, :2], axis=1) * 0.75)[:, None] + 2  # ≥ half diagonal
-    x0, y0 = np.clip(np.floor((centre - reach).min(0)).astype(int), 0, [w, h])
-    x1, y1 = np.clip(np.ceil((centre + reach).max(0)).astype(int), 0, [w, h])
-    if x1 <= x0 or y1 <= y0:
-        x0, y0, x1, y1 = 0, 0, w, h
-    gray = cv2.cvtColor(frame[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
-    origin = np.array([x0, y0], np.float64)
-    return gray, boxes - np.tile(origin, 2), origin
 
 
 class OnnxLandmarker:
@@ -68,11 +50,9 @@ class OnnxLandmarker:
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if len(boxes) == 0:
             return np.empty((0, 68, 2), np.float32), np.empty(0, np.float32)
-        gray, boxes_in_gray, origin = _grey_region(frame, boxes, self.crop_scale)
         if len(self._crops) < len(boxes):
             self._crops = np.empty((len(boxes), self.input_size, self.input_size), np.uint8)
-        crops, affines = extract_crops(gray, boxes_in_gray, self.crop_scale, self.input_size, out=self._crops)
-        affines[:, :, 2] -= affines[:, :, :2] @ origin   # back to whole-frame coordinates
+        crops, affines = frame_crops(frame, boxes, self.crop_scale, self.input_size, out=self._crops)
         x = ((crops.astype(np.float32) - self.mean) / self.std)[:, None]
         out = dict(zip(self._outputs, self.session.run(None, {self._input: x})))
         inv = np.stack([invert_affine(m) for m in affines])
