@@ -52,31 +52,37 @@ def similarity_to(mean: np.ndarray, shape: np.ndarray):
 
 
 @nb.njit(cache=True)
-def pixel_values(gray: np.ndarray, shape: np.ndarray, mean: np.ndarray, anchor: np.ndarray,
+def pixel_values(gray: np.ndarray, shape: np.ndarray, a: float, b: float, anchor: np.ndarray,
                  offset: np.ndarray, out: np.ndarray) -> None:
     """The pixels one stage reads, written into `out` (float32, n_pixels).
 
-    Pixel k sits at landmark anchor[k] plus offset[k] (mean-shape units) turned and scaled with
-    the face; nearest-pixel reads, 0 outside the image.
+    Pixel k sits at landmark anchor[k] plus offset[k] (mean-shape units) turned and scaled by the
+    face's similarity (a, b) (see `similarity_to`); nearest-pixel reads, 0 outside the image.
     """
-    a, b = similarity_to(mean, shape)
     h, w = gray.shape
     for k in range(anchor.shape[0]):
         j = anchor[k]
-        x = shape[j, 0] + a * offset[k, 0] - b * offset[k, 1]
-        y = shape[j, 1] + b * offset[k, 0] + a * offset[k, 1]
-        xi, yi = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
-        out[k] = gray[yi, xi] if 0 <= xi < w and 0 <= yi < h else 0.0
+        x = shape[j, 0] + a * offset[k, 0] - b * offset[k, 1] + 0.5
+        y = shape[j, 1] + b * offset[k, 0] + a * offset[k, 1] + 0.5
+        inside = x >= 0.0 and y >= 0.0 and x < w and y < h   # then int() truncation is floor()
+        out[k] = gray[int(y), int(x)] if inside else 0.0
+
+
+@nb.njit(cache=True)
+def pair_differences(vals: np.ndarray, pair: np.ndarray, out: np.ndarray) -> None:
+    """out[p] = vals[pair[p, 0]] − vals[pair[p, 1]]: the features the trees split on."""
+    for p in range(pair.shape[0]):
+        out[p] = vals[pair[p, 0]] - vals[pair[p, 1]]
 
 
 @nb.njit(cache=True)
 def shape_features(gray: np.ndarray, shape: np.ndarray, mean: np.ndarray, anchor: np.ndarray,
                    offset: np.ndarray, pair: np.ndarray, out: np.ndarray) -> None:
-    """One stage's pixel-pair differences, out[p] = I(pair[p, 0]) − I(pair[p, 1]) (float32, n_pairs)."""
+    """One stage's features for one face and shape estimate (float32, n_pairs), as training needs them."""
+    a, b = similarity_to(mean, shape)
     vals = np.empty(anchor.shape[0], np.float32)
-    pixel_values(gray, shape, mean, anchor, offset, vals)
-    for p in range(pair.shape[0]):
-        out[p] = vals[pair[p, 0]] - vals[pair[p, 1]]
+    pixel_values(gray, shape, a, b, anchor, offset, vals)
+    pair_differences(vals, pair, out)
 
 
 @nb.njit(cache=True)
@@ -102,13 +108,15 @@ def trees_sum(x: np.ndarray, t0: int, t1: int, feature: np.ndarray, threshold: n
 @nb.njit(cache=True)
 def run_cascade(gray, shape, mean, anchor, offset, pair, feature, threshold, value, basis, basis_mean, stage_trees):
     """All stages on one face, in place on `shape` (68, 2) float64."""
+    vals = np.empty(anchor.shape[1], np.float32)
     feats = np.empty(pair.shape[1], np.float32)
     t0 = 0
     for s in range(anchor.shape[0]):
-        shape_features(gray, shape, mean, anchor[s], offset[s], pair[s], feats)
+        a, b = similarity_to(mean, shape)              # one fit per stage: for the reads and the update
+        pixel_values(gray, shape, a, b, anchor[s], offset[s], vals)
+        pair_differences(vals, pair[s], feats)
         coef = trees_sum(feats, t0, t0 + stage_trees[s], feature, threshold, value)
         t0 += stage_trees[s]
-        a, b = similarity_to(mean, shape)
         delta = basis_mean[s] + coef @ basis[s]                 # (136,) in mean-shape units
         for i in range(shape.shape[0]):
             dx, dy = delta[2 * i], delta[2 * i + 1]
