@@ -33,7 +33,7 @@ def test_alternating_error_counts_fully():
     assert excess == pytest.approx(1.0 / 50 * 100)
 
 
-def test_quick_bench_writes_table_json_and_results(tmp_path):
+def test_quick_bench_writes_table_json_and_results(tmp_path, test_folder):   # needs the 300-W faces
     out, js = tmp_path / "b", tmp_path / "b.json"
     result = CliRunner().invoke(main, ["bench", "--quick", "--models", "cnn", "--peers", "",
                                        "--out", str(out), "--json", str(js)])
