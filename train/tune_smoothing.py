@@ -14,6 +14,7 @@ from rtalign.bench.stability import FPS, jitter, make_clip, track_clip
 from rtalign.data import data_root, list_samples
 from rtalign.detect import HaarDetector
 from rtalign.landmarks import interocular
+from rtalign.metrics import nme_per_face
 from rtalign.models import load_model
 from rtalign.smoothing import OneEuroFilter, OneEuroOptions
 from rtalign.track import FaceTracker
@@ -22,10 +23,6 @@ from rtalign.track import FaceTracker
 def smooth_track(pred, truth, opts):
     f = OneEuroFilter(opts)
     return np.stack([f.update(p, i / FPS, float(interocular(p))) for i, p in enumerate(pred)])
-
-
-def nme(pred, truth):
-    return float((np.linalg.norm(pred - truth, axis=2).mean(1) / interocular(truth)).mean() * 100)
 
 
 def main():
@@ -45,7 +42,7 @@ def main():
             pred = track_clip(lambda: FaceTracker(model, HaarDetector(), smoothing=None), clip)
             if pred is not None:
                 tracks[moving].append((pred, clip.truth))
-    base = np.mean([nme(p, g) for p, g in tracks[True]])
+    base = np.mean([nme_per_face(g, p).mean() for p, g in tracks[True]])
     print(f"raw: static jitter {np.mean([jitter(p, g)[0] for p, g in tracks[False]]):.3f}, motion NME {base:.3f}")
     best = None
     for min_cutoff in (0.1, 0.2, 0.3, 0.5, 1.0, 2.0):
@@ -53,7 +50,7 @@ def main():
             o = OneEuroOptions(min_cutoff, beta)
             static = np.mean([jitter(smooth_track(p, g, o), g)[0] for p, g in tracks[False]])
             moved = [smooth_track(p, g, o) for p, g in tracks[True]]
-            motion_nme = np.mean([nme(m, g) for m, (_, g) in zip(moved, tracks[True])])
+            motion_nme = np.mean([nme_per_face(g, m).mean() for m, (_, g) in zip(moved, tracks[True])])
             motion_jit = np.mean([jitter(m, g)[1] for m, (_, g) in zip(moved, tracks[True])])
             ok = motion_nme <= base * (1 + args.max_rise)
             print(f"min_cutoff {min_cutoff:4} beta {beta:5}: static {static:.3f} motion jitter {motion_jit:.3f} "

@@ -15,6 +15,7 @@ import numpy as np
 from ..crop import apply_affine
 from ..data import Sample, read_image
 from ..landmarks import interocular, landmark_box
+from ..metrics import nme_per_face
 from ..synth import render_face_frames, smooth_similarity_path
 from ..types import Frame
 
@@ -87,7 +88,7 @@ def stability(tracker_factory, samples: list[Sample], n_frames: int) -> dict:
             raw, excess = jitter(pred, clip.truth)
             if moving:
                 motion.append(excess)
-                nme.append((np.linalg.norm(pred - clip.truth, axis=2).mean(1) / interocular(clip.truth)).mean() * 100)
+                nme.append(float(nme_per_face(clip.truth, pred).mean()))
             else:
                 static.append(raw)
     mean = lambda v: float(np.mean(v)) if v else float("nan")
