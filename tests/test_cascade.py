@@ -8,8 +8,8 @@ from rtalign.errors import ModelError
 from rtalign.landmarks import MEAN_SHAPE, landmark_box
 from rtalign.metrics import nme_per_face
 from rtalign.models import load_model, models_dir
-from rtalign.models.cascade import (KEYS, RUN_KEYS, CascadeLandmarker, face_region, initial_shape, run_cascade,
-                                    shape_features, to_frame, to_region, trees_sum)
+from rtalign.models.cascade import (KEYS, RUN_KEYS, CascadeLandmarker, face_region, initial_shape, pixel_values,
+                                    run_cascade, shape_features, to_frame, to_region, trees_sum)
 from train.train_cascade import Stage, apply_delta, export_arrays, fit_stage, sample_pixels, to_mean_frame
 
 
@@ -39,6 +39,19 @@ def test_numba_trees_match_sklearn_on_real_shape_indexed_features(gray_faces):
     np.testing.assert_allclose(ours, sklearn_sum, atol=1e-5)
     assert np.abs(fitted).max() > 1e-3                                  # real, non-trivial trees
     assert min(t.node_count for t in trees) < 2 ** 5 - 1                # some needed completing
+
+
+def test_pixel_reads_are_bilinear_and_zero_outside_the_image():
+    yy, xx = np.mgrid[:20, :30]
+    ramp = (3 * xx + 5 * yy).astype(np.uint8)                          # 0..182: exact in uint8
+    shape = np.zeros((68, 2))
+    shape[7] = [10.25, 4.5]
+    offset = np.array([[0.0, 0.0], [1.0, 2.0], [-20.0, 0.0], [19.0, 0.0]])   # the last two fall outside
+    out = np.empty(4, np.float32)
+    pixel_values(ramp, shape, 1.0, 0.0, np.full(4, 7), offset, out)   # identity similarity
+    np.testing.assert_allclose(out, [3 * 10.25 + 5 * 4.5, 3 * 11.25 + 5 * 6.5, 0, 0], rtol=1e-6)
+    pixel_values(ramp, shape, 0.0, 2.0, np.full(1, 7), offset[1:2], out[:1])  # turned 90° and scaled 2×
+    np.testing.assert_allclose(out[0], 3 * (10.25 - 4) + 5 * (4.5 + 2), rtol=1e-6)
 
 
 def test_mean_frame_round_trip(gray_faces):

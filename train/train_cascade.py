@@ -26,7 +26,7 @@ from rtalign.evaluate import predict_samples
 from rtalign.landmarks import MEAN_SHAPE, landmark_box, mirror_points
 from rtalign.metrics import nme_per_face
 from rtalign.models.cascade import (CROP_SCALE, KEYS, RUN_KEYS, CascadeLandmarker, face_region, initial_shape,
-                                    run_cascade, shape_features, to_region)
+                                    run_cascade, shape_features, similarity_to, to_region)
 from train.augment import AugmentConfig, FaceSet, augmented_crop, load_faces
 
 log = logging.getLogger("train_cascade")
@@ -66,13 +66,10 @@ def sample_pixels(rng, n_px: int, n_pairs: int, radius: float):
 
 
 def similarities(mean, shapes):
-    """(a, b) of the least-squares similarity mean → shape for each of (N, 68, 2) shapes."""
-    m = mean - mean.mean(0)
-    c = shapes - shapes.mean(1, keepdims=True)
-    den = (m ** 2).sum()
-    a = (m[:, 0] * c[..., 0] + m[:, 1] * c[..., 1]).sum(1) / den
-    b = (m[:, 0] * c[..., 1] - m[:, 1] * c[..., 0]).sum(1) / den
-    return a[:, None], b[:, None]
+    """(a, b) of the least-squares similarity mean → shape for each of (N, 68, 2) shapes, as columns
+    (N, 1): the runtime's own `similarity_to`, so training and runtime move shapes identically."""
+    ab = np.array([similarity_to(mean, shape) for shape in shapes])
+    return ab[:, :1], ab[:, 1:]
 
 
 def to_mean_frame(mean, shapes, targets):

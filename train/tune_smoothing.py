@@ -20,7 +20,8 @@ from rtalign.smoothing import OneEuroFilter, OneEuroOptions
 from rtalign.track import FaceTracker
 
 
-def smooth_track(pred, truth, opts):
+def smooth_track(pred, opts):
+    """One track of predictions through a fresh filter with `opts`, as the tracker would smooth it."""
     f = OneEuroFilter(opts)
     return np.stack([f.update(p, i / FPS, float(interocular(p))) for i, p in enumerate(pred)])
 
@@ -48,8 +49,8 @@ def main():
     for min_cutoff in (0.1, 0.2, 0.3, 0.5, 1.0, 2.0):
         for beta in (0.0, 1.0, 3.0, 10.0, 30.0, 100.0):
             o = OneEuroOptions(min_cutoff, beta)
-            static = np.mean([jitter(smooth_track(p, g, o), g)[0] for p, g in tracks[False]])
-            moved = [smooth_track(p, g, o) for p, g in tracks[True]]
+            static = np.mean([jitter(smooth_track(p, o), g)[0] for p, g in tracks[False]])
+            moved = [smooth_track(p, o) for p, _ in tracks[True]]
             motion_nme = np.mean([nme_per_face(g, m).mean() for m, (_, g) in zip(moved, tracks[True])])
             motion_jit = np.mean([jitter(m, g)[1] for m, (_, g) in zip(moved, tracks[True])])
             ok = motion_nme <= base * (1 + args.max_rise)

@@ -57,22 +57,33 @@ def pixel_values(gray: np.ndarray, shape: np.ndarray, a: float, b: float, anchor
     """The pixels one stage reads, written into `out` (float32, n_pixels).
 
     Pixel k sits at landmark anchor[k] plus offset[k] (mean-shape units) turned and scaled by the
-    face's similarity (a, b) (see `similarity_to`); nearest-pixel reads, 0 outside the image.
+    face's similarity (a, b) (see `similarity_to`); bilinear reads (features that move smoothly with
+    the shape: measured better than nearest-pixel reads), 0 outside the image.
+    Indices computed from data are unsigned: Numba then emits no negative-index wraparound code.
     """
     h, w = gray.shape
+    one = np.uint64(1)
     for k in range(anchor.shape[0]):
-        j = anchor[k]
-        x = shape[j, 0] + a * offset[k, 0] - b * offset[k, 1] + 0.5
-        y = shape[j, 1] + b * offset[k, 0] + a * offset[k, 1] + 0.5
-        inside = x >= 0.0 and y >= 0.0 and x < w and y < h   # then int() truncation is floor()
-        out[k] = gray[int(y), int(x)] if inside else 0.0
+        j = np.uint64(anchor[k])
+        x = shape[j, 0] + a * offset[k, 0] - b * offset[k, 1]
+        y = shape[j, 1] + b * offset[k, 0] + a * offset[k, 1]
+        if x >= 0.0 and y >= 0.0 and x < w - 1 and y < h - 1:
+            x0, y0 = np.uint64(x), np.uint64(y)
+            fx, fy = x - np.float64(x0), y - np.float64(y0)
+            g00, g01 = np.float64(gray[y0, x0]), np.float64(gray[y0, x0 + one])
+            g10, g11 = np.float64(gray[y0 + one, x0]), np.float64(gray[y0 + one, x0 + one])
+            top = g00 + fx * (g01 - g00)
+            bottom = g10 + fx * (g11 - g10)
+            out[k] = top + fy * (bottom - top)
+        else:
+            out[k] = 0.0
 
 
 @nb.njit(cache=True)
 def pair_differences(vals: np.ndarray, pair: np.ndarray, out: np.ndarray) -> None:
     """out[p] = vals[pair[p, 0]] − vals[pair[p, 1]]: the features the trees split on."""
     for p in range(pair.shape[0]):
-        out[p] = vals[pair[p, 0]] - vals[pair[p, 1]]
+        out[p] = vals[np.uint64(pair[p, 0])] - vals[np.uint64(pair[p, 1])]
 
 
 @nb.njit(cache=True)
@@ -98,8 +109,8 @@ def trees_sum(x: np.ndarray, t0: int, t1: int, feature: np.ndarray, threshold: n
     for t in range(t0, t1):
         i = 0
         while i < n_inner:
-            i = 2 * i + (1 if x[feature[t, i]] <= threshold[t, i] else 2)
-        leaf = value[t, i - n_inner]
+            i = 2 * i + (1 if x[np.uint64(feature[t, i])] <= threshold[t, i] else 2)
+        leaf = value[t, np.uint64(i - n_inner)]
         for k in range(out.shape[0]):
             out[k] += leaf[k]
     return out
