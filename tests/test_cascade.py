@@ -5,11 +5,12 @@ import pytest
 
 from rtalign.data import read_image
 from rtalign.errors import ModelError
-from rtalign.landmarks import MEAN_SHAPE, landmark_box
+from rtalign.landmarks import MEAN_SHAPE, landmark_box, mirror_points
 from rtalign.metrics import nme_per_face
 from rtalign.models import load_model, models_dir
-from rtalign.models.cascade import (KEYS, RUN_KEYS, CascadeLandmarker, face_region, initial_shape, pixel_values,
-                                    run_cascade, shape_features, to_frame, to_region, trees_sum)
+from rtalign.models.cascade import (KEYS, CascadeLandmarker, face_region, image_blurs, initial_shape, median_shape,
+                                    pixel_values, region_images, run_starts, runtime_arrays, shape_features,
+                                    similarity_to, to_frame, to_region, trees_sum)
 from train.train_cascade import Stage, apply_delta, export_arrays, fit_stage, sample_pixels, to_mean_frame
 
 
@@ -26,14 +27,16 @@ def test_numba_trees_match_sklearn_on_real_shape_indexed_features(gray_faces):
     for n, (img, _) in enumerate(gray_faces):
         shape_features(img, starts[n], MEAN_SHAPE, anchor, offset, pair, X[n])
     y = to_mean_frame(MEAN_SHAPE, starts, np.stack([p for _, p in gray_faces]))[:, :8]
-    trees, fitted = fit_stage(X, y, n_trees=7, depth=4, max_features=20, min_leaf=1, rate=0.3, seed=0)
-    stage = Stage(anchor, offset, pair, np.eye(8, 136), np.zeros(136), trees, 0.3)
+    trees, step, fitted = fit_stage(X, y, n_trees=7, depth=4, max_features=20, min_leaf=1, rate=0.3, seed=0)
+    stage = Stage(anchor, offset, pair, np.eye(8, 136), np.zeros(136), trees, 0.3, step)
     a = export_arrays(MEAN_SHAPE, [stage], box_side=112)
     assert a["pair"].shape[1] < 300                                     # unused pairs were dropped
-    X_used = np.empty((len(gray_faces), a["pair"].shape[1]), np.float32)
-    for n, (img, _) in enumerate(gray_faces):                           # features as the exported file defines them
-        shape_features(img, starts[n], MEAN_SHAPE, a["anchor"][0], a["offset"][0], a["pair"][0], X_used[n])
-    ours = np.stack([trees_sum(x, 0, 7, a["feature"], a["threshold"], a["value"]) for x in X_used])
+    anchor_, offset_, node_pixels, threshold, value, leaf_step = runtime_arrays(a)[1:7]
+    ours = np.zeros((len(gray_faces), 8))
+    vals = np.empty(anchor_.shape[1], np.float32)
+    for n, (img, _) in enumerate(gray_faces):                           # pixels as the exported file defines them
+        pixel_values(img, starts[n], *similarity_to(MEAN_SHAPE, starts[n]), anchor_[0], offset_[0], vals)
+        trees_sum(vals, 0, 7, node_pixels, threshold, value, leaf_step[0], ours[n])
     np.testing.assert_allclose(ours, fitted, atol=1e-5)
     sklearn_sum = sum(0.3 * t.predict(X)[:, :, 0] for t in trees)      # scikit-learn's own traversal
     np.testing.assert_allclose(ours, sklearn_sum, atol=1e-5)
@@ -54,6 +57,23 @@ def test_pixel_reads_are_bilinear_and_zero_outside_the_image():
     np.testing.assert_allclose(out[0], 3 * (10.25 - 4) + 5 * (4.5 + 2), rtol=1e-6)
 
 
+def test_median_of_starts_is_numpys_median_for_odd_and_even_counts():
+    rng = np.random.default_rng(1)
+    for k in range(1, 7):
+        shapes = rng.normal(size=(k, 68, 2)) * 50
+        np.testing.assert_array_equal(median_shape(shapes), np.median(shapes, axis=0))
+
+
+def test_region_images_blur_only_where_asked():
+    gray = np.zeros((21, 21), np.float32)
+    gray[10, 10] = 100.0
+    images = region_images(gray, np.array([0.0, 1.0]))
+    assert images.shape == (2, 21, 21) and images.dtype == np.float32
+    np.testing.assert_array_equal(images[0], gray)
+    assert images[1].sum() == pytest.approx(100.0, rel=1e-4)             # a blur keeps the total
+    assert images[1][10, 10] == pytest.approx(100.0 / (2 * np.pi), rel=0.05)  # peak of a unit-sigma Gaussian
+
+
 def test_mean_frame_round_trip(gray_faces):
     gt = np.stack([p for _, p in gray_faces])
     start = np.stack([initial_shape(MEAN_SHAPE, landmark_box(p) + 7.0) for p in gt])
@@ -69,7 +89,10 @@ def shipped():
 
 def test_the_first_stage_reduces_the_error_of_the_mean_shape_start(shipped, test_samples):
     a = shipped.arrays
-    one = [a[k][:1] if k in ("anchor", "offset", "pair", "basis", "basis_mean", "stage_trees") else a[k] for k in RUN_KEYS]
+    first = int(a["stage_trees"][0])
+    stage_keys = ("anchor", "offset", "pair", "leaf_step", "basis", "basis_mean", "stage_trees", "stage_blur")
+    first_stage = {**{k: a[k][:1] for k in stage_keys}, **{k: a[k][:first] for k in ("feature", "threshold", "value")}}
+    one, blurs = runtime_arrays(first_stage), image_blurs(first_stage)
     gt, start, after = [], [], []
     for sample in test_samples[:60]:
         box = landmark_box(sample.points)
@@ -77,7 +100,8 @@ def test_the_first_stage_reduces_the_error_of_the_mean_shape_start(shipped, test
         gt.append(sample.points)
         start.append(initial_shape(shipped.mean, to_region(box.reshape(2, 2), n, origin).reshape(4)))
         after.append(start[-1].copy())
-        run_cascade(region, after[-1], shipped.mean, *one)
+        images = region_images(region, blurs)
+        run_starts(images, images, np.zeros(1, bool), after[-1][None], shipped.mean, *one)
         start[-1], after[-1] = to_frame(start[-1], n, origin), to_frame(after[-1], n, origin)
     assert nme_per_face(np.stack(gt), np.stack(after)).mean() < 0.85 * nme_per_face(np.stack(gt), np.stack(start)).mean()
 
@@ -102,6 +126,17 @@ def test_a_face_twice_as_large_gets_the_same_points_twice_as_far(shipped, test_s
     big_pts = shipped.predict(big, (box * 2 + 0.5)[None])[0]      # pixel centres: x' = 2x + 0.5
     iod = np.linalg.norm(small_pts[36] - small_pts[45])
     assert np.linalg.norm((big_pts - 0.5) / 2 - small_pts, axis=1).mean() < 0.015 * iod
+
+
+def test_a_mirrored_face_gets_the_mirrored_points(shipped, test_samples):
+    """The shipped starts are the face and its mirror image, so mirroring the frame swaps their roles."""
+    frame = read_image(test_samples[2].image)
+    box = landmark_box(test_samples[2].points)
+    w = frame.shape[1]
+    pts = shipped.predict(frame, box[None])[0]
+    mirrored_box = np.array([[w - 1 - box[2], box[1], w - 1 - box[0], box[3]]])
+    flipped = shipped.predict(np.ascontiguousarray(frame[:, ::-1]), mirrored_box)[0]
+    np.testing.assert_allclose(mirror_points(flipped, w), pts, atol=1e-3)   # pixels
 
 
 def test_boxes_at_and_beyond_the_frame_edge_give_finite_points(shipped, test_samples):

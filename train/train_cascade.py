@@ -25,16 +25,18 @@ from rtalign.data import data_root, list_samples, read_image
 from rtalign.evaluate import predict_samples
 from rtalign.landmarks import MEAN_SHAPE, landmark_box, mirror_points
 from rtalign.metrics import nme_per_face
-from rtalign.models.cascade import (CROP_SCALE, KEYS, RUN_KEYS, CascadeLandmarker, face_region, initial_shape,
-                                    run_cascade, shape_features, similarity_to, to_region)
+from rtalign.models.cascade import (CROP_SCALE, KEYS, CascadeLandmarker, face_region, image_blurs, initial_shape,
+                                    region_images, run_starts, runtime_arrays, shape_features, similarity_to,
+                                    to_region)
 from train.augment import AugmentConfig, FaceSet, augmented_crop, load_faces
 
 log = logging.getLogger("train_cascade")
 
-#: The runtime's start boxes (dx, dy in box sides, scale): the box itself and two moved by 4 % along a
-#: diagonal. Measured on the shipped model: median of 3 starts −0.07 NME against one start, of 5 a further
-#: −0.03 at 1.6× the time (over the 1 ms budget).
-START_BOXES = np.array([[0, 0, 1], [-0.04, -0.04, 1], [0.04, 0.04, 1]], np.float64)
+#: The runtime's starts: the box itself on the face as it is and mirrored (dx, dy in box sides, scale;
+#: mirrored or not). Measured on test_common: the median of these two beats three boxes moved by 4 %
+#: along a diagonal by 0.02–0.03 NME, at two thirds of the time.
+START_BOXES = np.array([[0, 0, 1], [0, 0, 1]], np.float64)
+START_MIRROR = np.array([False, True])
 
 
 def load_regions(folder, box_side):
@@ -91,19 +93,34 @@ def apply_delta(mean, shapes, delta):
     shapes[..., 1] += b * delta[:, 0::2] + a * delta[:, 1::2]
 
 
+#: Leaves are stored as int16 multiples of a per-stage, per-output step (half the memory of float32,
+#: so the trees stay in cache); full scale is the stage target's largest value × rate.
+LEAF_LEVELS = 32767
+
+
 def fit_stage(X, target, n_trees, depth, max_features, min_leaf, rate, seed):
-    """Boost regression trees on `target` (N, k); returns the trees and their summed, shrunk prediction."""
+    """Boost regression trees on `target` (N, k); returns the trees, the leaf step (k,) and their summed,
+    shrunk prediction.
+
+    Each tree's leaf values are rounded, as soon as it is fitted, to what the file stores (whole
+    multiples of step / rate), so the next trees fit what the rounded trees left and scikit-learn's
+    `predict` on the trees is exactly what the runtime computes.
+    """
+    step = rate * np.abs(target).max(0) / LEAF_LEVELS
+    step[step == 0] = 1.0
     left = target.copy()
     trees = []
     for t in range(n_trees):
         tree = DecisionTreeRegressor(max_depth=depth, max_features=max_features, min_samples_leaf=min_leaf,
                                      splitter="random", random_state=seed * 100_003 + t).fit(X, left)
+        value = tree.tree_.value[..., 0]            # a view: rounding it changes the tree itself
+        value[:] = np.clip(np.rint(value * rate / step), -LEAF_LEVELS, LEAF_LEVELS) * step / rate
         left -= rate * tree.predict(X)
         trees.append(tree.tree_)
-    return trees, target - left
+    return trees, step, target - left
 
 
-def training_starts(rng, faces, n_starts, shape_share, box_side, augment):
+def training_starts(rng, faces, n_starts, shape_share, box_side, augment, box_shift, box_scale):
     """Every face's starts: its image (augmented, except the first two: as stored and mirrored), the
     target points in it, and a start shape (the mean, or another face's shape) in a jittered box."""
     mean = MEAN_SHAPE.astype(np.float64)
@@ -119,8 +136,8 @@ def training_starts(rng, faces, n_starts, shape_share, box_side, augment):
                 image, g = augmented_crop(img, pts, CROP_SCALE, crop_size, augment, rng)
             box = landmark_box(g)
             side = max(box[2] - box[0], box[3] - box[1])
-            c = (box[:2] + box[2:]) / 2 + rng.uniform(-0.06, 0.06, 2) * side
-            half = (box[2:] - box[:2]) / 2 * rng.uniform(0.94, 1.06)
+            c = (box[:2] + box[2:]) / 2 + rng.uniform(-box_shift, box_shift, 2) * side
+            half = (box[2:] - box[:2]) / 2 * rng.uniform(1 - box_scale, 1 + box_scale)
             template = mean if s < 2 or rng.random() >= shape_share else faces.points[rng.integers(len(faces.points))]
             images.append(image)
             gts.append(g)
@@ -142,10 +159,14 @@ def main():
     ap.add_argument("--components", type=int, default=60, help="PCA components of each stage's target")
     ap.add_argument("--starts", type=int, default=20, help="initial shapes per face")
     ap.add_argument("--shape-share", type=float, default=0.5, help="share of starts from other faces' shapes")
+    ap.add_argument("--box-shift", type=float, default=0.06, help="start box jitter: centre shift (box sides)")
+    ap.add_argument("--box-scale", type=float, default=0.06, help="start box jitter: relative size change")
     ap.add_argument("--rotation", type=float, default=15.0, help="augmentation: rotation range (degrees)")
     ap.add_argument("--occlude", type=float, default=0.1, help="augmentation: share of starts with an occluder")
     ap.add_argument("--radius", type=float, default=0.3, help="first stage's pixel radius (inter-ocular units)")
     ap.add_argument("--decay", type=float, default=0.94, help="pixel radius factor from one stage to the next")
+    ap.add_argument("--blur", type=float, default=0.0, help="Gaussian sigma (px) of the face the first stages read")
+    ap.add_argument("--blur-stages", type=int, default=0, help="how many first stages read the blurred face")
     ap.add_argument("--limit", type=int, default=0, help="use only this many training faces (quick runs)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -158,7 +179,8 @@ def main():
         faces = FaceSet(faces.images[: args.limit], faces.points[: args.limit], faces.names[: args.limit])
     box_side = float(np.median(np.ptp(faces.points, axis=1).max(1)))   # the model reads faces at the stored scale
     augment = AugmentConfig(rotation_deg=args.rotation, scale=(0.9, 1.1), shift=0.03, p_occlude=args.occlude)
-    pool, gts, shapes = training_starts(rng, faces, args.starts, args.shape_share, box_side, augment)
+    pool, gts, shapes = training_starts(rng, faces, args.starts, args.shape_share, box_side, augment, args.box_shift,
+                                        args.box_scale)
     test_images, test_points = load_regions(data_root() / "test_common", box_side)
     mean = MEAN_SHAPE.astype(np.float64)
     test_shapes = np.stack([initial_shape(mean, landmark_box(p)) for p in test_points])
@@ -168,17 +190,18 @@ def main():
     for stage in range(args.stages):
         radius = args.radius * args.decay ** stage
         anchor, offset, pair = sample_pixels(rng, args.pixels, args.pairs, radius)
+        blur = args.blur if stage < args.blur_stages else 0.0
         X = np.empty((len(shapes), args.pairs), np.float32)
         for n in range(len(shapes)):
-            shape_features(pool[n], shapes[n], mean, anchor, offset, pair, X[n])
+            shape_features(region_images(pool[n], [blur])[0], shapes[n], mean, anchor, offset, pair, X[n])
         R = to_mean_frame(mean, shapes, gts)
         mu = R.mean(0)
         _, _, vt = np.linalg.svd(R - mu, full_matrices=False)
         basis = vt[: args.components]
-        trees, fitted = fit_stage(X, (R - mu) @ basis.T, args.trees, args.depth, args.max_features, args.min_leaf,
-                                  args.rate, args.seed * 1000 + stage)
+        trees, step, fitted = fit_stage(X, (R - mu) @ basis.T, args.trees, args.depth, args.max_features,
+                                        args.min_leaf, args.rate, args.seed * 1000 + stage)
         apply_delta(mean, shapes, mu + fitted @ basis)
-        stages.append(Stage(anchor, offset, pair, basis, mu, trees, args.rate))
+        stages.append(Stage(anchor, offset, pair, basis, mu, trees, args.rate, step, blur))
         run_all(export_arrays(mean, stages[-1:], box_side), test_images, test_shapes)
         log.info("stage %d (radius %.3f): train NME %.3f %%, test_common NME %.3f %%, %.1f min", stage, radius,
                  nme_per_face(gts, shapes).mean(), nme_per_face(test_points, test_shapes).mean(),
@@ -186,13 +209,14 @@ def main():
 
     np.savez_compressed(args.out, **export_arrays(mean, stages, box_side))
     gt, pred = predict_samples(CascadeLandmarker(args.out), list_samples(data_root() / "test_common"))
-    log.info("test_common NME %.3f %% (%d start boxes, median), file %.1f MB, %.1f min", nme_per_face(gt, pred).mean(),
+    log.info("test_common NME %.3f %% (%d starts, median), file %.1f MB, %.1f min", nme_per_face(gt, pred).mean(),
              len(START_BOXES), args.out.stat().st_size / 1e6, (time.time() - t_start) / 60)
 
 
 @dataclass
 class Stage:
-    """One fitted stage: where it reads pixels, its target basis, and its trees (leaves × rate)."""
+    """One fitted stage: where it reads pixels, its target basis, its trees, their learning rate, and the
+    leaf step (leaves × rate are whole multiples of it)."""
     anchor: np.ndarray
     offset: np.ndarray
     pair: np.ndarray
@@ -200,21 +224,23 @@ class Stage:
     basis_mean: np.ndarray
     trees: list
     rate: float
+    step: np.ndarray
+    blur: float = 0.0
 
 
-def complete_tree(tree, depth: int, rate: float):
+def complete_tree(tree, depth: int, rate: float, step: np.ndarray):
     """A scikit-learn tree as a complete tree of `depth` (inner features and thresholds, 2^depth leaf rows
-    × rate): a leaf above the last level becomes inner nodes that always go left (threshold +inf),
-    with its value copied to every leaf below it."""
+    × rate in int16 units of `step`, exact after `fit_stage`'s rounding): a leaf above the last level
+    becomes inner nodes that always go left (threshold +inf), with its value copied to every leaf below it."""
     n_inner = 2 ** depth - 1
     feature = np.zeros(n_inner, np.int32)
     threshold = np.full(n_inner, np.inf, np.float32)
-    value = np.empty((2 ** depth, tree.value.shape[1]), np.float32)
+    value = np.empty((2 ** depth, tree.value.shape[1]), np.int16)
     stack = [(0, 0, 0)]                           # (sklearn node, implicit index, level)
     while stack:
         node, i, level = stack.pop()
         if level == depth:
-            value[i - n_inner] = tree.value[node, :, 0] * rate
+            value[i - n_inner] = np.rint(tree.value[node, :, 0] * rate / step)
             continue
         leaf = tree.children_left[node] == -1
         if not leaf:  # the largest float32 ≤ the float64 threshold keeps every float32 comparison exact
@@ -241,7 +267,7 @@ def export_arrays(mean, stages, box_side) -> dict:
     depth = max(t.max_depth for st in stages for t in st.trees)
     anchors, offsets, pairs, features, thresholds, values = [], [], [], [], [], []
     for st in stages:
-        trees = [complete_tree(t, depth, st.rate) for t in st.trees]
+        trees = [complete_tree(t, depth, st.rate, st.step) for t in st.trees]
         threshold = np.stack([t[1] for t in trees])
         anchor, offset, pair, feature = used_features(st.anchor, st.offset, st.pair, np.stack([t[0] for t in trees]),
                                                       threshold)
@@ -252,9 +278,10 @@ def export_arrays(mean, stages, box_side) -> dict:
     arrays = {
         "mean_shape": mean, "anchor": pad(anchors), "offset": pad(offsets), "pair": pad(pairs),
         "feature": np.concatenate(features), "threshold": np.concatenate(thresholds), "value": np.concatenate(values),
-        "basis": np.stack([s.basis for s in stages]), "basis_mean": np.stack([s.basis_mean for s in stages]),
-        "stage_trees": np.array([len(s.trees) for s in stages], np.int64), "box_side": np.array(float(box_side)),
-        "start_boxes": START_BOXES,
+        "leaf_step": np.stack([s.step for s in stages]), "basis": np.stack([s.basis for s in stages]), "basis_mean": np.stack([s.basis_mean for s in stages]),
+        "stage_trees": np.array([len(s.trees) for s in stages], np.int64),
+        "stage_blur": np.array([s.blur for s in stages], np.float64), "box_side": np.array(float(box_side)),
+        "start_boxes": START_BOXES, "start_mirror": START_MIRROR,
     }
     assert set(arrays) == set(KEYS)
     return arrays
@@ -262,9 +289,10 @@ def export_arrays(mean, stages, box_side) -> dict:
 
 def run_all(arrays, images, shapes):
     """Run a cascade's stages on faces, moving `shapes` (N, 68, 2) in place."""
-    args = tuple(arrays[k] for k in RUN_KEYS)
+    args, blurs = runtime_arrays(arrays), image_blurs(arrays)
     for img, shape in zip(images, shapes):
-        run_cascade(img, shape, arrays["mean_shape"], *args)
+        views = region_images(img, blurs)
+        run_starts(views, views, np.zeros(1, bool), shape[None], arrays["mean_shape"], *args)
 
 
 if __name__ == "__main__":
