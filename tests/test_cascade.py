@@ -8,9 +8,9 @@ from rtalign.errors import ModelError
 from rtalign.landmarks import MEAN_SHAPE, landmark_box, mirror_points
 from rtalign.metrics import nme_per_face
 from rtalign.models import load_model, models_dir
-from rtalign.models.cascade import (KEYS, CascadeLandmarker, face_region, image_blurs, initial_shape, median_shape,
-                                    pixel_values, region_images, run_starts, runtime_arrays, shape_features,
-                                    similarity_to, to_frame, to_region, trees_sum)
+from rtalign.models.cascade import (KEYS, CascadeLandmarker, face_region, initial_shape, median_shape, pixel_values,
+                                    run_cascade, runtime_arrays, shape_features, similarity_to, to_frame, to_region,
+                                    trees_sum)
 from train.train_cascade import Stage, apply_delta, export_arrays, fit_stage, sample_pixels, to_mean_frame
 
 
@@ -31,7 +31,7 @@ def test_numba_trees_match_sklearn_on_real_shape_indexed_features(gray_faces):
     stage = Stage(anchor, offset, pair, np.eye(8, 136), np.zeros(136), trees, 0.3, step)
     a = export_arrays(MEAN_SHAPE, [stage], box_side=112)
     assert a["pair"].shape[1] < 300                                     # unused pairs were dropped
-    anchor_, offset_, node_pixels, threshold, value, leaf_step = runtime_arrays(a)[1:7]
+    anchor_, offset_, node_pixels, threshold, value, leaf_step = runtime_arrays(a)[:6]
     ours = np.zeros((len(gray_faces), 8))
     vals = np.empty(anchor_.shape[1], np.float32)
     for n, (img, _) in enumerate(gray_faces):                           # pixels as the exported file defines them
@@ -64,14 +64,9 @@ def test_median_of_starts_is_numpys_median_for_odd_and_even_counts():
         np.testing.assert_array_equal(median_shape(shapes), np.median(shapes, axis=0))
 
 
-def test_region_images_blur_only_where_asked():
-    gray = np.zeros((21, 21), np.float32)
-    gray[10, 10] = 100.0
-    images = region_images(gray, np.array([0.0, 1.0]))
-    assert images.shape == (2, 21, 21) and images.dtype == np.float32
-    np.testing.assert_array_equal(images[0], gray)
-    assert images[1].sum() == pytest.approx(100.0, rel=1e-4)             # a blur keeps the total
-    assert images[1][10, 10] == pytest.approx(100.0 / (2 * np.pi), rel=0.05)  # peak of a unit-sigma Gaussian
+def test_initial_shape_fills_the_box_exactly():
+    box = np.array([12.5, -3.0, 140.25, 160.0])
+    np.testing.assert_allclose(landmark_box(initial_shape(MEAN_SHAPE, box)), box, atol=1e-9)
 
 
 def test_mean_frame_round_trip(gray_faces):
@@ -90,9 +85,8 @@ def shipped():
 def test_the_first_stage_reduces_the_error_of_the_mean_shape_start(shipped, test_samples):
     a = shipped.arrays
     first = int(a["stage_trees"][0])
-    stage_keys = ("anchor", "offset", "pair", "leaf_step", "basis", "basis_mean", "stage_trees", "stage_blur")
-    first_stage = {**{k: a[k][:1] for k in stage_keys}, **{k: a[k][:first] for k in ("feature", "threshold", "value")}}
-    one, blurs = runtime_arrays(first_stage), image_blurs(first_stage)
+    stage_keys = ("anchor", "offset", "pair", "leaf_step", "basis", "basis_mean", "stage_trees")
+    one = runtime_arrays({**{k: a[k][:1] for k in stage_keys}, **{k: a[k][:first] for k in ("feature", "threshold", "value")}})
     gt, start, after = [], [], []
     for sample in test_samples[:60]:
         box = landmark_box(sample.points)
@@ -100,8 +94,7 @@ def test_the_first_stage_reduces_the_error_of_the_mean_shape_start(shipped, test
         gt.append(sample.points)
         start.append(initial_shape(shipped.mean, to_region(box.reshape(2, 2), n, origin).reshape(4)))
         after.append(start[-1].copy())
-        images = region_images(region, blurs)
-        run_starts(images, images, np.zeros(1, bool), after[-1][None], shipped.mean, *one)
+        run_cascade(region, after[-1], shipped.mean, *one)
         start[-1], after[-1] = to_frame(start[-1], n, origin), to_frame(after[-1], n, origin)
     assert nme_per_face(np.stack(gt), np.stack(after)).mean() < 0.85 * nme_per_face(np.stack(gt), np.stack(start)).mean()
 

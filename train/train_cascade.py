@@ -25,10 +25,9 @@ from rtalign.data import data_root, list_samples, read_image
 from rtalign.evaluate import predict_samples
 from rtalign.landmarks import MEAN_SHAPE, landmark_box, mirror_points
 from rtalign.metrics import nme_per_face
-from rtalign.models.cascade import (CROP_SCALE, KEYS, CascadeLandmarker, face_region, image_blurs, initial_shape,
-                                    region_images, run_starts, runtime_arrays, shape_features, similarity_to,
-                                    to_region)
-from train.augment import AugmentConfig, FaceSet, augmented_crop, load_faces
+from rtalign.models.cascade import (CROP_SCALE, KEYS, CascadeLandmarker, face_region, initial_shape, run_cascade,
+                                    runtime_arrays, shape_features, similarity_to, to_region)
+from train.augment import AugmentConfig, FaceSet, augmented_crop, load_faces, shape_transfer
 
 log = logging.getLogger("train_cascade")
 
@@ -120,9 +119,10 @@ def fit_stage(X, target, n_trees, depth, max_features, min_leaf, rate, seed):
     return trees, step, target - left
 
 
-def training_starts(rng, faces, n_starts, shape_share, box_side, augment, box_shift, box_scale):
-    """Every face's starts: its image (augmented, except the first two: as stored and mirrored), the
-    target points in it, and a start shape (the mean, or another face's shape) in a jittered box."""
+def training_starts(rng, faces, n_starts, shape_share, box_side, augment, box_shift, box_scale, transfer):
+    """Every face's starts: its image (augmented, except the first two: as stored and mirrored; a share
+    `transfer` of the augmented ones first warped toward another face's shape), the target points in it,
+    and a start shape (the mean, or another face's shape) in a jittered box."""
     mean = MEAN_SHAPE.astype(np.float64)
     crop_size = round(CROP_SCALE * box_side)
     images, gts, starts = [], [], []
@@ -133,7 +133,11 @@ def training_starts(rng, faces, n_starts, shape_share, box_side, augment, box_sh
             elif s == 1:
                 image, g = np.ascontiguousarray(img[:, ::-1]), mirror_points(pts, img.shape[1])
             else:
-                image, g = augmented_crop(img, pts, CROP_SCALE, crop_size, augment, rng)
+                image, g = img, pts
+                if rng.random() < transfer:
+                    image, g = shape_transfer(img, pts, faces.points[rng.integers(len(faces.points))],
+                                              rng.uniform(0.2, 0.8))
+                image, g = augmented_crop(image, g, CROP_SCALE, crop_size, augment, rng)
             box = landmark_box(g)
             side = max(box[2] - box[0], box[3] - box[1])
             c = (box[:2] + box[2:]) / 2 + rng.uniform(-box_shift, box_shift, 2) * side
@@ -161,12 +165,12 @@ def main():
     ap.add_argument("--shape-share", type=float, default=0.5, help="share of starts from other faces' shapes")
     ap.add_argument("--box-shift", type=float, default=0.06, help="start box jitter: centre shift (box sides)")
     ap.add_argument("--box-scale", type=float, default=0.06, help="start box jitter: relative size change")
+    ap.add_argument("--transfer", type=float, default=0.0,
+                    help="share of augmented starts whose face is warped toward another face's shape")
     ap.add_argument("--rotation", type=float, default=15.0, help="augmentation: rotation range (degrees)")
     ap.add_argument("--occlude", type=float, default=0.1, help="augmentation: share of starts with an occluder")
     ap.add_argument("--radius", type=float, default=0.3, help="first stage's pixel radius (inter-ocular units)")
     ap.add_argument("--decay", type=float, default=0.94, help="pixel radius factor from one stage to the next")
-    ap.add_argument("--blur", type=float, default=0.0, help="Gaussian sigma (px) of the face the first stages read")
-    ap.add_argument("--blur-stages", type=int, default=0, help="how many first stages read the blurred face")
     ap.add_argument("--limit", type=int, default=0, help="use only this many training faces (quick runs)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -180,7 +184,7 @@ def main():
     box_side = float(np.median(np.ptp(faces.points, axis=1).max(1)))   # the model reads faces at the stored scale
     augment = AugmentConfig(rotation_deg=args.rotation, scale=(0.9, 1.1), shift=0.03, p_occlude=args.occlude)
     pool, gts, shapes = training_starts(rng, faces, args.starts, args.shape_share, box_side, augment, args.box_shift,
-                                        args.box_scale)
+                                        args.box_scale, args.transfer)
     test_images, test_points = load_regions(data_root() / "test_common", box_side)
     mean = MEAN_SHAPE.astype(np.float64)
     test_shapes = np.stack([initial_shape(mean, landmark_box(p)) for p in test_points])
@@ -190,10 +194,9 @@ def main():
     for stage in range(args.stages):
         radius = args.radius * args.decay ** stage
         anchor, offset, pair = sample_pixels(rng, args.pixels, args.pairs, radius)
-        blur = args.blur if stage < args.blur_stages else 0.0
         X = np.empty((len(shapes), args.pairs), np.float32)
         for n in range(len(shapes)):
-            shape_features(region_images(pool[n], [blur])[0], shapes[n], mean, anchor, offset, pair, X[n])
+            shape_features(pool[n], shapes[n], mean, anchor, offset, pair, X[n])
         R = to_mean_frame(mean, shapes, gts)
         mu = R.mean(0)
         _, _, vt = np.linalg.svd(R - mu, full_matrices=False)
@@ -201,7 +204,7 @@ def main():
         trees, step, fitted = fit_stage(X, (R - mu) @ basis.T, args.trees, args.depth, args.max_features,
                                         args.min_leaf, args.rate, args.seed * 1000 + stage)
         apply_delta(mean, shapes, mu + fitted @ basis)
-        stages.append(Stage(anchor, offset, pair, basis, mu, trees, args.rate, step, blur))
+        stages.append(Stage(anchor, offset, pair, basis, mu, trees, args.rate, step))
         run_all(export_arrays(mean, stages[-1:], box_side), test_images, test_shapes)
         log.info("stage %d (radius %.3f): train NME %.3f %%, test_common NME %.3f %%, %.1f min", stage, radius,
                  nme_per_face(gts, shapes).mean(), nme_per_face(test_points, test_shapes).mean(),
@@ -225,7 +228,6 @@ class Stage:
     trees: list
     rate: float
     step: np.ndarray
-    blur: float = 0.0
 
 
 def complete_tree(tree, depth: int, rate: float, step: np.ndarray):
@@ -278,9 +280,9 @@ def export_arrays(mean, stages, box_side) -> dict:
     arrays = {
         "mean_shape": mean, "anchor": pad(anchors), "offset": pad(offsets), "pair": pad(pairs),
         "feature": np.concatenate(features), "threshold": np.concatenate(thresholds), "value": np.concatenate(values),
-        "leaf_step": np.stack([s.step for s in stages]), "basis": np.stack([s.basis for s in stages]), "basis_mean": np.stack([s.basis_mean for s in stages]),
-        "stage_trees": np.array([len(s.trees) for s in stages], np.int64),
-        "stage_blur": np.array([s.blur for s in stages], np.float64), "box_side": np.array(float(box_side)),
+        "leaf_step": np.stack([s.step for s in stages]), "basis": np.stack([s.basis for s in stages]),
+        "basis_mean": np.stack([s.basis_mean for s in stages]),
+        "stage_trees": np.array([len(s.trees) for s in stages], np.int64), "box_side": np.array(float(box_side)),
         "start_boxes": START_BOXES, "start_mirror": START_MIRROR,
     }
     assert set(arrays) == set(KEYS)
@@ -289,10 +291,9 @@ def export_arrays(mean, stages, box_side) -> dict:
 
 def run_all(arrays, images, shapes):
     """Run a cascade's stages on faces, moving `shapes` (N, 68, 2) in place."""
-    args, blurs = runtime_arrays(arrays), image_blurs(arrays)
+    args = runtime_arrays(arrays)
     for img, shape in zip(images, shapes):
-        views = region_images(img, blurs)
-        run_starts(views, views, np.zeros(1, bool), shape[None], arrays["mean_shape"], *args)
+        run_cascade(img, shape, arrays["mean_shape"], *args)
 
 
 if __name__ == "__main__":

@@ -21,12 +21,12 @@ import numba as nb
 import numpy as np
 
 from ..errors import ModelError
-from ..landmarks import landmark_box, mirror_points
+from ..landmarks import FLIP
 from .base import UnscoredModel
 
 #: Arrays a cascade file must hold (see train/train_cascade.py for how they are made).
 KEYS = ("mean_shape", "anchor", "offset", "pair", "feature", "threshold", "value", "leaf_step", "basis",
-        "basis_mean", "stage_trees", "stage_blur", "box_side", "start_boxes", "start_mirror")
+        "basis_mean", "stage_trees", "box_side", "start_boxes", "start_mirror")
 #: The cascade reads a grey region of this many box sides around each face, shrunk so every face
 #: is read near the scale it was trained at (`box_side` in the file); feature offsets stay well inside.
 CROP_SCALE = 2.0
@@ -110,53 +110,83 @@ def trees_sum(vals: np.ndarray, t0: int, t1: int, node_pixels: np.ndarray, thres
     and 2i+2, so every tree takes the same number of steps, without data-dependent loop exits.
     """
     n_inner = threshold.shape[1]
-    total = np.zeros(out.shape[0], np.int32)
+    leaves = np.empty(t1 - t0, np.uint64)
     for t in range(t0, t1):
         i = 0
         while i < n_inner:
             x = vals[np.uint64(node_pixels[t, i, 0])] - vals[np.uint64(node_pixels[t, i, 1])]
             i = 2 * i + (1 if x <= threshold[t, i] else 2)
-        leaf = np.uint64(i - n_inner)
+        leaves[t - t0] = i - n_inner
+    total = np.zeros(out.shape[0], np.int32)
+    for t in range(t0, t1):  # a second pass: the leaf rows' addresses are all known, so their loads overlap
+        row = value[t, leaves[t - t0]]
         for k in range(out.shape[0]):
-            total[k] += value[t, leaf, k]
+            total[k] += row[k]
     for k in range(out.shape[0]):
         out[k] = total[k] * step[k]
 
 
 @nb.njit(cache=True)
-def run_starts(images, mirrored, start_mirror, shapes, mean, stage_image, anchor, offset, node_pixels, threshold, value,
-               leaf_step, basis, basis_mean, stage_trees):
-    """All stages on every start shape (K, 68, 2) float64, in place; stage s reads images[stage_image[s]]
-    (the region at the blur it was trained on, see `region_images`), or the same of `mirrored` (the
-    region flipped left-right) for the starts where `start_mirror` is true.
-
-    Stages are the outer loop, so one stage's trees are fetched from memory once for all K starts.
-    """
-    n_starts = shapes.shape[0]
+def run_cascade(gray, shape, mean, anchor, offset, node_pixels, threshold, value, leaf_step, basis, basis_mean,
+                stage_trees):
+    """All stages on one start shape (68, 2) float64, in place."""
     vals = np.empty(anchor.shape[1], np.float32)
-    coef = np.empty((n_starts, value.shape[2]))
-    ab = np.empty((n_starts, 2))
+    coef = np.empty(value.shape[2])
     delta = np.empty(basis.shape[2])
     t0 = 0
     for s in range(anchor.shape[0]):
-        t1 = t0 + stage_trees[s]
-        for k in range(n_starts):
-            a, b = similarity_to(mean, shapes[k])        # one fit per stage: for the reads and the update
-            ab[k, 0], ab[k, 1] = a, b
-            image = mirrored[stage_image[s]] if start_mirror[k] else images[stage_image[s]]
-            pixel_values(image, shapes[k], a, b, anchor[s], offset[s], vals)
-            trees_sum(vals, t0, t1, node_pixels, threshold, value, leaf_step[s], coef[k])
-        t0 = t1
-        for k in range(n_starts):
-            delta[:] = basis_mean[s]                     # (136,) in mean-shape units; plain loops: a BLAS
-            for c in range(coef.shape[1]):               # call this small costs more than it computes
-                for j in range(delta.shape[0]):
-                    delta[j] += coef[k, c] * basis[s, c, j]
-            a, b = ab[k, 0], ab[k, 1]
-            for i in range(shapes.shape[1]):
-                dx, dy = delta[2 * i], delta[2 * i + 1]
-                shapes[k, i, 0] += a * dx - b * dy
-                shapes[k, i, 1] += b * dx + a * dy
+        a, b = similarity_to(mean, shape)                # one fit per stage: for the reads and the update
+        pixel_values(gray, shape, a, b, anchor[s], offset[s], vals)
+        trees_sum(vals, t0, t0 + stage_trees[s], node_pixels, threshold, value, leaf_step[s], coef)
+        t0 += stage_trees[s]
+        delta[:] = basis_mean[s]                         # (136,) in mean-shape units; plain loops: a BLAS
+        for c in range(coef.shape[0]):                   # call this small costs more than it computes
+            for j in range(delta.shape[0]):
+                delta[j] += coef[c] * basis[s, c, j]
+        for i in range(shape.shape[0]):
+            dx, dy = delta[2 * i], delta[2 * i + 1]
+            shape[i, 0] += a * dx - b * dy
+            shape[i, 1] += b * dx + a * dy
+
+
+@nb.njit(cache=True)
+def initial_shape(template: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """`template` (68, 2) stretched to fill a face box [x0, y0, x1, y1] (landmark-box convention) exactly."""
+    lo0, lo1 = template[:, 0].min(), template[:, 1].min()
+    sx = (box[2] - box[0]) / (template[:, 0].max() - lo0)
+    sy = (box[3] - box[1]) / (template[:, 1].max() - lo1)
+    out = np.empty_like(template)
+    out[:, 0] = (template[:, 0] - lo0) * sx + box[0]
+    out[:, 1] = (template[:, 1] - lo1) * sy + box[1]
+    return out
+
+
+@nb.njit(cache=True)
+def align_region(gray, mirrored, box, start_boxes, start_mirror, flip, mean, anchor, offset, node_pixels, threshold,
+                 value, leaf_step, basis, basis_mean, stage_trees):
+    """One face's points (68, 2) in a region from `face_region` (and `mirrored`, the region flipped
+    left-right), its box in region pixels: the per-coordinate median of the cascade run from each start
+    (`start_boxes` (K, 3): dx, dy in box sides and scale about the centre; `start_mirror` (K,): run on
+    the mirrored region, points mirrored back through the permutation `flip`). Each start runs through
+    all stages before the next begins, so its image stays in cache. One compiled call: small numpy
+    operations around it cost more than the cascade's arithmetic."""
+    side = max(box[2] - box[0], box[3] - box[1])
+    width = gray.shape[1]
+    shapes = np.empty((start_boxes.shape[0],) + mean.shape)
+    for k in range(start_boxes.shape[0]):
+        cx = (box[0] + box[2]) / 2 + start_boxes[k, 0] * side
+        cy = (box[1] + box[3]) / 2 + start_boxes[k, 1] * side
+        hw, hh = (box[2] - box[0]) / 2 * start_boxes[k, 2], (box[3] - box[1]) / 2 * start_boxes[k, 2]
+        if start_mirror[k]:
+            cx = width - 1 - cx
+        shape = initial_shape(mean, np.array([cx - hw, cy - hh, cx + hw, cy + hh]))
+        run_cascade(mirrored if start_mirror[k] else gray, shape, mean, anchor, offset, node_pixels, threshold,
+                    value, leaf_step, basis, basis_mean, stage_trees)
+        for i in range(shape.shape[0]):
+            j = flip[i] if start_mirror[k] else i
+            shapes[k, i, 0] = width - 1 - shape[j, 0] if start_mirror[k] else shape[j, 0]
+            shapes[k, i, 1] = shape[j, 1]
+    return median_shape(shapes)
 
 
 @nb.njit(cache=True)
@@ -179,24 +209,9 @@ def median_shape(shapes: np.ndarray) -> np.ndarray:
     return out
 
 
-def image_blurs(arrays: dict) -> np.ndarray:
-    """The distinct Gaussian blurs (sigma in region pixels, 0: none) a cascade's stages read, sorted."""
-    return np.unique(arrays["stage_blur"])
-
-
-def region_images(gray: np.ndarray, blurs: np.ndarray) -> np.ndarray:
-    """The region once per blur in `blurs`: (len(blurs), h, w) float32. Early stages may read a blurred
-    face, where single pixels far from the current points say more about the shape than about noise."""
-    out = np.empty((len(blurs),) + gray.shape, np.float32)
-    for i, sigma in enumerate(blurs):
-        out[i] = cv2.GaussianBlur(gray, (0, 0), sigma) if sigma > 0 else gray
-    return out
-
-
 def runtime_arrays(arrays: dict) -> tuple:
-    """A cascade file's arrays as `run_starts` takes them after the mean shape: the image index of each
-    stage (into `region_images(…, image_blurs(arrays))`), and each inner node's feature resolved to the
-    pixel pair it reads (uint16 indices into its stage's pixels)."""
+    """A cascade file's arrays as `run_cascade` takes them after the mean shape, each inner node's
+    feature resolved to the pixel pair it reads (uint16 indices into its stage's pixels)."""
     if arrays["value"].dtype != np.int16:
         raise ValueError(f"leaf values are {arrays['value'].dtype}, not int16 (a file from an older rtalign)")
     stage_trees = arrays["stage_trees"]
@@ -204,9 +219,23 @@ def runtime_arrays(arrays: dict) -> tuple:
     node_pixels = arrays["pair"][stage_of_tree[:, None], arrays["feature"]]
     if node_pixels.size and (node_pixels.min() < 0 or node_pixels.max() >= min(arrays["anchor"].shape[1], 2 ** 16)):
         raise ValueError("pixel pair indices out of range")
-    stage_image = np.searchsorted(image_blurs(arrays), arrays["stage_blur"])
-    return (stage_image, arrays["anchor"], arrays["offset"], np.ascontiguousarray(node_pixels, np.uint16), arrays["threshold"],
-            arrays["value"], arrays["leaf_step"], arrays["basis"], arrays["basis_mean"], stage_trees)
+    value, leaf_step, basis = _line_aligned_leaves(arrays["value"], arrays["leaf_step"], arrays["basis"])
+    return (arrays["anchor"], arrays["offset"], np.ascontiguousarray(node_pixels, np.uint16),
+            arrays["threshold"], value, leaf_step, basis, arrays["basis_mean"], stage_trees)
+
+
+def _line_aligned_leaves(value, leaf_step, basis, line: int = 64):
+    """Leaf rows padded with zero outputs to whole cache lines, in memory that starts on one, so every
+    leaf read touches a single line (30 int16 outputs straddled two lines on most leaves); the step and
+    basis get matching zero outputs."""
+    trees, leaves, k = value.shape
+    k_pad = -(-k * value.itemsize // line) * line // value.itemsize
+    buf = np.zeros(trees * leaves * k_pad + line, value.dtype)
+    start = (-buf.ctypes.data % line) // value.itemsize
+    padded = buf[start: start + trees * leaves * k_pad].reshape(trees, leaves, k_pad)
+    padded[..., :k] = value
+    pad = [(0, 0), (0, k_pad - k)]
+    return padded, np.pad(leaf_step, pad), np.pad(basis, pad + [(0, 0)])
 
 
 def face_region(frame: np.ndarray, box: np.ndarray, box_side: float):
@@ -244,23 +273,6 @@ def to_frame(points: np.ndarray, n: int, origin: np.ndarray) -> np.ndarray:
     return (points + 0.5) * n - 0.5 + origin
 
 
-def start_boxes(box: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Boxes moved by (dx, dy) box sides and scaled by s about their centre, one per row of `starts` (K, 3)."""
-    side = (box[2:] - box[:2]).max()
-    centre = (box[:2] + box[2:]) / 2 + starts[:, :2] * side
-    half = (box[2:] - box[:2]) / 2 * starts[:, 2:]
-    return np.hstack([centre - half, centre + half])
-
-
-def initial_shape(mean: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """The mean shape stretched to fill a face box (landmark-box convention) exactly: (68, 2) for a
-    box (4,), (K, 68, 2) for boxes (K, 4)."""
-    mb = landmark_box(mean)
-    scale = (box[..., 2:] - box[..., :2]) / (mb[2:] - mb[:2])
-    centre = (box[..., :2] + box[..., 2:]) / 2
-    return (mean - (mb[:2] + mb[2:]) / 2) * scale[..., None, :] + centre[..., None, :]
-
-
 class CascadeLandmarker(UnscoredModel):
     """`predict(frame, boxes)` with a cascade `.npz` (see LandmarkModel). Single-threaded by design.
 
@@ -286,24 +298,14 @@ class CascadeLandmarker(UnscoredModel):
         self.box_side = float(self.arrays["box_side"].item())
         self.starts = self.arrays["start_boxes"].astype(np.float64).reshape(-1, 3)
         self.mirror = self.arrays["start_mirror"].astype(bool).reshape(-1)
-        self.blurs = image_blurs(self.arrays)
 
     def predict(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         out = np.empty((len(boxes), 68, 2), np.float32)
         for i, box in enumerate(boxes):  # faces are few; each runs fully compiled
             gray, n, origin = face_region(frame, box, self.box_side)
-            shapes = self._start_shapes(to_region(box.reshape(2, 2), n, origin).reshape(4), gray.shape[1])
-            images = region_images(gray, self.blurs)
-            mirrored = np.ascontiguousarray(images[:, :, ::-1]) if self.mirror.any() else images
-            run_starts(images, mirrored, self.mirror, shapes, self.mean, *self._args)
-            shapes[self.mirror] = mirror_points(shapes[self.mirror], gray.shape[1])
-            out[i] = to_frame(median_shape(shapes), n, origin)
+            mirrored = cv2.flip(gray, 1) if self.mirror.any() else gray
+            region_box = to_region(box.reshape(2, 2), n, origin).reshape(4)
+            points = align_region(gray, mirrored, region_box, self.starts, self.mirror, FLIP, self.mean, *self._args)
+            out[i] = to_frame(points, n, origin)
         return out
-
-    def _start_shapes(self, box: np.ndarray, width: int) -> np.ndarray:
-        """The mean shape in each start box (K, 68, 2), in the mirrored region for mirrored starts."""
-        boxes = start_boxes(box, self.starts)
-        boxes[self.mirror] = np.stack([width - 1 - boxes[self.mirror, 2], boxes[self.mirror, 1],
-                                       width - 1 - boxes[self.mirror, 0], boxes[self.mirror, 3]], 1)
-        return initial_shape(self.mean, boxes)
