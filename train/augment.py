@@ -13,7 +13,6 @@ import numpy as np
 from rtalign.crop import apply_affine, crop_affine
 from rtalign.data import list_samples, read_image
 from rtalign.landmarks import landmark_box, mirror_points
-from rtalign.models.cascade import similarity_to
 
 #: The stored crops are 384 px with the face box at half their side; halving them keeps faces
 #: near the networks' input scale, so cv2.warpAffine never aliases when shrinking.
@@ -60,49 +59,6 @@ def eval_crop(image: np.ndarray, points: np.ndarray, crop_scale: float, size: in
     """The evaluation-protocol crop (ground-truth landmark box, no jitter) and its affine."""
     m = crop_affine(landmark_box(points), crop_scale, size)
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT), m
-
-
-def _tps_kernel(d2: np.ndarray) -> np.ndarray:
-    """Thin-plate spline radial basis r² log r² of squared distances (0 at 0)."""
-    return np.where(d2 > 0, d2 * np.log(np.maximum(d2, 1e-12)), 0.0)
-
-
-def tps_remap(src: np.ndarray, dst: np.ndarray, size: tuple, step: int = 4):
-    """cv2.remap maps (float32 map_x, map_y of `size` (h, w)) of the thin-plate spline that sends the
-    control points `dst` (n, 2) to `src`: remapping an image with them moves what was at src to dst.
-    The spline is evaluated on a grid every `step` pixels and interpolated (a smooth field: 16× fewer
-    kernel sums at no visible cost)."""
-    h, w = size
-    n = len(dst)
-    system = np.zeros((n + 3, n + 3))
-    system[:n, :n] = _tps_kernel(((dst[:, None] - dst[None]) ** 2).sum(-1)) + 1e-3 * np.eye(n)  # (closed lips
-    system[:n, n] = 1.0                                     # put points on top of each other: keep it solvable)
-    system[:n, n + 1:] = dst
-    system[n:, :n] = system[:n, n:].T
-    rhs = np.zeros((n + 3, 2))
-    rhs[:n] = src
-    coef = np.linalg.solve(system, rhs)
-    gy, gx = np.mgrid[0:h + step:step, 0:w + step:step].astype(np.float64)
-    grid = np.stack([gx.ravel(), gy.ravel()], 1)
-    f = _tps_kernel(((grid[:, None] - dst[None]) ** 2).sum(-1)) @ coef[:n] + coef[n] + grid @ coef[n + 1:]
-    up = (gx.shape[1] * step, gx.shape[0] * step)          # grid node i lands on pixel i * step
-    return tuple(cv2.resize(f[:, k].reshape(gx.shape).astype(np.float32), up, interpolation=cv2.INTER_LINEAR)[:h, :w]
-                 for k in range(2))
-
-
-def shape_transfer(image: np.ndarray, points: np.ndarray, target: np.ndarray, amount: float):
-    """The face warped (thin-plate spline) so its landmarks move `amount` of the way to another face's
-    shape, aligned to it by a similarity: a new face shape with real skin, hair and background, for a
-    training set of only 1,215 faces. The frame's border stays put. Returns the image and its points."""
-    a, b = similarity_to(target.astype(np.float64), points.astype(np.float64))
-    t = target - target.mean(0)
-    aligned = np.stack([a * t[:, 0] - b * t[:, 1], b * t[:, 0] + a * t[:, 1]], 1) + points.mean(0)
-    moved = points + amount * (aligned - points)
-    h, w = image.shape[:2]
-    border = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1],
-                       [(w - 1) / 2, 0], [(w - 1) / 2, h - 1], [0, (h - 1) / 2], [w - 1, (h - 1) / 2]])
-    map_x, map_y = tps_remap(np.vstack([points, border]), np.vstack([moved, border]), (h, w))
-    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101), moved
 
 
 def augmented_crop(image: np.ndarray, points: np.ndarray, crop_scale: float, size: int,

@@ -27,7 +27,7 @@ from rtalign.landmarks import MEAN_SHAPE, landmark_box, mirror_points
 from rtalign.metrics import nme_per_face
 from rtalign.models.cascade import (CROP_SCALE, KEYS, CascadeLandmarker, face_region, initial_shape, run_cascade,
                                     runtime_arrays, shape_features, similarity_to, to_region)
-from train.augment import AugmentConfig, FaceSet, augmented_crop, load_faces, shape_transfer
+from train.augment import AugmentConfig, FaceSet, augmented_crop, load_faces
 
 log = logging.getLogger("train_cascade")
 
@@ -36,6 +36,10 @@ log = logging.getLogger("train_cascade")
 #: along a diagonal by 0.02–0.03 NME, at two thirds of the time.
 START_BOXES = np.array([[0, 0, 1], [0, 0, 1]], np.float64)
 START_MIRROR = np.array([False, True])
+#: The cascade's mean shape: MEAN_SHAPE (centred on x = 0) made exactly left-right symmetric, so a start
+#: mirrored with the landmark permutation is the same shape, and the model's answer for a mirrored face
+#: is the mirror image of its answer.
+START_MEAN = (MEAN_SHAPE + mirror_points(MEAN_SHAPE, 1)) / 2
 
 
 def load_regions(folder, box_side):
@@ -92,38 +96,41 @@ def apply_delta(mean, shapes, delta):
     shapes[..., 1] += b * delta[:, 0::2] + a * delta[:, 1::2]
 
 
-#: Leaves are stored as int16 multiples of a per-stage, per-output step (half the memory of float32,
-#: so the trees stay in cache); full scale is the stage target's largest value × rate.
+#: Leaves are stored as int16 multiples of a per-stage, per-output step: 1/LEAF_LEVELS of the stage's
+#: largest leaf × rate (half the memory of float32: the trees stay in cache). The leaves are rounded once
+#: the stage's trees are all fitted; rounding each tree as it was fitted, so later trees saw it, measured
+#: 0.05–0.1 NME worse at every stage of a paired run (for no reason found), so it is not done.
 LEAF_LEVELS = 32767
 
 
 def fit_stage(X, target, n_trees, depth, max_features, min_leaf, rate, seed):
-    """Boost regression trees on `target` (N, k); returns the trees, the leaf step (k,) and their summed,
-    shrunk prediction.
-
-    Each tree's leaf values are rounded, as soon as it is fitted, to what the file stores (whole
-    multiples of step / rate), so the next trees fit what the rounded trees left and scikit-learn's
-    `predict` on the trees is exactly what the runtime computes.
-    """
-    step = rate * np.abs(target).max(0) / LEAF_LEVELS
-    step[step == 0] = 1.0
+    """Boost regression trees on `target` (N, k); returns the trees and their summed, shrunk prediction."""
     left = target.copy()
     trees = []
     for t in range(n_trees):
         tree = DecisionTreeRegressor(max_depth=depth, max_features=max_features, min_samples_leaf=min_leaf,
                                      splitter="random", random_state=seed * 100_003 + t).fit(X, left)
-        value = tree.tree_.value[..., 0]            # a view: rounding it changes the tree itself
-        value[:] = np.clip(np.rint(value * rate / step), -LEAF_LEVELS, LEAF_LEVELS) * step / rate
         left -= rate * tree.predict(X)
         trees.append(tree.tree_)
-    return trees, step, target - left
+    return trees, target - left
 
 
-def training_starts(rng, faces, n_starts, shape_share, box_side, augment, box_shift, box_scale, transfer):
-    """Every face's starts: its image (augmented, except the first two: as stored and mirrored; a share
-    `transfer` of the augmented ones first warped toward another face's shape), the target points in it,
-    and a start shape (the mean, or another face's shape) in a jittered box."""
-    mean = MEAN_SHAPE.astype(np.float64)
+def round_leaves(trees, rate: float) -> np.ndarray:
+    """Round one stage's tree values, in place, to what the file stores: leaves × rate in whole int16 units
+    of the returned step (k,) (see LEAF_LEVELS), so the trees are exactly the exported model. A stage's
+    correction moves by under 1e-5 of its largest leaf per tree."""
+    top = rate * np.max([np.abs(t.value[:, :, 0]).max(0) for t in trees], axis=0)
+    step = np.where(top > 0, top / LEAF_LEVELS, 1.0)
+    for t in trees:
+        value = t.value[:, :, 0]                   # a view into the tree
+        value[:] = np.rint(value * rate / step) * step / rate
+    return step
+
+
+def training_starts(rng, faces, n_starts, shape_share, box_side, augment):
+    """Every face's starts: its image (augmented, except the first two: as stored and mirrored), the
+    target points in it, and a start shape (the mean, or another face's shape) in a jittered box."""
+    mean = START_MEAN
     crop_size = round(CROP_SCALE * box_side)
     images, gts, starts = [], [], []
     for img, pts in zip(faces.images, faces.points):
@@ -133,15 +140,11 @@ def training_starts(rng, faces, n_starts, shape_share, box_side, augment, box_sh
             elif s == 1:
                 image, g = np.ascontiguousarray(img[:, ::-1]), mirror_points(pts, img.shape[1])
             else:
-                image, g = img, pts
-                if rng.random() < transfer:
-                    image, g = shape_transfer(img, pts, faces.points[rng.integers(len(faces.points))],
-                                              rng.uniform(0.2, 0.8))
-                image, g = augmented_crop(image, g, CROP_SCALE, crop_size, augment, rng)
+                image, g = augmented_crop(img, pts, CROP_SCALE, crop_size, augment, rng)
             box = landmark_box(g)
             side = max(box[2] - box[0], box[3] - box[1])
-            c = (box[:2] + box[2:]) / 2 + rng.uniform(-box_shift, box_shift, 2) * side
-            half = (box[2:] - box[:2]) / 2 * rng.uniform(1 - box_scale, 1 + box_scale)
+            c = (box[:2] + box[2:]) / 2 + rng.uniform(-0.06, 0.06, 2) * side
+            half = (box[2:] - box[:2]) / 2 * rng.uniform(0.94, 1.06)
             template = mean if s < 2 or rng.random() >= shape_share else faces.points[rng.integers(len(faces.points))]
             images.append(image)
             gts.append(g)
@@ -160,13 +163,9 @@ def main():
     ap.add_argument("--max-features", type=int, default=30, help="random split candidates per node")
     ap.add_argument("--pixels", type=int, default=800, help="pixels read per stage")
     ap.add_argument("--pairs", type=int, default=3000, help="pixel-pair differences per stage")
-    ap.add_argument("--components", type=int, default=60, help="PCA components of each stage's target")
+    ap.add_argument("--components", type=int, default=30, help="PCA components of each stage's target")
     ap.add_argument("--starts", type=int, default=20, help="initial shapes per face")
     ap.add_argument("--shape-share", type=float, default=0.5, help="share of starts from other faces' shapes")
-    ap.add_argument("--box-shift", type=float, default=0.06, help="start box jitter: centre shift (box sides)")
-    ap.add_argument("--box-scale", type=float, default=0.06, help="start box jitter: relative size change")
-    ap.add_argument("--transfer", type=float, default=0.0,
-                    help="share of augmented starts whose face is warped toward another face's shape")
     ap.add_argument("--rotation", type=float, default=15.0, help="augmentation: rotation range (degrees)")
     ap.add_argument("--occlude", type=float, default=0.1, help="augmentation: share of starts with an occluder")
     ap.add_argument("--radius", type=float, default=0.3, help="first stage's pixel radius (inter-ocular units)")
@@ -183,10 +182,9 @@ def main():
         faces = FaceSet(faces.images[: args.limit], faces.points[: args.limit], faces.names[: args.limit])
     box_side = float(np.median(np.ptp(faces.points, axis=1).max(1)))   # the model reads faces at the stored scale
     augment = AugmentConfig(rotation_deg=args.rotation, scale=(0.9, 1.1), shift=0.03, p_occlude=args.occlude)
-    pool, gts, shapes = training_starts(rng, faces, args.starts, args.shape_share, box_side, augment, args.box_shift,
-                                        args.box_scale, args.transfer)
+    pool, gts, shapes = training_starts(rng, faces, args.starts, args.shape_share, box_side, augment)
     test_images, test_points = load_regions(data_root() / "test_common", box_side)
-    mean = MEAN_SHAPE.astype(np.float64)
+    mean = START_MEAN
     test_shapes = np.stack([initial_shape(mean, landmark_box(p)) for p in test_points])
     log.info("%d training starts from %d faces", len(shapes), len(faces.images))
 
@@ -201,10 +199,10 @@ def main():
         mu = R.mean(0)
         _, _, vt = np.linalg.svd(R - mu, full_matrices=False)
         basis = vt[: args.components]
-        trees, step, fitted = fit_stage(X, (R - mu) @ basis.T, args.trees, args.depth, args.max_features,
-                                        args.min_leaf, args.rate, args.seed * 1000 + stage)
+        trees, fitted = fit_stage(X, (R - mu) @ basis.T, args.trees, args.depth, args.max_features, args.min_leaf,
+                                  args.rate, args.seed * 1000 + stage)
         apply_delta(mean, shapes, mu + fitted @ basis)
-        stages.append(Stage(anchor, offset, pair, basis, mu, trees, args.rate, step))
+        stages.append(Stage(anchor, offset, pair, basis, mu, trees, args.rate, round_leaves(trees, args.rate)))
         run_all(export_arrays(mean, stages[-1:], box_side), test_images, test_shapes)
         log.info("stage %d (radius %.3f): train NME %.3f %%, test_common NME %.3f %%, %.1f min", stage, radius,
                  nme_per_face(gts, shapes).mean(), nme_per_face(test_points, test_shapes).mean(),
@@ -219,7 +217,7 @@ def main():
 @dataclass
 class Stage:
     """One fitted stage: where it reads pixels, its target basis, its trees, their learning rate, and the
-    leaf step (leaves × rate are whole multiples of it)."""
+    int16 unit of their leaves × rate (see `round_leaves`)."""
     anchor: np.ndarray
     offset: np.ndarray
     pair: np.ndarray
@@ -232,7 +230,7 @@ class Stage:
 
 def complete_tree(tree, depth: int, rate: float, step: np.ndarray):
     """A scikit-learn tree as a complete tree of `depth` (inner features and thresholds, 2^depth leaf rows
-    × rate in int16 units of `step`, exact after `fit_stage`'s rounding): a leaf above the last level
+    × rate in int16 units of `step`, exact after `round_leaves`): a leaf above the last level
     becomes inner nodes that always go left (threshold +inf), with its value copied to every leaf below it."""
     n_inner = 2 ** depth - 1
     feature = np.zeros(n_inner, np.int32)

@@ -99,24 +99,48 @@ def shape_features(gray: np.ndarray, shape: np.ndarray, mean: np.ndarray, anchor
 
 
 @nb.njit(cache=True)
+def _leaf(vals, node_pixels, threshold, t) -> int:
+    """The leaf index of tree t: node i splits on the difference of two pixels; scikit-learn's rule
+    x <= threshold → left; children of node i are 2i+1 and 2i+2 (complete trees stored implicitly)."""
+    n_inner = threshold.shape[1]
+    i = 0
+    while i < n_inner:
+        x = vals[np.uint64(node_pixels[t, i, 0])] - vals[np.uint64(node_pixels[t, i, 1])]
+        i = 2 * i + (1 if x <= threshold[t, i] else 2)
+    return i - n_inner
+
+
+@nb.njit(cache=True)
 def trees_sum(vals: np.ndarray, t0: int, t1: int, node_pixels: np.ndarray, threshold: np.ndarray,
               value: np.ndarray, step: np.ndarray, out: np.ndarray) -> None:
     """Sum of trees t0..t1-1 into `out`, on one stage's pixel values `vals`: leaves are int16 counts of
     the stage's `step` (per output), summed exactly in integers and scaled once.
 
     Each inner node splits on the difference of two pixels (`node_pixels`, resolved from the file's
-    `feature` and `pair` at load), so the differences no tree visits are never computed; scikit-learn's
-    rule: x <= threshold → left. Trees are complete and stored implicitly: node i has children 2i+1
-    and 2i+2, so every tree takes the same number of steps, without data-dependent loop exits.
+    `feature` and `pair` at load), so the differences no tree visits are never computed. Trees go four
+    at a time, written out: four independent chains of dependent loads for the CPU to overlap (−30 %
+    against one tree at a time); every tree takes the same number of steps (complete trees).
     """
     n_inner = threshold.shape[1]
     leaves = np.empty(t1 - t0, np.uint64)
-    for t in range(t0, t1):
-        i = 0
-        while i < n_inner:
-            x = vals[np.uint64(node_pixels[t, i, 0])] - vals[np.uint64(node_pixels[t, i, 1])]
-            i = 2 * i + (1 if x <= threshold[t, i] else 2)
-        leaves[t - t0] = i - n_inner
+    t = t0
+    while t + 4 <= t1:
+        i0 = i1 = i2 = i3 = 0
+        while i0 < n_inner:
+            x0 = vals[np.uint64(node_pixels[t, i0, 0])] - vals[np.uint64(node_pixels[t, i0, 1])]
+            x1 = vals[np.uint64(node_pixels[t + 1, i1, 0])] - vals[np.uint64(node_pixels[t + 1, i1, 1])]
+            x2 = vals[np.uint64(node_pixels[t + 2, i2, 0])] - vals[np.uint64(node_pixels[t + 2, i2, 1])]
+            x3 = vals[np.uint64(node_pixels[t + 3, i3, 0])] - vals[np.uint64(node_pixels[t + 3, i3, 1])]
+            i0 = 2 * i0 + (1 if x0 <= threshold[t, i0] else 2)
+            i1 = 2 * i1 + (1 if x1 <= threshold[t + 1, i1] else 2)
+            i2 = 2 * i2 + (1 if x2 <= threshold[t + 2, i2] else 2)
+            i3 = 2 * i3 + (1 if x3 <= threshold[t + 3, i3] else 2)
+        leaves[t - t0], leaves[t - t0 + 1] = i0 - n_inner, i1 - n_inner
+        leaves[t - t0 + 2], leaves[t - t0 + 3] = i2 - n_inner, i3 - n_inner
+        t += 4
+    while t < t1:
+        leaves[t - t0] = _leaf(vals, node_pixels, threshold, t)
+        t += 1
     total = np.zeros(out.shape[0], np.int32)
     for t in range(t0, t1):  # a second pass: the leaf rows' addresses are all known, so their loads overlap
         row = value[t, leaves[t - t0]]
@@ -166,8 +190,8 @@ def align_region(gray, mirrored, box, start_boxes, start_mirror, flip, mean, anc
                  value, leaf_step, basis, basis_mean, stage_trees):
     """One face's points (68, 2) in a region from `face_region` (and `mirrored`, the region flipped
     left-right), its box in region pixels: the per-coordinate median of the cascade run from each start
-    (`start_boxes` (K, 3): dx, dy in box sides and scale about the centre; `start_mirror` (K,): run on
-    the mirrored region, points mirrored back through the permutation `flip`). Each start runs through
+    (`start_boxes` (K, 3): dx, dy in box sides and scale about the centre; `start_mirror` (K,): the start
+    mirrored and run on the mirrored region, points mirrored back through the permutation `flip`). Each start runs through
     all stages before the next begins, so its image stays in cache. One compiled call: small numpy
     operations around it cost more than the cascade's arithmetic."""
     side = max(box[2] - box[0], box[3] - box[1])
@@ -177,9 +201,11 @@ def align_region(gray, mirrored, box, start_boxes, start_mirror, flip, mean, anc
         cx = (box[0] + box[2]) / 2 + start_boxes[k, 0] * side
         cy = (box[1] + box[3]) / 2 + start_boxes[k, 1] * side
         hw, hh = (box[2] - box[0]) / 2 * start_boxes[k, 2], (box[3] - box[1]) / 2 * start_boxes[k, 2]
-        if start_mirror[k]:
-            cx = width - 1 - cx
         shape = initial_shape(mean, np.array([cx - hw, cy - hh, cx + hw, cy + hh]))
+        if start_mirror[k]:                              # the same start, seen in the mirror
+            unmirrored = shape.copy()
+            for i in range(shape.shape[0]):
+                shape[i, 0], shape[i, 1] = width - 1 - unmirrored[flip[i], 0], unmirrored[flip[i], 1]
         run_cascade(mirrored if start_mirror[k] else gray, shape, mean, anchor, offset, node_pixels, threshold,
                     value, leaf_step, basis, basis_mean, stage_trees)
         for i in range(shape.shape[0]):
