@@ -87,7 +87,8 @@ def test_the_first_stage_reduces_the_error_of_the_mean_shape_start(shipped, test
     a = shipped.arrays
     first = int(a["stage_trees"][0])
     stage_keys = ("anchor", "offset", "pair", "leaf_step", "basis", "basis_mean", "stage_trees")
-    one = runtime_arrays({**{k: a[k][:1] for k in stage_keys}, **{k: a[k][:first] for k in ("feature", "threshold", "value")}})
+    tree_keys = ("feature", "threshold", "value")
+    one = runtime_arrays({**{k: a[k][:1] for k in stage_keys}, **{k: a[k][:first] for k in tree_keys}})
     gt, start, after = [], [], []
     for sample in test_samples[:60]:
         box = landmark_box(sample.points)

@@ -32,8 +32,8 @@ from train.augment import AugmentConfig, FaceSet, augmented_crop, load_faces
 log = logging.getLogger("train_cascade")
 
 #: The runtime's starts: the box itself on the face as it is and mirrored (dx, dy in box sides, scale;
-#: mirrored or not). Measured on test_common: the median of these two beats three boxes moved by 4 %
-#: along a diagonal by 0.02–0.03 NME, at two thirds of the time.
+#: mirrored or not). Measured on test_common with three models: the median of these two beats three boxes
+#: moved by 4 % along a diagonal by 0.01–0.03 NME, at two thirds of the time.
 START_BOXES = np.array([[0, 0, 1], [0, 0, 1]], np.float64)
 START_MIRROR = np.array([False, True])
 #: The cascade's mean shape: MEAN_SHAPE (centred on x = 0) made exactly left-right symmetric, so a start
@@ -99,7 +99,7 @@ def apply_delta(mean, shapes, delta):
 #: Leaves are stored as int16 multiples of a per-stage, per-output step: 1/LEAF_LEVELS of the stage's
 #: largest leaf × rate (half the memory of float32: the trees stay in cache). The leaves are rounded once
 #: the stage's trees are all fitted; rounding each tree as it was fitted, so later trees saw it, measured
-#: 0.05–0.1 NME worse at every stage of a paired run (for no reason found), so it is not done.
+#: 0.03–0.1 NME worse at every stage of a paired run (for no reason found), so it is not done.
 LEAF_LEVELS = 32767
 
 
@@ -117,8 +117,8 @@ def fit_stage(X, target, n_trees, depth, max_features, min_leaf, rate, seed):
 
 def round_leaves(trees, rate: float) -> np.ndarray:
     """Round one stage's tree values, in place, to what the file stores: leaves × rate in whole int16 units
-    of the returned step (k,) (see LEAF_LEVELS), so the trees are exactly the exported model. A stage's
-    correction moves by under 1e-5 of its largest leaf per tree."""
+    of the returned step (k,) (see LEAF_LEVELS), so the trees are exactly the exported model. Each tree
+    moves by at most half a unit: 1/65,534 of the stage's largest leaf × rate."""
     top = rate * np.max([np.abs(t.value[:, :, 0]).max(0) for t in trees], axis=0)
     step = np.where(top > 0, top / LEAF_LEVELS, 1.0)
     for t in trees:

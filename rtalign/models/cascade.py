@@ -186,14 +186,23 @@ def initial_shape(template: np.ndarray, box: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True)
+def _mirrored(shape: np.ndarray, width: int, flip: np.ndarray) -> np.ndarray:
+    """Points (68, 2) of the left-right mirror image of a `width`-pixel region (as landmarks.mirror_points)."""
+    out = np.empty_like(shape)
+    for i in range(shape.shape[0]):
+        out[i, 0], out[i, 1] = width - 1 - shape[flip[i], 0], shape[flip[i], 1]
+    return out
+
+
+@nb.njit(cache=True)
 def align_region(gray, mirrored, box, start_boxes, start_mirror, flip, mean, anchor, offset, node_pixels, threshold,
                  value, leaf_step, basis, basis_mean, stage_trees):
     """One face's points (68, 2) in a region from `face_region` (and `mirrored`, the region flipped
     left-right), its box in region pixels: the per-coordinate median of the cascade run from each start
     (`start_boxes` (K, 3): dx, dy in box sides and scale about the centre; `start_mirror` (K,): the start
-    mirrored and run on the mirrored region, points mirrored back through the permutation `flip`). Each start runs through
-    all stages before the next begins, so its image stays in cache. One compiled call: small numpy
-    operations around it cost more than the cascade's arithmetic."""
+    seen in the mirror, run on the mirrored region, its points mirrored back through the permutation `flip`).
+    Each start runs through all stages before the next begins, so its image stays in cache. One compiled
+    call: small numpy operations around it cost more than the cascade's arithmetic."""
     side = max(box[2] - box[0], box[3] - box[1])
     width = gray.shape[1]
     shapes = np.empty((start_boxes.shape[0],) + mean.shape)
@@ -202,16 +211,15 @@ def align_region(gray, mirrored, box, start_boxes, start_mirror, flip, mean, anc
         cy = (box[1] + box[3]) / 2 + start_boxes[k, 1] * side
         hw, hh = (box[2] - box[0]) / 2 * start_boxes[k, 2], (box[3] - box[1]) / 2 * start_boxes[k, 2]
         shape = initial_shape(mean, np.array([cx - hw, cy - hh, cx + hw, cy + hh]))
-        if start_mirror[k]:                              # the same start, seen in the mirror
-            unmirrored = shape.copy()
-            for i in range(shape.shape[0]):
-                shape[i, 0], shape[i, 1] = width - 1 - unmirrored[flip[i], 0], unmirrored[flip[i], 1]
-        run_cascade(mirrored if start_mirror[k] else gray, shape, mean, anchor, offset, node_pixels, threshold,
-                    value, leaf_step, basis, basis_mean, stage_trees)
-        for i in range(shape.shape[0]):
-            j = flip[i] if start_mirror[k] else i
-            shapes[k, i, 0] = width - 1 - shape[j, 0] if start_mirror[k] else shape[j, 0]
-            shapes[k, i, 1] = shape[j, 1]
+        if start_mirror[k]:
+            shape = _mirrored(shape, width, flip)
+            run_cascade(mirrored, shape, mean, anchor, offset, node_pixels, threshold, value, leaf_step, basis,
+                        basis_mean, stage_trees)
+            shapes[k] = _mirrored(shape, width, flip)
+        else:
+            run_cascade(gray, shape, mean, anchor, offset, node_pixels, threshold, value, leaf_step, basis,
+                        basis_mean, stage_trees)
+            shapes[k] = shape
     return median_shape(shapes)
 
 
