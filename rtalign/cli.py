@@ -61,7 +61,7 @@ def eval_cmd(model, device, threads, data, as_json, runs):
 
     folder = data or data_root() / "test_common"
     lm = load_model(model, device, threads)
-    result = {"model": model, "data": str(folder), "threads": threads, **evaluate(lm, folder, runs, progress=not as_json)}
+    result = {"model": model, "data": str(folder), "threads": lm.threads, **evaluate(lm, folder, runs, progress=not as_json)}
     if as_json:
         click.echo(json.dumps(result))
         return

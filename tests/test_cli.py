@@ -27,6 +27,13 @@ def test_eval_json_on_a_small_subset(small_test_dir):
     assert out["n"] == 12 and 0 < out["nme"] < 6.0 and out["ms_per_face"] > 0
 
 
+def test_eval_reports_the_threads_the_model_uses(small_test_dir):
+    """The cascade is single-threaded whatever --threads says; the report must say so."""
+    result = run("eval", "--model", "cascade", "--threads", 2, "--data", small_test_dir, "--json", "--runs", 2)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["threads"] == 1
+
+
 def test_eval_table(small_test_dir):
     result = run("eval", "--model", "resnet", "--data", small_test_dir, "--runs", 5)
     assert result.exit_code == 0 and "NME" in result.output and "resnet" in result.output

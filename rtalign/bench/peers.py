@@ -42,6 +42,7 @@ class DlibPeer(UnscoredModel):
     timed like the other models; `detect_and_predict` is the full dlib pipeline per frame.
     """
     name = "dlib"
+    threads = 1          # dlib's shape predictor is single-threaded
 
     def __init__(self):
         import dlib

@@ -15,10 +15,11 @@ class LandmarkModel(Protocol):
 
     `predict_scored(frame, boxes)` returns the points and a (N,) score in [0, 1] saying how
     much each crop looks like a face (1.0 for models that cannot tell); trackers use it to
-    notice a lost face.
+    notice a lost face. `threads` is how many threads inference really uses (reports quote it).
     """
 
     name: str
+    threads: int
 
     def predict(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray: ...
 

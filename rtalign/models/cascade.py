@@ -318,7 +318,7 @@ class CascadeLandmarker(UnscoredModel):
     """
 
     def __init__(self, path, threads: int = 1, name: str = "cascade"):
-        self.name = name
+        self.name, self.threads = name, 1     # `threads` is accepted for a common signature; one is used
         try:
             with np.load(path, allow_pickle=False) as f:
                 missing = [k for k in KEYS if k not in f.files]

@@ -23,6 +23,7 @@ class OnnxLandmarker:
     def __init__(self, path, session: ort.InferenceSession | None = None, device: str = "cpu",
                  threads: int = 2, name: str | None = None):
         self.session = session or create_session(path, device, threads)
+        self.threads = self.session.get_session_options().intra_op_num_threads or threads
         meta = self.session.get_modelmeta().custom_metadata_map
         missing = [k for k in _REQUIRED if k not in meta]
         if missing:
