@@ -127,7 +127,7 @@ def round_leaves(trees, rate: float) -> np.ndarray:
     return step
 
 
-def training_starts(rng, faces, n_starts, shape_share, box_side, augment):
+def training_starts(rng, faces, n_starts, shape_share, box_side, augment, jitter):
     """Every face's starts: its image (augmented, except the first two: as stored and mirrored), the
     target points in it, and a start shape (the mean, or another face's shape) in a jittered box."""
     mean = START_MEAN
@@ -143,8 +143,8 @@ def training_starts(rng, faces, n_starts, shape_share, box_side, augment):
                 image, g = augmented_crop(img, pts, CROP_SCALE, crop_size, augment, rng)
             box = landmark_box(g)
             side = max(box[2] - box[0], box[3] - box[1])
-            c = (box[:2] + box[2:]) / 2 + rng.uniform(-0.06, 0.06, 2) * side
-            half = (box[2:] - box[:2]) / 2 * rng.uniform(0.94, 1.06)
+            c = (box[:2] + box[2:]) / 2 + rng.uniform(-jitter, jitter, 2) * side
+            half = (box[2:] - box[:2]) / 2 * rng.uniform(1 - jitter, 1 + jitter)
             template = mean if s < 2 or rng.random() >= shape_share else faces.points[rng.integers(len(faces.points))]
             images.append(image)
             gts.append(g)
@@ -170,6 +170,7 @@ def main():
     ap.add_argument("--occlude", type=float, default=0.1, help="augmentation: share of starts with an occluder")
     ap.add_argument("--radius", type=float, default=0.3, help="first stage's pixel radius (inter-ocular units)")
     ap.add_argument("--decay", type=float, default=0.94, help="pixel radius factor from one stage to the next")
+    ap.add_argument("--jitter", type=float, default=0.06, help="start box jitter: centre and scale, box sides")
     ap.add_argument("--limit", type=int, default=0, help="use only this many training faces (quick runs)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -182,7 +183,8 @@ def main():
         faces = FaceSet(faces.images[: args.limit], faces.points[: args.limit], faces.names[: args.limit])
     box_side = float(np.median(np.ptp(faces.points, axis=1).max(1)))   # the model reads faces at the stored scale
     augment = AugmentConfig(rotation_deg=args.rotation, scale=(0.9, 1.1), shift=0.03, p_occlude=args.occlude)
-    pool, gts, shapes = training_starts(rng, faces, args.starts, args.shape_share, box_side, augment)
+    pool, gts, shapes = training_starts(rng, faces, args.starts, args.shape_share, box_side, augment,
+                                         args.jitter)
     test_images, test_points = load_regions(data_root() / "test_common", box_side)
     mean = START_MEAN
     test_shapes = np.stack([initial_shape(mean, landmark_box(p)) for p in test_points])
