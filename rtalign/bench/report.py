@@ -102,7 +102,7 @@ How each figure is measured:
   protocol); dlib gets its own HOG detector's box, as it was trained (`detector_misses` in the JSON counts
   faces it did not detect, which then get the calibrated ground-truth box).
 - ms/face: one `predict` call (crop + inference + mapping back) at batch 1, median of 200 runs after
-  20 warm-up runs, 1 and 2 onnxruntime threads (dlib is single-threaded: one figure).
+  20 warm-up runs, 1 and 2 onnxruntime threads (the cascade and dlib are single-threaded: one figure).
 - Pipeline FPS: `rtalign video` on a generated 1280×720 H.264 clip of a real test face with smooth head
   motion (One Euro smoothing on, points drawn, one inference thread as the video commands default to);
   codec FPS: the same clip decoded and re-encoded with the same encoder settings and no landmark work.
