@@ -171,7 +171,9 @@ def main():
     ap.add_argument("--radius", type=float, default=0.3, help="first stage's pixel radius (inter-ocular units)")
     ap.add_argument("--decay", type=float, default=0.94, help="pixel radius factor from one stage to the next")
     ap.add_argument("--jitter", type=float, default=0.06, help="start box jitter: centre and scale, box sides")
-    ap.add_argument("--limit", type=int, default=0, help="use only this many training faces (quick runs)")
+    ap.add_argument("--limit", type=int, default=0,
+                    help="train on this many training faces drawn at random (quick runs, learning curves)")
+    ap.add_argument("--limit-seed", type=int, default=0, help="which random subset --limit draws")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -180,7 +182,8 @@ def main():
 
     faces = load_faces(data_root() / "train")
     if args.limit:
-        faces = FaceSet(faces.images[: args.limit], faces.points[: args.limit], faces.names[: args.limit])
+        keep = np.sort(np.random.default_rng(args.limit_seed).permutation(len(faces.images))[: args.limit])
+        faces = FaceSet(faces.images[keep], faces.points[keep], [faces.names[i] for i in keep])
     box_side = float(np.median(np.ptp(faces.points, axis=1).max(1)))   # the model reads faces at the stored scale
     augment = AugmentConfig(rotation_deg=args.rotation, scale=(0.9, 1.1), shift=0.03, p_occlude=args.occlude)
     pool, gts, shapes = training_starts(rng, faces, args.starts, args.shape_share, box_side, augment,
