@@ -9,6 +9,10 @@ import cv2
 
 from .errors import InputError
 
+#: The process's file-creation mask, read once at import (os.umask can only be read by setting it).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def check_output(src: Path, dst: Path) -> None:
     """Refuse an output equal to the input or in a folder that cannot be written."""
@@ -23,8 +27,12 @@ def check_output(src: Path, dst: Path) -> None:
 
 
 def temp_path_for(dst: Path) -> Path:
-    """A fresh hidden file beside `dst` with the same extension, to be renamed onto it when complete."""
+    """A fresh hidden file beside `dst` with the same extension, to be renamed onto it when complete.
+
+    mkstemp makes it private (0600); it gets the mode a plainly created `dst` would have (0666 less the
+    umask), or the finished photo or video could not be read by anyone else."""
     fd, name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=dst.suffix, dir=dst.parent if str(dst.parent) else ".")
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     return Path(name)
 

@@ -52,6 +52,15 @@ def test_image_draws_landmarks_on_a_real_face(astronaut_file, astronaut, tmp_pat
     assert 150 < xs.mean() < 300 and 80 < ys.mean() < 220
 
 
+def test_output_gets_the_permissions_of_a_plainly_created_file(astronaut_file, tmp_path):
+    """Outputs are written to a private temporary file and renamed: the result must not stay private."""
+    plain = tmp_path / "plain"
+    plain.touch()
+    out = tmp_path / "out.jpg"
+    assert run("image", astronaut_file, out).exit_code == 0
+    assert out.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
 @pytest.mark.parametrize("args,text", [
     (["eval", "--model", "vgg"], "unknown model 'vgg'"),
     (["image", "missing.jpg", "out.png"], "no such file"),
