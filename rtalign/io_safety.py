@@ -32,8 +32,8 @@ def temp_path_for(dst: Path) -> Path:
     mkstemp makes it private (0600); it gets the mode a plainly created `dst` would have (0666 less the
     umask), or the finished photo or video could not be read by anyone else."""
     fd, name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=dst.suffix, dir=dst.parent if str(dst.parent) else ".")
-    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
+    os.chmod(name, 0o666 & ~_UMASK)              # by path: os.fchmod is missing on Windows before 3.13
     return Path(name)
 
 
