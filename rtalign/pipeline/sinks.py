@@ -23,8 +23,14 @@ log = logging.getLogger(__name__)
 
 
 class _Sink:
+    """What the runner expects of a sink: `write(image)`, `poll()`, and two flags."""
     #: set when the user asked to stop through this sink (window closed, q pressed)
     wants_stop = False
+    #: written from the thread that calls `Runner.run()` (GUI toolkits need their main thread)
+    on_caller_thread = False
+
+    def poll(self) -> None:
+        """Handle pending events between frames (called while the runner waits for one)."""
 
     def __enter__(self):
         return self
@@ -123,29 +129,86 @@ class VideoFileSink(_Sink):
 
 
 class WindowSink(_Sink):
-    """A preview window; `q` or Esc asks the runner to stop."""
+    """A preview window, driven from the thread that runs the runner (which must be the main thread).
+
+    `q` or Esc, or the window's close button, asks the runner to stop.
+
+    Raises:
+        DeviceError: no display, not on the main thread, or a process whose X libraries clash (see
+            `x11_clash`).
+    """
+    on_caller_thread = True
+    _KEYS_THAT_STOP = (ord("q"), ord("Q"), 27)
 
     def __init__(self, title: str = "rtalign"):
         self.title = title
         # Qt aborts the whole process when it finds no display, so look before asking it
-        headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-        if headless:
-            raise DeviceError("no display for a preview window; use --no-window (with --vcam or --serve)")
+        if sys.platform.startswith("linux"):
+            if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+                raise DeviceError("no display for a preview window; use --no-window (with --vcam or --serve)")
+            clash = x11_clash()
+            if clash:
+                raise DeviceError(f"cannot open a preview window in this process: {clash}")
+        if threading.current_thread() is not threading.main_thread():
+            raise DeviceError("the preview window must be created and run from the main thread "
+                              "(OpenCV's Qt and macOS windows work only there)")
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error:
             raise DeviceError("cannot open a preview window; use --no-window (with --vcam or --serve)") from None
+        self._closed = False
 
     def write(self, image: np.ndarray) -> None:
-        cv2.imshow(self.title, image)
-        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+        """Hand the frame to the toolkit; it is painted by the next `poll()`."""
+        if not self.wants_stop:
+            cv2.imshow(self.title, image)
+
+    def poll(self) -> None:
+        """Pump the window's events (painting included); a stop key or a closed window sets `wants_stop`."""
+        key = cv2.pollKey()
+        if key != -1 and key & 0xFF in self._KEYS_THAT_STOP:
+            self.wants_stop = True
+            return
+        try:
+            visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+        except cv2.error:  # Qt has already destroyed the closed window
+            visible = False
+        if not visible:
             self.wants_stop = True
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             cv2.destroyWindow(self.title)
+            cv2.pollKey()  # let the toolkit actually take the window down
         except cv2.error:  # already closed by the user
             pass
+
+
+def x11_clash() -> str | None:
+    """Why OpenCV's Qt window would hang in this process, or None.
+
+    Wheels bundle their own X libraries under hashed names. PyAV's copies of libxcb-shape/-shm/-xfixes
+    carry the same names as OpenCV's but link to PyAV's private libxcb; whichever wheel loads first
+    wins, so when `av` is imported before `cv2`, Qt talks to the X server through two libxcb copies
+    and its window never appears. rtalign imports cv2 first; a host program must do the same.
+    """
+    cv2_libs = Path(cv2.__file__).resolve().parent.parent / "opencv_python.libs"
+    if not cv2_libs.is_dir():
+        return None
+    ours = set(os.listdir(cv2_libs))
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split(None, 5)[-1].strip() for line in maps if "/" in line}
+    except OSError:
+        return None
+    foreign = sorted(p for p in paths if os.path.basename(p) in ours and Path(p).parent.resolve() != cv2_libs.resolve())
+    if not foreign:
+        return None
+    return (f"{foreign[0]} was loaded before OpenCV's own copy (a module such as 'av' was imported before "
+            "'cv2'); import cv2 (or rtalign) first, or use --no-window with --serve")
 
 
 class VirtualCameraSink(_Sink):
