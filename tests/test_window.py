@@ -1,13 +1,16 @@
-"""The live preview window on a real X server (Xvfb): it shows the annotated frames, and a key,
-the close button or Ctrl-C ends `rtalign webcam` cleanly. Skips only where no X server can be had."""
+"""The live previews as a person sees them: the window on a real X server (Xvfb) shows the annotated
+frames, and a key, the close button or Ctrl-C ends `rtalign webcam` cleanly; the MJPEG page shows the
+stream in a real browser (headless Chromium). Each skips only where its server or browser cannot be had."""
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -201,3 +204,43 @@ def test_a_gui_sink_is_written_from_the_thread_that_runs_the_runner():
     stats = Runner(_Frames(), _NoFaces(), _NoFaces(), [sink]).run()
     assert sink.threads == {threading.main_thread()}
     assert sink.polls >= stats.frames_out > 0          # events pumped after every frame
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_mjpeg_page_shows_the_stream_in_a_browser(long_clip, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not browser:
+        pytest.skip("no headless browser: chromium not installed (apt-get install chromium)")
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "rtalign.cli", "webcam", "--camera", str(long_clip), "--model",
+                               "cnn", "--no-window", "--serve", f"127.0.0.1:{port}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    shot = tmp_path / "page.png"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:       # wait for the server to listen
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        # the stream never ends, so the page never finishes loading: screenshot after a fixed time
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--window-size=800,500", "--timeout=4000", f"--screenshot={shot}",
+                        f"http://127.0.0.1:{port}/"], capture_output=True, timeout=60)
+        server.send_signal(signal.SIGINT)
+        rc, _, err = _finish(server)
+    finally:
+        server.kill()
+    assert rc == 0, err
+    page = cv2.imread(str(shot))
+    assert page is not None, "the browser wrote no screenshot"
+    assert page[100:400, 200:600].std() > 20, "the page shows no picture"
+    # JPEG blurs pure green a little: count clearly green pixels (the landmark points)
+    b, g, r = (page[:, :, i].astype(int) for i in range(3))
+    assert ((g > 180) & (r < 90) & (b < 90)).sum() > 30, "no landmark points in the streamed picture"
