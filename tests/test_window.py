@@ -108,7 +108,7 @@ def test_the_window_shows_annotated_frames_and_q_ends_the_run(xvfb, long_clip):
     try:
         window, shot = _window_showing_the_face(d)
         h, w = shot.shape[:2]
-        assert (w, h) == (640, 360) or w >= 320, (w, h)
+        assert w >= 640 and h >= 360, f"the window ({w}x{h}) is smaller than the 640x360 picture"
         picture = shot[h // 4:3 * h // 4, w // 4:3 * w // 4]      # the face is mid-frame
         assert picture.std() > 20, "the picture area is blank"
         assert (shot == GREEN).all(axis=2).sum() > 50, "no landmark points drawn in the window"

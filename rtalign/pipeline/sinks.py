@@ -153,15 +153,19 @@ class WindowSink(_Sink):
             raise DeviceError("the preview window must be created and run from the main thread "
                               "(OpenCV's Qt and macOS windows work only there)")
         try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
         except cv2.error:
             raise DeviceError("cannot open a preview window; use --no-window (with --vcam or --serve)") from None
-        self._closed = False
+        self._closed = self._sized = False
 
     def write(self, image: np.ndarray) -> None:
         """Hand the frame to the toolkit; it is painted by the next `poll()`."""
-        if not self.wants_stop:
-            cv2.imshow(self.title, image)
+        if self.wants_stop:
+            return
+        if not self._sized:  # a resizable window opens small: give it the picture's own size once
+            cv2.resizeWindow(self.title, image.shape[1], image.shape[0])
+            self._sized = True
+        cv2.imshow(self.title, image)
 
     def poll(self) -> None:
         """Pump the window's events (painting included); a stop key or a closed window sets `wants_stop`."""
