@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from rtalign.pipeline.runner import Runner
+from rtalign.pipeline.sinks import Sink
 from rtalign.pipeline.sources import SourceMode
 from rtalign.types import FaceLandmarks, Frame
 
@@ -168,9 +169,8 @@ def test_pyav_loaded_before_opencv_is_refused_with_the_fix(xvfb):
     assert "import cv2 (or rtalign) first" in out
 
 
-class _RecordingSink:
+class _RecordingSink(Sink):
     """A sink that must run on the caller's thread, and records where it ran."""
-    wants_stop = False
     on_caller_thread = True
 
     def __init__(self):

@@ -11,7 +11,7 @@ from ..io_safety import check_output
 from ..models import load_model
 from ..render import Compose, FpsAnnotator, annotator_for
 from ..smoothing import OneEuroOptions
-from ..track import FaceTracker, TrackerOptions
+from ..tracking import FaceTracker, TrackerOptions
 from .runner import Runner, RunStats
 from .sinks import MjpegServerSink, VideoFileSink, VirtualCameraSink, WindowSink
 from .sources import SourceMode, VideoFileSource, open_source

@@ -67,7 +67,7 @@ class Runner:
         source: iterable of Frame with a `mode` (SourceMode).
         tracker: `update(frame) -> FaceLandmarks`.
         renderer: `annotate(image, faces) -> image` (draws in place).
-        sinks: objects with `write(image)`; a sink whose `wants_stop` turns true ends the run.
+        sinks: `sinks.Sink`s (`write(image)`, `poll()`); a sink whose `wants_stop` turns true ends the run.
         on_frame: optional callback after each written frame (progress bars).
     """
 

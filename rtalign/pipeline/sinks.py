@@ -22,7 +22,7 @@ from ..io_safety import temp_path_for
 log = logging.getLogger(__name__)
 
 
-class _Sink:
+class Sink:
     """What the runner expects of a sink: `write(image)`, `poll()`, and two flags."""
     #: set when the user asked to stop through this sink (window closed, q pressed)
     wants_stop = False
@@ -42,7 +42,7 @@ class _Sink:
         pass
 
 
-class VideoFileSink(_Sink):
+class VideoFileSink(Sink):
     """H.264 video at exactly the input's frame rate, with the audio of `audio_from` copied over.
 
     Written under a temporary name beside `path` and renamed on `close()`; `abort()` removes it.
@@ -128,7 +128,7 @@ class VideoFileSink(_Sink):
                 self._audio_in.close()
 
 
-class WindowSink(_Sink):
+class WindowSink(Sink):
     """A preview window, driven from the thread that runs the runner (which must be the main thread).
 
     `q` or Esc, or the window's close button, asks the runner to stop.
@@ -215,7 +215,7 @@ def x11_clash() -> str | None:
             "'cv2'); import cv2 (or rtalign) first, or use --no-window with --serve")
 
 
-class VirtualCameraSink(_Sink):
+class VirtualCameraSink(Sink):
     """Frames to a virtual camera (pyvirtualcam) that video-call apps can pick."""
 
     def __init__(self, size: tuple[int, int], fps: float):
@@ -246,7 +246,7 @@ _PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>rtalign</tit
 img{max-width:100%;max-height:100%}</style></head><body><img src="/stream" alt="rtalign live"></body></html>"""
 
 
-class MjpegServerSink(_Sink):
+class MjpegServerSink(Sink):
     """Live preview over HTTP: `/` is a page showing the stream, `/stream` the MJPEG stream itself.
 
     JPEG encoding is skipped while nobody watches. Binds to loopback unless told otherwise.
