@@ -70,6 +70,19 @@ def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     return np.hstack([outer[:, :2] @ inner[:, :2], outer[:, :2] @ inner[:, 2:] + outer[:, 2:]])
 
 
+def warp_crops(gray: np.ndarray, affines: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """One `size` × `size` crop per 2x3 affine (N, 2, 3) frame → crop, area-prescaled when shrinking a lot.
+
+    Returns (N, size, size) uint8 (a view of `out` when given: a reusable (≥N, size, size) buffer)."""
+    n = len(affines)
+    crops = out[:n] if out is not None else np.empty((n, size, size), np.uint8)
+    for i, m in enumerate(affines):  # one warp per face, not per pixel
+        src, warp = _prescale(gray, m, size)
+        cv2.warpAffine(src, warp, (size, size), dst=crops[i], flags=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_CONSTANT)
+    return crops
+
+
 def extract_crops(gray: np.ndarray, boxes: np.ndarray, scale: float, size: int,
                   out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Warp one square crop per face box out of a grey frame.
@@ -84,15 +97,8 @@ def extract_crops(gray: np.ndarray, boxes: np.ndarray, scale: float, size: int,
     Returns:
         crops (N, size, size) uint8 and affines (N, 2, 3) mapping frame → crop.
     """
-    n = len(boxes)
-    crops = out[:n] if out is not None else np.empty((n, size, size), np.uint8)
-    affines = np.empty((n, 2, 3))
-    for i, box in enumerate(boxes):  # one warp per face, not per pixel
-        affines[i] = m = crop_affine(box, scale, size)
-        src, warp = _prescale(gray, m, size)
-        cv2.warpAffine(src, warp, (size, size), dst=crops[i], flags=cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_CONSTANT)
-    return crops, affines
+    affines = np.array([crop_affine(box, scale, size) for box in boxes]).reshape(-1, 2, 3)
+    return warp_crops(gray, affines, size, out), affines
 
 
 def _grey_region(frame: np.ndarray, boxes: np.ndarray, crop_scale: float):
@@ -123,3 +129,36 @@ def frame_crops(frame: np.ndarray, boxes: np.ndarray, scale: float, size: int,
     crops, affines = extract_crops(gray, boxes_in_gray, scale, size, out=out)
     affines[:, :, 2] -= affines[:, :, :2] @ origin   # back to whole-frame coordinates
     return crops, affines
+
+
+def upright_affines(centres: np.ndarray, sides: np.ndarray, rolls: np.ndarray, box_px: float,
+                    tile: int) -> np.ndarray:
+    """(N, 2, 3) similarity transforms frame → `tile` × `tile` square that put each face's centre (N, 2)
+    at the square's centre, scale its side (N,) to `box_px` and undo its roll (N,) degrees (the angle of
+    the eye line in the image), so the face stands upright. `invert_affine` maps points back exactly."""
+    half = np.asarray(sides, np.float64)[:, None] / 2
+    boxes = np.concatenate([centres - half, centres + half], axis=1)
+    return np.array([crop_affine(b, tile / box_px, tile, a) for b, a in zip(boxes, rolls)]).reshape(-1, 2, 3)
+
+
+def upright_canvas(frame: np.ndarray, affines: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each face turned upright (see `upright_affines`) in its own `tile` × `tile` grey square, the squares
+    stacked vertically into one (N·tile, tile) image, so a landmark model sees every face in one call.
+
+    Only the grey pixels the squares reach are converted. Returns the canvas and (N, 2, 3) affines
+    frame → canvas (`affines` with square i moved down by i·tile rows).
+    """
+    n = len(affines)
+    corners = np.array([[-0.5, -0.5], [tile, -0.5], [-0.5, tile], [tile, tile]])
+    reach = np.concatenate([apply_affine(invert_affine(m), corners) for m in affines])
+    h, w = frame.shape[:2]
+    x0, y0 = np.clip(np.floor(reach.min(0)).astype(int), 0, [w - 1, h - 1])
+    x1, y1 = np.clip(np.ceil(reach.max(0)).astype(int) + 1, [x0 + 1, y0 + 1], [w, h])
+    roi = frame[y0:y1, x0:x1]
+    gray = roi if roi.ndim == 2 else cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY)
+    local = affines.copy()
+    local[:, :, 2] += local[:, :, :2] @ np.array([x0, y0], np.float64)     # frame → region coordinates
+    canvas = warp_crops(gray, local, tile).reshape(n * tile, tile)
+    to_canvas = affines.copy()
+    to_canvas[:, 1, 2] += np.arange(n) * tile
+    return canvas, to_canvas

@@ -1,5 +1,10 @@
 """Landmark-driven face tracking: the detector only acquires; each face's next box comes from
-its previous landmarks, and each face keeps a stable id and its own temporal smoother."""
+its previous landmarks, and each face keeps a stable id and its own temporal smoother.
+
+Every face is turned upright before the landmark model sees it (the models were trained on faces within
+±30° of upright): at acquisition by the roll the detector reads from the eyes, while tracking by the roll
+of the previous frame's eye landmarks. The faces are warped side by side into one canvas by similarity
+transforms, the model runs once on it, and the points go back through the exact inverse transforms."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,6 +13,8 @@ from itertools import count
 import numpy as np
 
 from .align import refine
+from .crop import apply_affine, invert_affine, upright_affines, upright_canvas
+from .detectors.base import box_iou, detect_faces
 from .landmarks import interocular, landmark_box, shape_residual
 from .models import LandmarkModel
 from .smoothing import OneEuroFilter, OneEuroOptions
@@ -43,13 +50,32 @@ class _Track:
     box: np.ndarray = field(default=None)
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix of (N, 4) and (M, 4) boxes."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
+#: Each face is scaled so its box side is BOX_PX in a TILE × TILE square of the canvas: no model crop
+#: (1.3 box sides for the networks, 2 for the cascade, after refinement) reaches a neighbour's square.
+BOX_PX, TILE = 128.0, 320
+
+
+def eye_roll(points: np.ndarray) -> np.ndarray:
+    """(N,) angle in degrees of the line from the subject's right eye to the left (means of 36-41, 42-47)."""
+    d = points[:, 42:48].mean(1) - points[:, 36:42].mean(1)
+    return np.degrees(np.arctan2(d[:, 1], d[:, 0]))
+
+
+def predict_upright(model: LandmarkModel, frame: np.ndarray, centres: np.ndarray, sides: np.ndarray,
+                    rolls: np.ndarray, boxes_of, refined: bool = False):
+    """Landmarks of faces turned upright: each face (centre (N, 2), side (N,), roll (N,) degrees) is
+    warped upright into one canvas, `boxes_of(to_canvas)` gives the model's boxes there, and the
+    points come back through the exact inverse. `refined`: one more pass from the predicted landmark
+    box (for detector boxes). Returns points (N, 68, 2) in the frame and scores (N,)."""
+    to_canvas = upright_affines(centres, sides, rolls, BOX_PX, TILE)
+    canvas, to_canvas = upright_canvas(frame, to_canvas, TILE)
+    boxes = boxes_of(to_canvas)
+    if refined:
+        pts, _, scores = refine(model, canvas, boxes)
+    else:
+        pts, scores = model.predict_scored(canvas, boxes)
+    back = np.stack([invert_affine(m) for m in to_canvas])
+    return apply_affine(back, pts.astype(np.float64)).astype(np.float32), scores
 
 
 class FaceTracker:
@@ -81,11 +107,14 @@ class FaceTracker:
         return (scores >= min_score) & (shape_residual(points) <= o.max_residual) & (side >= o.min_face) & inside
 
     def _follow(self, image) -> None:
-        """Move every track to this frame, its box taken from its own last landmarks."""
+        """Move every track to this frame: the model sees its face upright, boxed by its own last landmarks."""
         if not self.tracks:
             return
-        boxes = landmark_box(np.stack([t.points for t in self.tracks])).astype(np.float64)
-        pts, scores = self.model.predict_scored(image, boxes)
+        prev = np.stack([t.points for t in self.tracks]).astype(np.float64)
+        boxes = landmark_box(prev)
+        centres, sides = (boxes[:, :2] + boxes[:, 2:]) / 2, np.max(boxes[:, 2:] - boxes[:, :2], axis=1)
+        pts, scores = predict_upright(self.model, image, centres, sides, eye_roll(prev),
+                                      lambda to_canvas: landmark_box(apply_affine(to_canvas, prev)))
         alive = self._alive(pts, scores, image.shape)
         for t, p, s, b in zip(self.tracks, pts, scores, boxes):
             t.points, t.score, t.box = p, float(s), b
@@ -98,18 +127,27 @@ class FaceTracker:
             self.tracks = [t for i, t in enumerate(self.tracks) if i not in drop]
 
     def _acquire(self, image) -> None:
+        """Run the detector; faces not already tracked start new tracks, turned upright by the detector's roll."""
         o = self.options
         self.detector_runs += 1
         self._since_detect = 0
-        boxes = np.asarray(self.detector.detect(image), np.float64).reshape(-1, 4)
-        if self.tracks and len(boxes):
+        found = detect_faces(self.detector, image)
+        if self.tracks and len(found):
             known = landmark_box(np.stack([t.points for t in self.tracks]))
-            boxes = boxes[box_iou(boxes, known).max(axis=1) < 0.2]
-        boxes = boxes[: o.max_faces - len(self.tracks)]
-        if len(boxes) == 0:
+            found = found[box_iou(found.boxes, known).max(axis=1) < 0.2]
+        found = found[: o.max_faces - len(self.tracks)]
+        if len(found) == 0:
             return
-        pts, used, scores = refine(self.model, image, boxes)
-        for p, s, b, ok in zip(pts, scores, used, self._alive(pts, scores, image.shape)):
+        boxes = found.boxes
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        sides = np.max(boxes[:, 2:] - boxes[:, :2], axis=1)
+        half = (boxes[:, 2:] - boxes[:, :2]) * (BOX_PX / sides)[:, None] / 2
+
+        def upright_boxes(to_canvas):   # the detector's upright box, scaled like the face, on each square's centre
+            c = apply_affine(to_canvas, centres[:, None])[:, 0]
+            return np.concatenate([c - half, c + half], axis=1)
+        pts, scores = predict_upright(self.model, image, centres, sides, found.roll, upright_boxes, refined=True)
+        for p, s, b, ok in zip(pts, scores, boxes, self._alive(pts, scores, image.shape)):
             if ok:
                 smoother = OneEuroFilter(self.smoothing) if self.smoothing else None
                 self.tracks.append(_Track(next(self._ids), p, float(s), smoother, b))

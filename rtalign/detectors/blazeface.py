@@ -131,15 +131,20 @@ class BlazeFaceDetector:
 
     def passes(self, shape) -> list[tuple[float, int, int]]:
         """(scale, input width, input height) per network run on a frame of `shape`: the whole frame in the
-        square input (faces from 32 input px up to most of it), and with `min_face` a second run at the
-        scale that makes such a face 32 input px (the network misses faces much larger than its square)."""
+        square input, and with `min_face` a pyramid of whole-frame runs, each at half the scale of the
+        next, down to the scale that makes such a face 32 input px. Each run finds faces from 32 input
+        px to about three times that (the network misses faces much larger than a third of its square
+        at high scales), so halving steps leave no gap."""
         h, w = shape[:2]
-        k = self.size / max(h, w)
-        runs = [(k, self.size, self.size)]
-        if self.min_face is not None and self.FACE_PX / self.min_face > 1.5 * k:
-            k = min(1.0, self.FACE_PX / self.min_face)
+        k0 = self.size / max(h, w)
+        runs = [(k0, self.size, self.size)]
+        if self.min_face is None:
+            return runs
+        k = min(1.0, self.FACE_PX / self.min_face)
+        while k > 1.5 * k0:
             pad = lambda v: max(self.STEP, math.ceil(v * k / self.STEP) * self.STEP)
             runs.append((k, pad(w), pad(h)))
+            k /= 2
         return runs
 
     def _input(self, frame: np.ndarray, k: float, width: int, height: int) -> np.ndarray:
