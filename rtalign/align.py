@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .detect import HaarDetector
+from .crop import apply_affine, invert_affine, upright_affines, upright_canvas
+from .detectors import DEFAULT_DETECTOR, Detections, detect_faces, load_detector
 from .landmarks import landmark_box
 from .models import LandmarkModel, load_model
 from .types import FaceLandmarks
@@ -24,6 +25,42 @@ def refine(model: LandmarkModel, frame: np.ndarray, boxes: np.ndarray):
     return pts, boxes, scores
 
 
+#: Each face is scaled so its box side is BOX_PX in a TILE × TILE square of the canvas: no model crop
+#: (1.3 box sides for the networks, 2 for the cascade, after refinement) reaches a neighbour's square.
+BOX_PX, TILE = 128.0, 320
+
+
+def predict_upright(model: LandmarkModel, frame: np.ndarray, centres: np.ndarray, sides: np.ndarray,
+                    rolls: np.ndarray, boxes_of, refined: bool = False):
+    """Landmarks of faces turned upright: each face (centre (N, 2), side (N,), roll (N,) degrees) is
+    warped upright into one canvas, `boxes_of(to_canvas)` gives the model's boxes there, and the
+    points come back through the exact inverse. `refined`: one more pass from the predicted landmark
+    box (for detector boxes). Returns points (N, 68, 2) in the frame and scores (N,)."""
+    to_canvas = upright_affines(centres, sides, rolls, BOX_PX, TILE)
+    canvas, to_canvas = upright_canvas(frame, to_canvas, TILE)
+    boxes = boxes_of(to_canvas)
+    if refined:
+        pts, _, scores = refine(model, canvas, boxes)
+    else:
+        pts, scores = model.predict_scored(canvas, boxes)
+    back = np.stack([invert_affine(m) for m in to_canvas])
+    return apply_affine(back, pts.astype(np.float64)).astype(np.float32), scores
+
+
+def upright_from_detections(model: LandmarkModel, frame: np.ndarray, found: Detections):
+    """Landmarks (N, 68, 2) and scores (N,) of detected faces, each turned upright by its detected roll
+    with the detector's upright box on it, refined once from its own landmarks."""
+    boxes = found.boxes
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    sides = np.max(boxes[:, 2:] - boxes[:, :2], axis=1)
+    half = (boxes[:, 2:] - boxes[:, :2]) * (BOX_PX / sides)[:, None] / 2
+
+    def boxes_of(to_canvas):   # the detector's upright box, scaled like the face, on each square's centre
+        c = apply_affine(to_canvas, centres[:, None])[:, 0]
+        return np.concatenate([c - half, c + half], axis=1)
+    return predict_upright(model, frame, centres, sides, found.roll, boxes_of, refined=True)
+
+
 class FaceAligner:
     """Detector + landmark model for single images.
 
@@ -31,18 +68,26 @@ class FaceAligner:
         model: a model name ("resnet", "cnn", "cascade"), a file path, or a loaded LandmarkModel.
         max_faces: at most this many faces, largest first.
         device, threads: passed to the model when it is loaded here.
+        detector: a name from rtalign.detectors.DETECTOR_NAMES, or any object with `detect(frame)`
+            (and optionally `detect_faces(frame)` for the face's roll).
     """
 
-    def __init__(self, model="resnet", max_faces: int = 4, device: str = "cpu", threads: int = 2, detector=None):
+    def __init__(self, model="resnet", max_faces: int = 4, device: str = "cpu", threads: int = 2,
+                 detector=DEFAULT_DETECTOR):
         self.model = load_model(model, device, threads) if isinstance(model, str) else model
-        self.detector = detector or HaarDetector()
+        self.detector = load_detector(detector) if isinstance(detector, str) else detector
         self.max_faces = max_faces
 
     def align(self, image: np.ndarray, boxes: np.ndarray | None = None) -> FaceLandmarks:
-        """Landmarks of the faces in a BGR image; pass `boxes` to skip detection."""
-        if boxes is None:
-            boxes = self.detector.detect(image)[: self.max_faces]
-        if len(boxes) == 0:
+        """Landmarks of the faces in a BGR image, each turned upright by the roll the detector reads from
+        its eyes; pass `boxes` (upright faces) to skip detection."""
+        if boxes is not None:
+            if len(boxes) == 0:
+                return FaceLandmarks.empty()
+            pts, used, scores = refine(self.model, image, np.asarray(boxes, np.float64))
+            return FaceLandmarks(pts, used, scores)
+        found = detect_faces(self.detector, image)[: self.max_faces]
+        if len(found) == 0:
             return FaceLandmarks.empty()
-        pts, used, scores = refine(self.model, image, np.asarray(boxes, np.float64))
-        return FaceLandmarks(pts, used, scores)
+        pts, scores = upright_from_detections(self.model, image, found)
+        return FaceLandmarks(pts, found.boxes, scores)

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from .detectors import DEFAULT_DETECTOR, DETECTOR_NAMES
 from .errors import RtalignError
 from .models import MODEL_NAMES
 from .models.session import DEVICES
@@ -47,27 +48,43 @@ def main(verbose: bool):
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
 
 
+def detector_option(f):
+    """--detector: the face detector that acquires faces (choices: the detector registry's keys)."""
+    return click.option("--detector", type=click.Choice(DETECTOR_NAMES), default=DEFAULT_DETECTOR, show_default=True,
+                        help="face detector: blazeface (CNN, any roll, faces from 48 px), blazeface-short "
+                             "(near faces), haar (upright frontal faces)")(f)
+
+
 @main.command("eval")
 @model_option
 @click.option("--data", type=click.Path(), default=None,
               help="folder of NAME.jpg + NAME.pts [default: 300-W test_common]")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of a table")
 @click.option("--runs", type=click.IntRange(1), default=200, show_default=True, help="timing runs")
-def eval_cmd(model, device, threads, data, as_json, runs):
+@click.option("--boxes", type=click.Choice(["gt", "detector"]), default="gt", show_default=True,
+              help="gt: the 300-W protocol (ground-truth box); detector: --detector finds each face first "
+                   "(NME over found faces, misses reported and counted as FR@10 failures)")
+@detector_option
+def eval_cmd(model, device, threads, data, as_json, runs, boxes, detector):
     """Accuracy (NME, MSE@256, FR@10, AUC@10) and ms/face on an annotated folder."""
     from .data import data_root
+    from .detectors import load_detector
     from .evaluate import evaluate
     from .models import load_model
 
     folder = data or data_root() / "test_common"
     lm = load_model(model, device, threads)
-    result = {"model": model, "data": str(folder), "threads": lm.threads, **evaluate(lm, folder, runs, progress=not as_json)}
+    det = load_detector(detector) if boxes == "detector" else None
+    result = {"model": model, "data": str(folder), "threads": lm.threads, "boxes": boxes,
+              **({"detector": detector} if det else {}), **evaluate(lm, folder, runs, progress=not as_json, detector=det)}
     if as_json:
         click.echo(json.dumps(result))
         return
     click.echo(f"{'model':10} {'n':>5} {'NME %':>7} {'MSE@256':>8} {'FR@10 %':>8} {'AUC@10':>7} {'ms/face':>8}")
     click.echo(f"{model:10} {result['n']:5d} {result['nme']:7.3f} {result['mse256']:8.2f} "
                f"{result['fr10']:8.2f} {result['auc10']:7.4f} {result['ms_per_face']:8.3f}")
+    if det:
+        click.echo(f"{detector} found {result['detected']} of {result['n']} faces (miss rate {result['miss_rate']:.2f} %)")
 
 
 def effect_options(f):
@@ -97,12 +114,14 @@ def make_effects(lip_color, lip_strength, eye_color, eye_strength, style) -> lis
 @model_option
 @click.option("--draw", type=click.Choice(DRAW_STYLES), default="points", show_default=True)
 @click.option("--max-faces", type=click.IntRange(1), default=4, show_default=True)
+@detector_option
 @effect_options
-def image_cmd(src, dst, model, device, threads, draw, max_faces, **effects):
+def image_cmd(src, dst, model, device, threads, draw, max_faces, detector, **effects):
     """Draw the landmarks of every face found in photo SRC into DST (a .png DST is lossless)."""
     from .image import process_image
 
     n = process_image(src, dst, model=model, device=device, threads=threads, draw=draw, max_faces=max_faces,
+                      detector=detector,
                       effects=make_effects(**effects))
     click.echo(f"{n} face(s) → {dst}")
 
@@ -119,15 +138,16 @@ def tracking_options(f):
         click.option("--beta", type=click.FloatRange(min=0), default=OneEuroOptions.beta, show_default=True,
                      help="One Euro speed coefficient (higher: less lag in motion)"),
         click.option("--stats", is_flag=True, help="print per-stage timings at the end"),
+        detector_option,
     ]):
         f = opt(f)
     return f
 
 
-def _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta):
+def _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector=DEFAULT_DETECTOR):
     from .pipeline import build_tracker
     smoothing = OneEuroOptions(min_cutoff, beta) if smooth == "oneeuro" else None
-    return build_tracker(model, device, threads, max_faces, smoothing)
+    return build_tracker(model, device, threads, max_faces, smoothing, detector)
 
 
 def _report(stats, show: bool) -> None:
@@ -149,13 +169,13 @@ def _report(stats, show: bool) -> None:
 @effect_options
 @click.option("--preset", default="veryfast", show_default=True, help="x264 preset")
 @click.option("--crf", type=click.IntRange(0, 51), default=20, show_default=True, help="x264 quality (lower: better)")
-def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cutoff, beta, stats, preset, crf,
+def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cutoff, beta, stats, detector, preset, crf,
               **effects):
     """Landmarks (and colour effects) on every frame of SRC, written to DST with SRC's audio."""
     from tqdm import tqdm
     from .pipeline import process_video
 
-    tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta)
+    tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector)
     bars = []
 
     def progress(run_stats, total):  # the bar appears with the first frame, not before an input error
@@ -204,13 +224,13 @@ def demo_cmd(dst, model, device, threads):
 @click.option("--vcam", is_flag=True, help="send the result to a virtual camera (for video calls)")
 @click.option("--serve", default=None, metavar="HOST:PORT", help="MJPEG preview over HTTP, e.g. 127.0.0.1:8080")
 @click.option("--no-window", is_flag=True, help="no preview window")
-def webcam_cmd(camera, model, device, threads, draw, max_faces, smooth, min_cutoff, beta, stats, vcam, serve,
+def webcam_cmd(camera, model, device, threads, draw, max_faces, smooth, min_cutoff, beta, stats, detector, vcam, serve,
                no_window, **effects):
     """Live landmarks from a camera to a window, a virtual camera and/or a browser."""
     from .pipeline import run_live
 
     address = _parse_address(serve) if serve else None
-    tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta)
+    tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector)
     if address:
         click.echo(f"preview at http://{address[0]}:{address[1]}/", err=True)
     result = run_live(camera, tracker=tracker, draw=draw, effects=make_effects(**effects), window=not no_window,

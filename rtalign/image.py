@@ -5,13 +5,14 @@ from pathlib import Path
 
 from .align import FaceAligner
 from .data import read_image
+from .detectors import DEFAULT_DETECTOR
 from .errors import InputError
 from .io_safety import check_output, write_image_atomic
 from .render import annotator_for
 
 
 def process_image(src, dst, model="resnet", device="cpu", threads=2, draw="points", max_faces=4,
-                  effects=()) -> int:
+                  effects=(), detector=DEFAULT_DETECTOR) -> int:
     """Find faces in `src`, draw them (and apply `effects`) and write `dst`. Returns the face count.
 
     Raises:
@@ -20,7 +21,7 @@ def process_image(src, dst, model="resnet", device="cpu", threads=2, draw="point
     src, dst = Path(src), Path(dst)
     check_output(src, dst)
     image = read_image(src)
-    faces = FaceAligner(model, max_faces, device, threads).align(image)
+    faces = FaceAligner(model, max_faces, device, threads, detector).align(image)
     if len(faces) == 0:
         raise InputError(f"no face found in {src}")
     out = image.copy()

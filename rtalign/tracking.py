@@ -12,8 +12,8 @@ from itertools import count
 
 import numpy as np
 
-from .align import refine
-from .crop import apply_affine, invert_affine, upright_affines, upright_canvas
+from .align import predict_upright, upright_from_detections
+from .crop import apply_affine
 from .detectors.base import box_iou, detect_faces
 from .landmarks import interocular, landmark_box, shape_residual
 from .models import LandmarkModel
@@ -50,32 +50,10 @@ class _Track:
     box: np.ndarray = field(default=None)
 
 
-#: Each face is scaled so its box side is BOX_PX in a TILE × TILE square of the canvas: no model crop
-#: (1.3 box sides for the networks, 2 for the cascade, after refinement) reaches a neighbour's square.
-BOX_PX, TILE = 128.0, 320
-
-
 def eye_roll(points: np.ndarray) -> np.ndarray:
     """(N,) angle in degrees of the line from the subject's right eye to the left (means of 36-41, 42-47)."""
     d = points[:, 42:48].mean(1) - points[:, 36:42].mean(1)
     return np.degrees(np.arctan2(d[:, 1], d[:, 0]))
-
-
-def predict_upright(model: LandmarkModel, frame: np.ndarray, centres: np.ndarray, sides: np.ndarray,
-                    rolls: np.ndarray, boxes_of, refined: bool = False):
-    """Landmarks of faces turned upright: each face (centre (N, 2), side (N,), roll (N,) degrees) is
-    warped upright into one canvas, `boxes_of(to_canvas)` gives the model's boxes there, and the
-    points come back through the exact inverse. `refined`: one more pass from the predicted landmark
-    box (for detector boxes). Returns points (N, 68, 2) in the frame and scores (N,)."""
-    to_canvas = upright_affines(centres, sides, rolls, BOX_PX, TILE)
-    canvas, to_canvas = upright_canvas(frame, to_canvas, TILE)
-    boxes = boxes_of(to_canvas)
-    if refined:
-        pts, _, scores = refine(model, canvas, boxes)
-    else:
-        pts, scores = model.predict_scored(canvas, boxes)
-    back = np.stack([invert_affine(m) for m in to_canvas])
-    return apply_affine(back, pts.astype(np.float64)).astype(np.float32), scores
 
 
 class FaceTracker:
@@ -138,16 +116,8 @@ class FaceTracker:
         found = found[: o.max_faces - len(self.tracks)]
         if len(found) == 0:
             return
-        boxes = found.boxes
-        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-        sides = np.max(boxes[:, 2:] - boxes[:, :2], axis=1)
-        half = (boxes[:, 2:] - boxes[:, :2]) * (BOX_PX / sides)[:, None] / 2
-
-        def upright_boxes(to_canvas):   # the detector's upright box, scaled like the face, on each square's centre
-            c = apply_affine(to_canvas, centres[:, None])[:, 0]
-            return np.concatenate([c - half, c + half], axis=1)
-        pts, scores = predict_upright(self.model, image, centres, sides, found.roll, upright_boxes, refined=True)
-        for p, s, b, ok in zip(pts, scores, boxes, self._alive(pts, scores, image.shape)):
+        pts, scores = upright_from_detections(self.model, image, found)
+        for p, s, b, ok in zip(pts, scores, found.boxes, self._alive(pts, scores, image.shape)):
             if ok:
                 smoother = OneEuroFilter(self.smoothing) if self.smoothing else None
                 self.tracks.append(_Track(next(self._ids), p, float(s), smoother, b))

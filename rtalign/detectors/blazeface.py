@@ -100,7 +100,8 @@ class BlazeFaceDetector:
         ModelError: a missing or malformed file; the message names the command that rebuilds it.
     """
 
-    FACE_PX = 32    # face side in input pixels that the network finds reliably (see above)
+    FACE_PX = 32    # face sides in input pixels that the network finds reliably (see above)
+    MAX_PX = 80
     STEP = 32       # input sides must be multiples of the network's largest stride
 
     def __init__(self, path, min_face: float | None = None, min_score: float | None = None, iou: float = 0.3,
@@ -130,22 +131,23 @@ class BlazeFaceDetector:
         return self._anchors[key]
 
     def passes(self, shape) -> list[tuple[float, int, int]]:
-        """(scale, input width, input height) per network run on a frame of `shape`: the whole frame in the
-        square input, and with `min_face` a pyramid of whole-frame runs, each at half the scale of the
-        next, down to the scale that makes such a face 32 input px. Each run finds faces from 32 input
-        px to about three times that (the network misses faces much larger than a third of its square
-        at high scales), so halving steps leave no gap."""
+        """(scale, input width, input height) per network run on a frame of `shape`.
+
+        Without `min_face`: the whole frame in the square input (MediaPipe's way). With it: a pyramid of
+        whole-frame runs, the first at the scale that makes a `min_face` face FACE_PX input px, each next
+        at half the scale, until a face as large as the frame's shorter side is within reach. One run finds
+        faces of FACE_PX to MAX_PX input px, so halving steps leave no gap.
+        """
         h, w = shape[:2]
-        k0 = self.size / max(h, w)
-        runs = [(k0, self.size, self.size)]
         if self.min_face is None:
-            return runs
-        k = min(1.0, self.FACE_PX / self.min_face)
-        while k > 1.5 * k0:
+            return [(self.size / max(h, w), self.size, self.size)]
+        runs, k = [], min(1.0, self.FACE_PX / self.min_face)
+        while True:
             pad = lambda v: max(self.STEP, math.ceil(v * k / self.STEP) * self.STEP)
             runs.append((k, pad(w), pad(h)))
+            if self.MAX_PX / k >= min(h, w):
+                return runs
             k /= 2
-        return runs
 
     def _input(self, frame: np.ndarray, k: float, width: int, height: int) -> np.ndarray:
         """(1, 3, height, width) float32 RGB in [-1, 1]: the frame scaled by k, padded bottom/right with black."""

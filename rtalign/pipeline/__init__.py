@@ -6,7 +6,7 @@ import threading
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from ..detect import HaarDetector
+from ..detectors import DEFAULT_DETECTOR, load_detector
 from ..io_safety import check_output
 from ..models import load_model
 from ..render import Compose, FpsAnnotator, annotator_for
@@ -20,10 +20,12 @@ __all__ = ["process_video", "run_live", "Runner", "RunStats", "SourceMode", "bui
 
 
 def build_tracker(model="resnet", device="cpu", threads=2, max_faces=4,
-                  smoothing: OneEuroOptions | None = OneEuroOptions()) -> FaceTracker:
-    """Model + Haar acquisition + per-face One Euro smoothing (None: raw landmarks)."""
+                  smoothing: OneEuroOptions | None = OneEuroOptions(), detector=DEFAULT_DETECTOR) -> FaceTracker:
+    """Model + face acquisition (a detector name from rtalign.detectors, or an object) + per-face
+    One Euro smoothing (None: raw landmarks)."""
     lm = load_model(model, device, threads) if isinstance(model, str) else model
-    return FaceTracker(lm, HaarDetector(), TrackerOptions(max_faces=max_faces), smoothing)
+    det = load_detector(detector) if isinstance(detector, str) else detector
+    return FaceTracker(lm, det, TrackerOptions(max_faces=max_faces), smoothing)
 
 
 @contextmanager
