@@ -7,6 +7,7 @@ of the previous frame's eye landmarks. The faces are warped side by side into on
 transforms, the model runs once on it, and the points go back through the exact inverse transforms."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -29,9 +30,14 @@ class TrackerOptions:
     pipeline/codec 0.67-0.71 at 30, 0.72-0.75 at 60 on 2 cores). min_score: a
     track whose model score falls below this is lost (None: the model's own `min_score`, measured
     when it was exported). max_residual: a track whose shape is this
-    far from a face (see landmarks.shape_residual) is lost. min_face: smallest face, pixels."""
+    far from a face (see landmarks.shape_residual) is lost. min_face: smallest face, pixels.
+    detector_share: the most of the tracker's wall time the detector may take while it looks for faces:
+    after a detector call of t seconds the next waits until t·(1/share − 1) seconds have passed, so a slow
+    detector (BlazeFace's 48-px pyramid on a 720p frame) cannot drag the pipeline below (1 − share) of its
+    rate when no face is in view, and a fast one still runs every frame. 1.0: no limit."""
     max_faces: int = 4
     redetect_every: int = 60
+    detector_share: float = 0.25
     min_score: float | None = None
     max_residual: float = 0.5
     min_face: float = 24.0
@@ -39,6 +45,8 @@ class TrackerOptions:
     def __post_init__(self):
         if self.max_faces < 1 or self.redetect_every < 1:
             raise ValueError(f"max_faces and redetect_every must be ≥ 1, got {self}")
+        if not 0 < self.detector_share <= 1:
+            raise ValueError(f"detector_share must be in (0, 1], got {self.detector_share}")
 
 
 @dataclass
@@ -67,11 +75,13 @@ class FaceTracker:
     """
 
     def __init__(self, model: LandmarkModel, detector, options: TrackerOptions = TrackerOptions(),
-                 smoothing: OneEuroOptions | None = OneEuroOptions()):
+                 smoothing: OneEuroOptions | None = OneEuroOptions(), clock=time.perf_counter):
         self.model, self.detector, self.options, self.smoothing = model, detector, options, smoothing
+        self.clock = clock                  # seconds; the detector budget is wall time (tests pass a fake)
         self.tracks: list[_Track] = []
         self.detector_runs = 0
         self._since_detect = 0
+        self._detector_free_at = 0.0        # perf_counter() time before which the detector budget is spent
         self._ids = count()
 
     def _alive(self, points: np.ndarray, scores: np.ndarray, shape) -> np.ndarray:
@@ -109,7 +119,10 @@ class FaceTracker:
         o = self.options
         self.detector_runs += 1
         self._since_detect = 0
+        t0 = self.clock()
         found = detect_faces(self.detector, image)
+        t1 = self.clock()
+        self._detector_free_at = t1 + (t1 - t0) * (1 / o.detector_share - 1)
         if self.tracks and len(found):
             known = landmark_box(np.stack([t.points for t in self.tracks]))
             found = found[box_iou(found.boxes, known).max(axis=1) < 0.2]
@@ -126,8 +139,9 @@ class FaceTracker:
         image = frame.image
         self._since_detect += 1
         self._follow(image)
-        if not self.tracks or (len(self.tracks) < self.options.max_faces
-                               and self._since_detect >= self.options.redetect_every):
+        o = self.options
+        wanted = not self.tracks or (len(self.tracks) < o.max_faces and self._since_detect >= o.redetect_every)
+        if wanted and self.clock() >= self._detector_free_at:
             self._acquire(image)
         if not self.tracks:
             return FaceLandmarks.empty(tracked=True)

@@ -136,3 +136,29 @@ def test_haar_still_acquires_through_the_tracker(resnet, astronaut_file):
 def test_upright_detections_from_plain_boxes():
     d = Detections.upright(np.array([[0, 0, 10, 20]]))
     assert d.roll.tolist() == [0.0] and d.keypoints.shape == (1, 0, 2) and len(d[:0]) == 0
+
+
+def test_a_slow_detector_takes_at_most_its_share_of_the_time_and_a_fast_one_runs_every_frame(resnet):
+    clock = [0.0]
+
+    class Slow:
+        def __init__(self, seconds):
+            self.seconds, self.calls = seconds, 0
+
+        def detect(self, frame):
+            clock[0] += self.seconds
+            self.calls += 1
+            return np.empty((0, 4))
+
+    blank = np.zeros((360, 640, 3), np.uint8)
+    for seconds, share, expected in ((0.1, 0.25, None), (0.0, 0.25, 60), (0.1, 1.0, 60)):
+        det = Slow(seconds)
+        tracker = FaceTracker(resnet, det, TrackerOptions(detector_share=share), smoothing=None, clock=lambda: clock[0])
+        clock[0] = 0.0
+        for i in range(60):
+            clock[0] += 1 / 30                     # the rest of the pipeline's time per frame
+            assert len(tracker.update(Frame(blank, i / 30, i))) == 0
+        if expected is not None:
+            assert det.calls == expected
+        else:   # 0.1 s per call, then 0.3 s of other frames: one call per 0.1 + 10/30 s
+            assert det.calls * seconds / clock[0] <= share + 0.02 and det.calls >= 4
