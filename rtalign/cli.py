@@ -253,20 +253,22 @@ def _parse_address(text: str) -> tuple[str, int]:
 @click.option("--json", "json_path", type=click.Path(), default=None, help="also write the rows as JSON")
 @click.option("--out", "out_dir", type=click.Path(), default="benchmarks", show_default=True,
               help="folder for RESULTS.md and the CED plot")
-def bench_cmd(models, peers, quick, device, json_path, out_dir):
+@detector_option
+def bench_cmd(models, peers, quick, device, json_path, out_dir, detector):
     """Accuracy, speed, pipeline FPS, latency and jitter per model, dlib beside them."""
     from pathlib import Path
     from .bench import BenchOptions, run_bench
     from .bench.report import markdown_table, plot_ced, write_json, write_results
 
     opts = BenchOptions(models=tuple(m for m in models.split(",") if m), peers=tuple(p for p in peers.split(",") if p),
-                        quick=quick, device=device)
+                        quick=quick, device=device, detector=detector)
     rows, curves, extras = run_bench(opts, progress=lambda msg: click.echo(f"bench: {msg}", err=True))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot = "ced.png" if plot_ced(out / "ced.png", curves) else None
     command = (f"rtalign bench{' --quick' if quick else ''} --models {models} --peers '{peers}'"
-               f"{' --device ' + device if device != 'cpu' else ''}")
+               f"{' --device ' + device if device != 'cpu' else ''}"
+               f"{' --detector ' + detector if detector != DEFAULT_DETECTOR else ''}")
     write_results(out / "RESULTS.md", rows, extras, command, plot, quick)
     if json_path:
         write_json(Path(json_path), rows)

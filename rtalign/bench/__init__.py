@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..data import data_root, list_samples, read_image
-from ..detect import HaarDetector
-from ..evaluate import predict_samples, time_per_face
+from ..detectors import DEFAULT_DETECTOR, load_detector
+from ..evaluate import detect_samples, predict_samples, summarize_detected, time_per_face
 from ..landmarks import landmark_box
 from ..metrics import nme_per_face, summarize
 from ..models import load_model
@@ -34,6 +34,7 @@ class BenchOptions:
     peers: tuple = ("dlib",)
     quick: bool = False
     device: str = "cpu"
+    detector: str = DEFAULT_DETECTOR    # acquisition in the pipeline, stability and end-to-end figures
     data: Path = field(default_factory=lambda: data_root() / "test_common")
 
     @property
@@ -108,6 +109,11 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
     rows, curves = [], {}
     progress("effects speed")
     extras = {"effects_ms_per_face_1t": time_effects(stab_samples)}
+    # detector figures (recall by size on 1280×720 frames, false faces, ms per call), the shipped one and Haar
+    from .detector import detector_figures
+    detector = load_detector(opts.detector)
+    progress("detectors")
+    extras["detectors"] = {name: detector_figures(load_detector(name), samples) for name in dict.fromkeys((opts.detector, "haar"))}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         clip = work / "clip.mp4"
@@ -122,6 +128,10 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
             gt, pred = predict_samples(model, samples)
             row = {"name": name, **summarize(gt, pred)}
             curves[name] = nme_per_face(gt, pred)
+            # end to end: the runtime's detector finds each face first (misses count as FR@10 failures)
+            progress(f"{name}: accuracy with the {opts.detector} detector")
+            e2e = summarize_detected(*detect_samples(model, detector, samples))
+            row.update(e2e_nme=e2e["nme"], e2e_fr10=e2e["fr10"], e2e_miss_rate=e2e["miss_rate"])
             progress(f"{name}: speed")
             box = landmark_box(samples[0].points)
             one_thread = load_model(name, opts.device, threads=1)   # also the video commands' default (see cli)
@@ -129,7 +139,7 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
             # a single-threaded model (the cascade) would only be timed twice doing the same thing
             row["ms_per_face_2t"] = time_per_face(model, images[0], box) if model.threads > 1 else row["ms_per_face_1t"]
             progress(f"{name}: pipeline")
-            make = lambda smoothing=OneEuroOptions(): FaceTracker(one_thread, HaarDetector(), smoothing=smoothing)
+            make = lambda smoothing=OneEuroOptions(): FaceTracker(one_thread, detector, smoothing=smoothing)
             row.update(_pipeline(clip, make, work, sz["repeats"]), codec_fps=codec_fps)
             progress(f"{name}: stability")
             row.update(_stability_pair(make, stab_samples, sz["stab_frames"]))
@@ -148,6 +158,7 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
             found = [dl.predict_with_own_detector(img, landmark_box(s.points)) for s, img in zip(samples, images)]
             gt, pred = np.stack([s.points for s in samples]), np.stack([p for p, _ in found])
             row = {"name": "dlib", **summarize(gt, pred), "detector_misses": sum(not ok for _, ok in found)}
+            row.update(e2e_nme=row["nme"], e2e_fr10=row["fr10"], e2e_miss_rate=100 * row["detector_misses"] / len(found))
             curves["dlib"] = nme_per_face(gt, pred)
             progress("dlib: speed")
             box = landmark_box(samples[0].points)
