@@ -119,3 +119,48 @@ def test_conversion_matches_the_tflite_reference_and_the_shipped_files(tmp_path)
                           for p in (tmp_path / name, models_dir() / name))
         for a, b in zip(fresh.run(None, {"input": x}), shipped.run(None, {"input": x})):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["haar", "blazeface"])
+def test_image_command_takes_each_detector(astronaut_file, tmp_path, name):
+    from helpers import run_cli
+    result = run_cli("image", astronaut_file, tmp_path / "out.png", "--detector", name)
+    assert result.exit_code == 0, result.output
+    assert "1 face(s)" in result.output and (tmp_path / "out.png").is_file()
+
+
+def test_commands_report_a_missing_detector_file_with_the_rebuild_command(astronaut_file, tmp_path, monkeypatch):
+    import shutil
+    from helpers import assert_clean_error, run_cli
+    for f in ("resnet.onnx",):
+        shutil.copy(models_dir() / f, tmp_path / f)
+    monkeypatch.setenv("RTALIGN_MODELS", str(tmp_path))
+    result = run_cli("image", astronaut_file, tmp_path / "out.png")
+    assert_clean_error(result, REBUILD.replace(".", r"\."))
+    assert run_cli("image", astronaut_file, tmp_path / "out.png", "--detector", "haar").exit_code == 0
+
+
+def test_eval_with_detector_boxes_reports_misses(small_test_dir):
+    import json
+    from helpers import run_cli
+    result = run_cli("eval", "--data", small_test_dir, "--boxes", "detector", "--runs", "3", "--json")
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.output.strip().splitlines()[-1])
+    assert r["boxes"] == "detector" and r["n"] == 12 and r["detected"] + round(r["miss_rate"] * 12 / 100) == 12
+    assert 2.0 < r["nme"] < 6.0
+
+
+def test_end_to_end_metrics_count_a_miss_as_a_failure():
+    from rtalign.evaluate import summarize_detected
+    from rtalign.landmarks import MEAN_SHAPE
+    gt = np.stack([MEAN_SHAPE * 100 + 200] * 4)
+    iod = np.linalg.norm(gt[0, 36] - gt[0, 45])
+    pred = gt.copy()
+    pred[1] += [0.02 * iod, 0]            # NME 2 %
+    pred[2] += [0.20 * iod, 0]            # NME 20 %: a failure
+    pred[3] = np.nan                      # missed
+    r = summarize_detected(gt, pred, np.array([True, True, True, False]))
+    assert r["n"] == 4 and r["detected"] == 3 and r["miss_rate"] == 25.0
+    assert r["nme"] == pytest.approx((0 + 2 + 20) / 3)
+    assert r["fr10"] == 50.0              # the 20 % face and the miss
+    assert r["auc10"] == pytest.approx((1 + 0.8 + 0 + 0) / 4, abs=1e-3)

@@ -1,7 +1,8 @@
 """Detector figures: recall on annotated faces placed into 1280×720 frames at many sizes and rolls, false
 faces on face-free frames, cost per call, and landmark NME of rolled faces through detector → tracker.
 
-    python -m rtalign.bench.detector [--detectors blazeface,haar] [--quick]
+    python -m rtalign.bench.detector [--detectors blazeface,haar] [--quick] [--no-nme]
+    python -m rtalign.bench.detector --video      # the two-face clip through `rtalign video`
 """
 from __future__ import annotations
 
@@ -133,15 +134,91 @@ def rolled_nme(model, detector, samples, rolls=(0, 30, 45, 60), side: float = 20
     return out
 
 
+def two_face_frames(samples, n: int, seed: int = 0):
+    """n 1280×720 frames with two test faces: one drifting gently, one that moves across, grows and
+    rolls from 0° to 60° and back (the other way for the second half). Yields (frame, 2)."""
+    rng = np.random.default_rng(seed)
+    bg = cv2.GaussianBlur(rng.integers(60, 200, (FRAME[1], FRAME[0], 3), dtype=np.uint8), (0, 0), 25)
+    (ia, pa), (ib, pb) = (_face_only(s) for s in samples[:2])
+    for i in range(n):
+        t = i / max(1, n - 1)
+        frame, _ = place_face(ia, pa, bg, 170 + 10 * np.sin(6 * t), 5 * np.sin(9 * t), (330 + 20 * np.sin(5 * t), 360))
+        roll = 60 * np.sin(2 * np.pi * t)
+        frame, _ = place_face(ib, pb, frame, 140 + 80 * t, roll, (760 + 250 * t, 330 + 40 * np.sin(7 * t)))
+        yield frame
+
+
+def _face_only(sample):
+    """The sample's image cut to 0.3 landmark-box sides around its face (the 300-W crops can hold a
+    second person at the edge), and its points in the cut."""
+    box = landmark_box(sample.points)
+    m = 0.3 * max(box[2] - box[0], box[3] - box[1])
+    x0, y0 = np.maximum(np.floor(box[:2] - m).astype(int), 0)
+    x1, y1 = np.ceil(box[2:] + m).astype(int)
+    return read_image(sample.image)[y0:y1, x0:x1], sample.points - [x0, y0]
+
+
+class _Counting:
+    """A tracker wrapper that counts the faces it returns (faces per frame of a run)."""
+
+    def __init__(self, tracker):
+        self.tracker, self.faces, self.frames = tracker, 0, 0
+
+    @property
+    def detector_runs(self):
+        return self.tracker.detector_runs
+
+    def update(self, frame):
+        out = self.tracker.update(frame)
+        self.faces += len(out)
+        self.frames += 1
+        return out
+
+
+def two_face_video(model_name: str = "resnet", detector: str = "blazeface", n: int = 150) -> dict:
+    """`rtalign video` (the library call behind it, one inference thread) on a generated two-face clip in
+    which one face turns and tilts: faces per frame against the truth (2), pipeline FPS against the
+    codec-only FPS of the same clip in the same run (median of 3 runs each), detector share of frames."""
+    import tempfile
+    from pathlib import Path
+    from ..pipeline import build_tracker, process_video
+    from ..synth import write_clip
+    from ..types import FaceLandmarks
+    samples = list_samples(data_root() / "test_common")
+
+    class NoLandmarks:
+        detector_runs = 0
+
+        def update(self, frame):
+            return FaceLandmarks.empty()
+    with tempfile.TemporaryDirectory() as tmp:
+        clip, out = Path(tmp) / "two.mp4", Path(tmp) / "out.mp4"
+        write_clip(clip, two_face_frames(samples, n), audio=True)
+        codec = np.median([process_video(clip, out, tracker=NoLandmarks(), draw="none").fps for _ in range(3)])
+        runs = []
+        for _ in range(3):
+            counting = _Counting(build_tracker(model_name, "cpu", 1, 4, detector=detector))
+            stats = process_video(clip, out, tracker=counting, draw="points")
+            runs.append((stats.fps, counting.faces / counting.frames, stats.summary()["detector_share"]))
+    fps, faces, share = np.median(np.array(runs), axis=0)
+    return {"faces_per_frame": float(faces), "truth": 2, "pipeline_fps": float(fps), "codec_fps": float(codec),
+            "fps_ratio": float(fps / codec), "detector_share": float(share)}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--detectors", default="blazeface,haar")
     ap.add_argument("--model", default="resnet")
     ap.add_argument("--quick", action="store_true", help="every 8th test face")
     ap.add_argument("--no-nme", action="store_true", help="detector figures only")
+    ap.add_argument("--video", action="store_true", help="only the two-face clip through `rtalign video`")
     args = ap.parse_args(argv)
     from ..detectors import load_detector
     from ..models import load_model
+    if args.video:
+        for name in args.detectors.split(","):
+            print(json.dumps({"detector": name, **two_face_video(args.model, name)}))
+        return
     samples = list_samples(data_root() / "test_common")[:: 8 if args.quick else 1]
     model = None if args.no_nme else load_model(args.model, threads=1)
     for name in args.detectors.split(","):
