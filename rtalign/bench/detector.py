@@ -113,9 +113,9 @@ def detector_figures(detector, samples, n_per_face: int = 2, seed: int = 0) -> d
 
 def rolled_nme(model, detector, samples, rolls=(0, 30, 45, 60), side: float = 200.0, frames: int = 3) -> dict:
     """Mean NME (%) of test faces rolled by each angle, in a 1280×720 frame, through the real runtime path:
-    a fresh tracker acquires with `detector`, then follows for `frames` − 1 more frames; faces not found
-    count with the NME of the landmark box's centre guess (the mean shape at the frame centre): as failures."""
-    from ..track import FaceTracker, TrackerOptions
+    a fresh tracker acquires with `detector`, then follows for `frames` − 1 more frames. NME over the faces
+    tracked at the end; `missed` counts the others."""
+    from ..tracking import FaceTracker, TrackerOptions
     from ..types import Frame
     bg = np.full((FRAME[1], FRAME[0], 3), 96, np.uint8)
     out = {}
