@@ -83,11 +83,11 @@ def upright_boxes(keypoints: np.ndarray, calibration=BLAZEFACE_CALIBRATION) -> t
 class BlazeFaceDetector:
     """Faces in a BGR frame with a BlazeFace ONNX file.
 
-    The network is fully convolutional and finds faces from about 32 of its input pixels up (measured:
-    all of 31 training faces at 32 px, 29 at 24, 18 at 12). By default the whole frame is shrunk
-    (INTER_AREA) into its square input as MediaPipe does; with `min_face` the frame is shrunk only so far
-    that a face of that many frame pixels is still 32 input pixels, and the network runs once on the
-    whole (padded) frame at that scale: one pass, no tile seams, cost in proportion to the pixels.
+    The network is fully convolutional and finds faces of about 32 to 80 of its input pixels (31 training
+    faces: all found at 32-80 px; 29 at 24 and at 96, 22 at 128, 18 at 12, 1 at 160). Without `min_face` the
+    whole frame is shrunk (INTER_AREA) into its square input, as MediaPipe does; with it the network runs on
+    the whole (padded) frame at a pyramid of scales (see `passes`): no tile seams, cost in proportion to
+    the pixels.
 
     Args:
         path: the .onnx file from `python -m train.export_detector`.
@@ -100,8 +100,7 @@ class BlazeFaceDetector:
         ModelError: a missing or malformed file; the message names the command that rebuilds it.
     """
 
-    FACE_PX = 32    # face sides in input pixels that the network finds reliably (see above)
-    MAX_PX = 80
+    FACE_PX, MAX_PX = 32, 80   # face sides in input pixels that the network finds reliably (see above)
     STEP = 32       # input sides must be multiples of the network's largest stride
 
     def __init__(self, path, min_face: float | None = None, min_score: float | None = None, iou: float = 0.3,
@@ -149,8 +148,9 @@ class BlazeFaceDetector:
                 return runs
             k /= 2
 
-    def _input(self, frame: np.ndarray, k: float, width: int, height: int) -> np.ndarray:
-        """(1, 3, height, width) float32 RGB in [-1, 1]: the frame scaled by k, padded bottom/right with black."""
+    def _input(self, frame: np.ndarray, k: float, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        """(1, 3, height, width) float32 RGB in [-1, 1], the frame scaled by about k (INTER_AREA) and padded
+        bottom/right with black, and the exact (x, y) scale used."""
         h, w = frame.shape[:2]
         rw, rh = min(width, max(1, round(w * k))), min(height, max(1, round(h * k)))
         canvas = np.zeros((height, width, 3), np.uint8)
