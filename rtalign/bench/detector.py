@@ -3,6 +3,7 @@ faces on face-free frames, cost per call, and landmark NME of rolled faces throu
 
     python -m rtalign.bench.detector [--detectors blazeface,haar] [--quick] [--no-nme]
     python -m rtalign.bench.detector --video      # the two-face clip through `rtalign video`
+    python -m rtalign.bench.detector --cost       # ms per call of each detector setting, interleaved
 """
 from __future__ import annotations
 
@@ -205,6 +206,28 @@ def two_face_video(model_name: str = "resnet", detector: str = "blazeface", n: i
             "fps_ratio": float(fps / codec), "detector_share": float(share)}
 
 
+def detector_costs(samples, runs: int = 15) -> dict:
+    """Median ms per call on one 1280×720 frame with a face, each setting's calls interleaved with the others'
+    so that a changing machine load touches all alike: Haar, the BlazeFace pyramid from 48/64/96 px, its single
+    192² pass (MediaPipe's way) and the short-range model."""
+    from ..detectors import BlazeFaceDetector, load_detector
+    from ..models import models_dir
+    frame, _ = place_face(read_image(samples[0].image), samples[0].points,
+                          np.full((FRAME[1], FRAME[0], 3), 90, np.uint8), 150, 0, (600, 300))
+    full = models_dir() / "blazeface_full.onnx"
+    dets = {"haar": load_detector("haar"), **{f"blazeface from {m} px": BlazeFaceDetector(full, min_face=m) for m in (48, 64, 96)},
+            "blazeface 192 px pass": BlazeFaceDetector(full), "blazeface-short": load_detector("blazeface-short")}
+    times = {k: [] for k in dets}
+    for d in dets.values():
+        d.detect(frame)
+    for _ in range(runs):
+        for k, d in dets.items():
+            t0 = time.perf_counter()
+            d.detect(frame)
+            times[k].append(time.perf_counter() - t0)
+    return {k: float(np.median(v) * 1000) for k, v in times.items()}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--detectors", default="blazeface,haar")
@@ -212,9 +235,13 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="every 8th test face")
     ap.add_argument("--no-nme", action="store_true", help="detector figures only")
     ap.add_argument("--video", action="store_true", help="only the two-face clip through `rtalign video`")
+    ap.add_argument("--cost", action="store_true", help="only ms per call of each detector setting on one 720p frame")
     args = ap.parse_args(argv)
     from ..detectors import load_detector
     from ..models import load_model
+    if args.cost:
+        print(json.dumps(detector_costs(list_samples(data_root() / "test_common"))))
+        return
     if args.video:
         for name in args.detectors.split(","):
             print(json.dumps({"detector": name, **two_face_video(args.model, name)}))
