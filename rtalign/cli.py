@@ -101,7 +101,7 @@ class OutputFile(click.Path):
     device, and `check` (e.g. the format by extension) accepts it."""
 
     def __init__(self, check=None):
-        super().__init__(dir_okay=False)
+        super().__init__()
         self.check = check
 
     def convert(self, value, param, ctx):

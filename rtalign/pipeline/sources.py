@@ -69,7 +69,8 @@ class VideoFileSource(_Source):
     Attributes:
         fps: average frame rate (Fraction). time_base: the stream's time unit (Fraction).
         size: upright (width, height). rotation: display rotation applied, degrees counter-clockwise.
-        frames: count the container announces (0 if unknown). decoded: frames delivered so far.
+        frames: count the container announces (0 if unknown). expected: that count, or else one
+        estimated from the duration (0 if unknown). decoded: frames delivered so far.
         error: why decoding stopped early, or None.
     """
     mode = SourceMode.FILE
@@ -98,6 +99,8 @@ class VideoFileSource(_Source):
         else:
             self.size = (first.width, first.height)
         self.frames = int(self._stream.frames or 0)
+        duration = self._container.duration
+        self.expected = self.frames or (round(duration / av.time_base * self.fps) if duration else 0)
         self.has_audio = bool(self._container.streams.audio)
         self.decoded = 0
         self.corrupt = 0
@@ -108,15 +111,6 @@ class VideoFileSource(_Source):
                 yield frame
         except (av.error.FFmpegError, ValueError, MemoryError) as e:
             self.error = f"{getattr(e, 'strerror', None) or e}"
-
-    @property
-    def expected(self) -> int:
-        """Frames the container announces, or estimated from its duration (0 if it says nothing)."""
-        if self.frames:
-            return self.frames
-        if self._container.duration:
-            return round(self._container.duration / av.time_base * self.fps)
-        return 0
 
     @property
     def truncated(self) -> bool:
