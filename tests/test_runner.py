@@ -39,7 +39,7 @@ class RecordingSink(Sink):
     def __init__(self, fail_at=None):
         self.indices, self.fail_at = [], fail_at
 
-    def write(self, image):
+    def write(self, image, timestamp=None):
         if len(self.indices) == self.fail_at:
             raise OSError("disk full")
         self.indices.append(int(image[0, 0, 0]))

@@ -176,7 +176,7 @@ class _RecordingSink(Sink):
     def __init__(self):
         self.threads, self.polls = set(), 0
 
-    def write(self, image):
+    def write(self, image, timestamp=None):
         self.threads.add(threading.current_thread())
 
     def poll(self):

@@ -67,7 +67,7 @@ class Runner:
         source: iterable of Frame with a `mode` (SourceMode).
         tracker: `update(frame) -> FaceLandmarks`.
         renderer: `annotate(image, faces) -> image` (draws in place).
-        sinks: `sinks.Sink`s (`write(image)`, `poll()`); a sink whose `wants_stop` turns true ends the run.
+        sinks: `sinks.Sink`s (`write(image, timestamp)`, `poll()`); a sink whose `wants_stop` turns true ends the run.
         on_frame: optional callback after each written frame (progress bars).
     """
 
@@ -165,7 +165,7 @@ class Runner:
         while (frame := self._get(self._out, idle=self._poll_sinks)) is not _END:
             t0 = time.perf_counter()
             for sink in self.sinks:
-                sink.write(frame.image)
+                sink.write(frame.image, frame.timestamp)
             done = time.perf_counter()
             t_sink.append((done - t0) * 1000)
             self.stats.latency_ms.append((done - frame.captured_at) * 1000)

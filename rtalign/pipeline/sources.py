@@ -1,17 +1,22 @@
-"""Frame sources. A file is read frame by frame (FILE mode: nothing dropped, timestamps from the
-frame index); a camera, stream or file-as-camera is LIVE (real time, the newest frame wins)."""
+"""Frame sources. A file is read frame by frame (FILE mode: nothing dropped, each frame keeps its own
+presentation time); a camera, stream or file-as-camera is LIVE (real time, the newest frame wins)."""
 from __future__ import annotations
 
 import enum
+import itertools
+import logging
 import time
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import cv2
+import numpy as np
 
-from ..errors import DeviceError, InputError
+from ..errors import DeviceError, InputError, shown
+from ..io_safety import check_input_file
 from ..types import Frame
+
+log = logging.getLogger(__name__)
 
 
 class SourceMode(enum.Enum):
@@ -21,18 +26,25 @@ class SourceMode(enum.Enum):
 
 def _open_video(spec: str):
     """(container, video stream) with one clear error for every way a file can be unusable."""
-    if "://" not in spec and not Path(spec).is_file():
-        raise InputError(f"no such video file: {spec}")
+    if "://" not in spec:
+        check_input_file(spec)
     try:
         container = av.open(spec, "r")
-    except (av.error.FFmpegError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read video {spec}: {e.strerror or e}") from None
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"cannot read video {shown(spec)}: {getattr(e, 'strerror', None) or e}") from None
     if not container.streams.video:
         container.close()
-        raise InputError(f"{spec} has no video stream")
+        raise InputError(f"{shown(spec)} has no video stream")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     return container, stream
+
+
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """The frame as it is meant to be seen: `rotation` is the display matrix's angle (degrees,
+    counter-clockwise), rounded to a quarter turn. A contiguous copy when turned (stages draw in place)."""
+    k = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k)) if k else image
 
 
 class _Source:
@@ -49,38 +61,76 @@ class _Source:
 
 
 class VideoFileSource(_Source):
-    """Every frame of a video file, in order, as BGR `Frame`s (FILE mode).
+    """Every frame of a video file, in order, upright, as BGR `Frame`s (FILE mode).
+
+    `Frame.timestamp` is the frame's own presentation time in seconds (variable frame rates stay
+    variable). A decoding error ends the frames early instead of raising: `truncated` then says so.
 
     Attributes:
-        fps: exact frame rate (Fraction). size: (width, height). frames: count from the header (0 if unknown).
+        fps: average frame rate (Fraction). time_base: the stream's time unit (Fraction).
+        size: upright (width, height). rotation: display rotation applied, degrees counter-clockwise.
+        frames: count the container announces (0 if unknown). expected: that count, or else one
+        estimated from the duration (0 if unknown). decoded: frames delivered so far.
+        error: why decoding stopped early, or None.
     """
     mode = SourceMode.FILE
+    error: str | None = None
 
     def __init__(self, path: str):
         self.path = str(path)
         self._container, self._stream = _open_video(self.path)
+        try:
+            self._frames = self._decoded_frames()
+            first = next(self._frames, None)
+        except BaseException:
+            self._container.close()
+            raise
+        if first is None:
+            self._container.close()
+            raise InputError(f"{shown(self.path)}: no frames could be decoded"
+                             + (f" ({self.error})" if self.error else ""))
+        self._frames = itertools.chain([first], self._frames)
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(30)
         self.fps = Fraction(rate)
-        self.size = (self._stream.codec_context.width, self._stream.codec_context.height)
+        self.time_base = self._stream.time_base or 1 / self.fps
+        self.rotation = float(first.rotation or 0)
+        if round(self.rotation / 90) % 2:
+            self.size = (first.height, first.width)
+        else:
+            self.size = (first.width, first.height)
         self.frames = int(self._stream.frames or 0)
+        duration = self._container.duration
+        self.expected = self.frames or (round(duration / av.time_base * self.fps) if duration else 0)
         self.has_audio = bool(self._container.streams.audio)
         self.decoded = 0
+        self.corrupt = 0
 
     def _decoded_frames(self):
         try:
             for frame in self._container.decode(self._stream):
                 yield frame
-        except av.error.FFmpegError as e:
-            raise InputError(f"{self.path}: video data is corrupt after frame {self.decoded}: {e.strerror or e}") from None
+        except (av.error.FFmpegError, ValueError, MemoryError) as e:
+            self.error = f"{getattr(e, 'strerror', None) or e}"
+
+    @property
+    def truncated(self) -> bool:
+        """Fewer frames decoded than the container promised, or decoding stopped on an error.
+        An estimate from the duration (no frame count in the header) gets two frames' slack."""
+        if self.error:
+            return True
+        return self.decoded < self.expected - (0 if self.frames else 2)
 
     def __iter__(self):
-        fps = float(self.fps)
-        for frame in self._decoded_frames():
-            image = frame.to_ndarray(format="bgr24")
-            yield Frame(image, self.decoded / fps, self.decoded, time.perf_counter())
+        step = 1 / float(self.fps)
+        t_prev = None
+        for frame in self._frames:
+            t = float(frame.time) if frame.pts is not None and frame.time is not None else (
+                t_prev + step if t_prev is not None else 0.0)
+            image = upright(frame.to_ndarray(format="bgr24"), frame.rotation or 0)
+            self.corrupt += bool(frame.is_corrupt)
+            yield Frame(image, t, self.decoded, time.perf_counter())
             self.decoded += 1
-        if self.decoded == 0:
-            raise InputError(f"{self.path}: no frames could be decoded")
+            t_prev = t
 
     def close(self) -> None:
         self._container.close()
@@ -95,9 +145,11 @@ class LiveFileSource(VideoFileSource):
     mode = SourceMode.LIVE
 
     def __iter__(self):
-        start = time.perf_counter()
+        start = first = None
         for frame in super().__iter__():
-            delay = start + frame.timestamp - time.perf_counter()
+            if start is None:
+                start, first = time.perf_counter(), frame.timestamp
+            delay = start + frame.timestamp - first - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
             frame.captured_at = time.perf_counter()
