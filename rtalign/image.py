@@ -20,7 +20,7 @@ def process_image(src, dst, model="resnet", device="cpu", threads=2, draw="point
     src, dst = Path(src), Path(dst)
     check_output(src, dst)
     image = read_image(src)
-    faces = FaceAligner(model, max_faces, device, threads).align(image)
+    faces = FaceAligner(model, max_faces=max_faces, device=device, threads=threads).align(image)
     if len(faces) == 0:
         raise InputError(f"no face found in {src}")
     out = image.copy()

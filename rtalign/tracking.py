@@ -7,9 +7,10 @@ from itertools import count
 
 import numpy as np
 
-from .align import refine
+from .detect import HaarDetector
 from .landmarks import interocular, landmark_box, shape_residual
-from .models import LandmarkModel
+from .models import LandmarkModel, load_model, refine
+from .runtime import RuntimeOptions
 from .smoothing import OneEuroFilter, OneEuroOptions
 from .types import FaceLandmarks, Frame
 
@@ -56,15 +57,20 @@ class FaceTracker:
     """`update(frame) -> FaceLandmarks`: smoothed landmarks of every tracked face, with ids.
 
     Args:
-        model: a LandmarkModel; its `predict_scored` score tells a lost face.
-        detector: any object with `detect(image) -> (N, 4) boxes`.
+        model: a model name or file (loaded on `runtime`), or a LandmarkModel; its `predict_scored`
+            score tells a lost face.
+        detector: any object with `detect(image) -> (N, 4) boxes`, largest first (default: Haar).
         options: TrackerOptions.
         smoothing: One Euro options, or None for raw landmarks.
+        runtime: where a model loaded here runs.
     """
 
-    def __init__(self, model: LandmarkModel, detector, options: TrackerOptions = TrackerOptions(),
-                 smoothing: OneEuroOptions | None = OneEuroOptions()):
-        self.model, self.detector, self.options, self.smoothing = model, detector, options, smoothing
+    def __init__(self, model: str | LandmarkModel = "resnet", detector=None, *,
+                 options: TrackerOptions = TrackerOptions(), smoothing: OneEuroOptions | None = OneEuroOptions(),
+                 runtime: RuntimeOptions = RuntimeOptions()):
+        self.model = load_model(model, runtime=runtime) if isinstance(model, str) else model
+        self.detector = detector or HaarDetector()
+        self.options, self.smoothing = options, smoothing
         self.tracks: list[_Track] = []
         self.detector_runs = 0
         self._since_detect = 0
