@@ -1,5 +1,4 @@
 """The public streaming API, `rtalign.track`, on a real clip, on arrays, and as the README shows it."""
-import os
 import re
 from pathlib import Path
 
