@@ -120,7 +120,7 @@ class OutputFolder(click.Path):
     """A folder to write into: it exists or can be created (its parent does), and is writable."""
 
     def __init__(self):
-        super().__init__(file_okay=False)
+        super().__init__()
 
     def convert(self, value, param, ctx):
         import os
