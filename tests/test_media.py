@@ -272,3 +272,46 @@ def test_a_missing_camera_is_one_line(capfd):
     result = run("webcam", "--camera", "99", "--no-window")
     assert result.exit_code == 1 and "no camera at index 99" in result.output
     assert "WARN" not in capfd.readouterr().err                # OpenCV's probing log stays quiet
+
+
+def test_a_phone_photo_is_read_upright_by_its_exif_orientation(astronaut, tmp_path):
+    from PIL import Image
+    sideways = tmp_path / "sideways.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6                                  # "rotate 90° clockwise to display"
+    Image.fromarray(cv2.cvtColor(np.rot90(astronaut, 1), cv2.COLOR_BGR2RGB)).save(sideways, exif=exif, quality=95)
+    from rtalign.image import load_image
+    assert np.abs(load_image(sideways).astype(int) - astronaut).mean() < 6
+    result = run("image", sideways, tmp_path / "o.png", "--model", "cnn")
+    assert result.exit_code == 0 and "1 face(s)" in result.output
+
+
+def test_a_stop_event_ends_the_run_with_a_partial_output_and_no_signal_handler_is_touched(face_clip, tmp_path):
+    import signal
+    import threading
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    stop = threading.Event()
+
+    def progress(stats, total):
+        if stats.frames_out == 10:
+            stop.set()
+    out = tmp_path / "o.mp4"
+    stats = process_video(face_clip, out, tracker=build_tracker("cnn"), progress=progress, stop=stop)
+    assert stats.interrupted and stats.partial == tmp_path / "o.partial.mp4" and not out.exists()
+    with av.open(str(stats.partial)) as c:
+        assert 10 <= sum(1 for _ in c.decode(video=0)) < 45
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.partial.mp4"]
+
+
+def test_outputs_get_the_umask_mode_without_the_umask_being_touched(face_clip, tmp_path, monkeypatch):
+    def forbidden(*_):
+        raise AssertionError("os.umask changes process state")
+    old = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", forbidden)
+        process_video(face_clip, tmp_path / "o.mp4", tracker=build_tracker("cnn"), draw="none")
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+    assert (tmp_path / "o.mp4").stat().st_mode & 0o777 == 0o640
