@@ -45,4 +45,4 @@ class FaceAligner:
         if len(boxes) == 0:
             return FaceLandmarks.empty()
         pts, used, scores = refine(self.model, image, np.asarray(boxes, np.float64))
-        return FaceLandmarks(pts, used, scores, track_id=np.arange(len(pts)))
+        return FaceLandmarks(pts, used, scores)

@@ -284,7 +284,8 @@ def _report(stats, show: bool) -> None:
     if show:
         s = stats.summary()
         click.echo("per-stage median ms: " + ", ".join(f"{k[:-3]} {s[k]:.2f}" for k in
-                                                       ("capture_ms", "landmarks_ms", "render_ms", "sink_ms")), err=True)
+                                                       ("capture_ms", "landmarks_ms", "render_ms", "sink_ms",
+                                                        "events_ms")), err=True)
         click.echo(f"frames {s['frames_out']} (dropped {s['dropped']}), {s['fps']:.1f} FPS, latency p50 "
                    f"{s['latency_ms_p50']:.1f} ms p95 {s['latency_ms_p95']:.1f} ms, detector on "
                    f"{100 * s['detector_share']:.1f} % of frames", err=True)
@@ -384,7 +385,7 @@ def webcam_cmd(camera, model, device, threads, draw, max_faces, smooth, min_cuto
         result = run_live(camera, tracker=tracker, draw=draw, effects=make_effects(**effects), window=not no_window,
                           vcam=vcam, serve=serve, stop=signals.event)
     _report(result, stats)
-    if signals.signum:
+    if signals.signum not in (None, signal.SIGINT):   # Ctrl-C is how a live session normally ends: exit 0
         sys.exit(signals.exit_code)
 
 

@@ -33,20 +33,26 @@ class FaceLandmarks:
     track_id: np.ndarray | None = field(default=None)
 
     def __post_init__(self):
-        self.xy = np.asarray(self.xy, np.float32).reshape(-1, N_POINTS, 2)
+        self.xy = np.asarray(self.xy, np.float32)
+        if self.xy.ndim != 3 or self.xy.shape[1:] != (N_POINTS, 2):
+            raise ValueError(f"FaceLandmarks.xy must have shape (n, {N_POINTS}, 2), got {self.xy.shape}")
         n = len(self.xy)
-        self.bbox = np.asarray(self.bbox, np.float64).reshape(-1, 4)
+        self.bbox = np.asarray(self.bbox, np.float64)
+        if self.bbox.shape != (n, 4):
+            raise ValueError(f"FaceLandmarks.bbox must have shape ({n}, 4) for {n} faces, got {self.bbox.shape}")
         self.score = np.ones(n, np.float32) if self.score is None else np.asarray(self.score, np.float32)
-        if len(self.bbox) != n or self.score.shape != (n,):
-            raise ValueError(f"FaceLandmarks: xy has {n} faces but bbox {self.bbox.shape}, score {self.score.shape}")
+        if self.score.shape != (n,):
+            raise ValueError(f"FaceLandmarks.score must have shape ({n},) for {n} faces, got {self.score.shape}")
         if self.track_id is not None:
             self.track_id = np.asarray(self.track_id, np.int64)
             if self.track_id.shape != (n,):
-                raise ValueError(f"FaceLandmarks: track_id shape {self.track_id.shape} != ({n},)")
+                raise ValueError(f"FaceLandmarks.track_id must have shape ({n},) for {n} faces, got {self.track_id.shape}")
 
     def __len__(self) -> int:
         return len(self.xy)
 
     @classmethod
-    def empty(cls) -> "FaceLandmarks":
-        return cls(np.empty((0, N_POINTS, 2), np.float32), np.empty((0, 4)), track_id=np.empty(0, np.int64))
+    def empty(cls, *, tracked: bool = False) -> "FaceLandmarks":
+        """No faces; `tracked=True` (a tracker's output) gives an empty track_id array instead of None."""
+        return cls(np.empty((0, N_POINTS, 2), np.float32), np.empty((0, 4)),
+                   track_id=np.empty(0, np.int64) if tracked else None)

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real 300-W folders (skipped with a reason when absent) and a real face that ships with scikit-image."""
+"""Shared fixtures: the real 300-W folders (skipped with a reason when absent) and the real face that ships with the package."""
 from pathlib import Path
 
 import cv2
@@ -37,9 +37,9 @@ def small_test_dir(tmp_path_factory, test_samples) -> Path:
 
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
-    """scikit-image's public-domain astronaut portrait (one face), as BGR."""
-    from skimage import data
-    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    """The package's public-domain astronaut portrait (one face, 512x512), as BGR."""
+    from rtalign.synth import ASSET
+    return cv2.imread(str(ASSET))
 
 
 @pytest.fixture(scope="session")

@@ -4,19 +4,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
-from rtalign.cli import main
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_clean_error(result, text):
-    assert result.exit_code != 0
-    assert text in result.output
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+from helpers import assert_clean_error, run_cli as run
 
 
 def test_eval_json_on_a_small_subset(small_test_dir):

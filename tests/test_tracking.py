@@ -6,7 +6,7 @@ from rtalign.detect import HaarDetector
 from rtalign.landmarks import interocular
 from rtalign.models import load_model
 from rtalign.synth import asset_frames, smooth_similarity_path
-from rtalign.track import FaceTracker, TrackerOptions
+from rtalign.tracking import FaceTracker, TrackerOptions
 from rtalign.types import Frame
 
 

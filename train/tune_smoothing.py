@@ -17,7 +17,7 @@ from rtalign.landmarks import interocular
 from rtalign.metrics import nme_per_face
 from rtalign.models import load_model
 from rtalign.smoothing import OneEuroFilter, OneEuroOptions
-from rtalign.track import FaceTracker
+from rtalign.tracking import FaceTracker
 
 
 def smooth_track(pred, opts):

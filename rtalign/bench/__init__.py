@@ -19,7 +19,7 @@ from ..models import load_model
 from ..pipeline import process_video, run_live
 from ..smoothing import OneEuroOptions
 from ..synth import write_clip
-from ..track import FaceTracker
+from ..tracking import FaceTracker
 from ..types import FaceLandmarks
 from .peers import DlibPeer, DlibTracker, dlib_unavailable
 from .stability import face_frames, stability

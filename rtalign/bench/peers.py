@@ -118,4 +118,4 @@ class DlibTracker:
         if not rects:
             return FaceLandmarks.empty()
         pts = self.peer.predict_from_detections(frame.image, rects)
-        return FaceLandmarks(pts, landmark_box(pts), track_id=np.arange(len(pts)))
+        return FaceLandmarks(pts, landmark_box(pts))   # detections only: no ids across frames

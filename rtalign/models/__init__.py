@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 from ..errors import ModelError
@@ -14,8 +15,18 @@ MODEL_NAMES = tuple(MODEL_FILES)
 
 
 def models_dir() -> Path:
-    """$RTALIGN_MODELS, else the project's exported/ folder."""
-    return Path(os.environ.get("RTALIGN_MODELS", Path(__file__).resolve().parents[2] / "exported"))
+    """Where the shipped models are: $RTALIGN_MODELS, else the `exported` folder inside the package.
+
+    setup.cfg installs the repository's `exported/` (written by train/, the one copy of the models
+    and their cards) as `rtalign/exported`, so a wheel carries its models; a source checkout or an
+    editable install reads the repository's folder itself.
+    """
+    if os.environ.get("RTALIGN_MODELS"):
+        return Path(os.environ["RTALIGN_MODELS"])
+    installed = resources.files("rtalign") / "exported"
+    if installed.is_dir():
+        return Path(str(installed))
+    return Path(__file__).resolve().parents[2] / "exported"
 
 
 def load_model(name: str, device: str = "cpu", threads: int = 2) -> LandmarkModel:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from ..io_safety import check_output
 from ..models import load_model
 from ..render import Compose, FpsAnnotator, annotator_for
 from ..smoothing import OneEuroOptions
-from ..track import FaceTracker, TrackerOptions
+from ..tracking import FaceTracker, TrackerOptions
 from .runner import Runner, RunStats
 from .sinks import MjpegServerSink, VideoFileSink, VirtualCameraSink, WindowSink, check_video_output
 from .sources import SourceMode, VideoFileSource, open_source
@@ -28,25 +27,6 @@ def build_tracker(model="resnet", device="cpu", threads=2, max_faces=4,
     """Model + Haar acquisition + per-face One Euro smoothing (None: raw landmarks)."""
     lm = load_model(model, device, threads) if isinstance(model, str) else model
     return FaceTracker(lm, HaarDetector(), TrackerOptions(max_faces=max_faces), smoothing)
-
-
-class _Timed:
-    """Carries each source frame's presentation time to the video sink (the runner hands sinks bare
-    images). FILE mode keeps every frame, in order, so a FIFO pairs them exactly."""
-
-    mode = SourceMode.FILE
-    wants_stop = False
-
-    def __init__(self, source, sink):
-        self.source, self.sink, self._times = source, sink, deque()
-
-    def __iter__(self):
-        for frame in self.source:
-            self._times.append(frame.timestamp)
-            yield frame
-
-    def write(self, image) -> None:
-        self.sink.write(image, self._times.popleft())
 
 
 @contextmanager
@@ -98,10 +78,9 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
         sink = VideoFileSink(dst, source.size, source.fps, audio_from=str(src) if source.has_audio else None,
                              preset=preset, crf=crf, time_base=source.time_base)
         try:
-            timed = _Timed(source, sink)
             renderer = Compose([*effects, annotator_for(draw)])
             on_frame = (lambda stats: progress(stats, source.expected)) if progress else None
-            runner = Runner(timed, tracker, renderer, [timed], on_frame)
+            runner = Runner(source, tracker, renderer, [sink], on_frame)
             with _stopped_by(stop, runner):
                 stats = runner.run()
         except BaseException:

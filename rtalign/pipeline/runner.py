@@ -1,12 +1,17 @@
 """The threaded runner: capture → landmarks (detect/track, infer, smooth) → render → sinks.
 
-Three threads joined by bounded queues. A LIVE source's queue holds one frame and the newest
+Three stages joined by bounded queues. A LIVE source's queue holds one frame and the newest
 frame replaces a waiting one (low latency); a FILE source blocks instead (every frame, in order).
 Stages are plain objects (`tracker.update`, `renderer.annotate`, `sink.write`); the runner only
 wires them, times them, and stops everything within a fraction of a second when asked.
+
+Capture and landmarks always run on worker threads. The output stage runs on the thread that
+calls `run()` when a sink must be driven from it (`on_caller_thread`: GUI toolkits such as
+OpenCV's Qt and macOS Cocoa windows work only from the main thread), else on a third worker.
 """
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -16,18 +21,24 @@ import numpy as np
 
 from .sources import SourceMode
 
+log = logging.getLogger(__name__)
 _END = object()
 _POLL = 0.05  # seconds between checks of the stop flag
 
 
 @dataclass
 class RunStats:
-    """What a run measured. Times are per frame, in ms."""
+    """What a run measured. Times are per frame, in ms.
+
+    Latency runs from capture until every sink has accepted the frame; `events` is the sinks' event
+    pumping after it (a window paints there), off the latency path.
+    """
     frames_in: int = 0
     frames_out: int = 0
     dropped: int = 0
     wall_s: float = 0.0
-    stage_ms: dict = field(default_factory=lambda: {"capture": [], "landmarks": [], "render": [], "sink": []})
+    stage_ms: dict = field(default_factory=lambda: {"capture": [], "landmarks": [], "render": [], "sink": [],
+                                                    "events": []})
     latency_ms: list = field(default_factory=list)
     detector_runs: int = 0
     frames_with_faces: int = 0
@@ -56,7 +67,7 @@ class Runner:
         source: iterable of Frame with a `mode` (SourceMode).
         tracker: `update(frame) -> FaceLandmarks`.
         renderer: `annotate(image, faces) -> image` (draws in place).
-        sinks: objects with `write(image)`; a sink whose `wants_stop` turns true ends the run.
+        sinks: `sinks.Sink`s (`write(image, timestamp)`, `poll()`); a sink whose `wants_stop` turns true ends the run.
         on_frame: optional callback after each written frame (progress bars).
     """
 
@@ -91,18 +102,22 @@ class Runner:
                 continue
         return False
 
-    def _get(self, q: queue.Queue):
+    def _get(self, q: queue.Queue, idle=None):
+        """The next item, or _END once stopped; `idle()` runs after each empty wait."""
         while not self._stop.is_set():
             try:
                 return q.get(timeout=_POLL)
             except queue.Empty:
-                continue
+                if idle:
+                    idle()
         return _END
 
     def _guard(self, body):
         def run():
             try:
                 body()
+            except KeyboardInterrupt:  # only the calling thread receives it: Ctrl-C stops the run
+                self.stop()
             except BaseException as e:  # surfaced by run() in the calling thread
                 self._errors.append(e)
                 self._stop.set()
@@ -138,41 +153,64 @@ class Runner:
                 return
         self._put(self._out, _END, drop_stale=False)
 
+    def _poll_sinks(self) -> None:
+        """Let sinks handle their events while no frame comes (a window stays responsive)."""
+        for sink in self.sinks:
+            sink.poll()
+        if any(s.wants_stop for s in self.sinks):
+            self._stop.set()
+
     def _output(self):
-        t_sink = self.stats.stage_ms["sink"]
-        while (frame := self._get(self._out)) is not _END:
+        t_sink, t_events = self.stats.stage_ms["sink"], self.stats.stage_ms["events"]
+        while (frame := self._get(self._out, idle=self._poll_sinks)) is not _END:
             t0 = time.perf_counter()
             for sink in self.sinks:
-                sink.write(frame.image)
+                sink.write(frame.image, frame.timestamp)
             done = time.perf_counter()
             t_sink.append((done - t0) * 1000)
             self.stats.latency_ms.append((done - frame.captured_at) * 1000)
             self.stats.frames_out += 1
             if self.on_frame:
                 self.on_frame(self.stats)
-            if any(s.wants_stop for s in self.sinks):
-                self._stop.set()
+            self._poll_sinks()
+            t_events.append((time.perf_counter() - done) * 1000)
         self._stop.set()
+
+    @staticmethod
+    def _join(threads) -> None:
+        """Wait for every stage: each sees the stop flag within _POLL, unless it is inside one long call
+        (a decode, an encode), and the caller may close the source or the sinks only once it is out."""
+        for t in threads:
+            t.join(timeout=1.0)
+        late = [t.name for t in threads if t.is_alive()]
+        if late:
+            log.warning("waiting for %s to finish its current call", ", ".join(late))
+            for t in threads:
+                t.join()
 
     def run(self) -> RunStats:
         """Run to the end of the source or until stopped; re-raises the first error of any thread.
 
         KeyboardInterrupt in the calling thread stops the run cleanly (stats.interrupted is set).
+        A sink with `on_caller_thread` is written from the calling thread, which should then be
+        the main thread.
         """
-        threads = [threading.Thread(target=self._guard(f), name=f.__name__, daemon=True)
-                   for f in (self._capture, self._process, self._output)]
+        on_caller = any(s.on_caller_thread for s in self.sinks)
+        stages = (self._capture, self._process) if on_caller else (self._capture, self._process, self._output)
+        threads = [threading.Thread(target=self._guard(f), name=f.__name__, daemon=True) for f in stages]
         t0 = time.perf_counter()
         for t in threads:
             t.start()
         try:
+            if on_caller:
+                self._guard(self._output)()
             while any(t.is_alive() for t in threads):
                 threads[-1].join(timeout=_POLL)
                 if self._stop.is_set():
                     break
         except KeyboardInterrupt:
             self.stop()
-        for t in threads:
-            t.join(timeout=1.0)
+        self._join(threads)
         self.stats.wall_s = time.perf_counter() - t0
         self.stats.detector_runs = getattr(self.tracker, "detector_runs", 0)
         if self._errors:

@@ -22,9 +22,18 @@ from ..io_safety import partial_path, temp_path_for
 log = logging.getLogger(__name__)
 
 
-class _Sink:
+class Sink:
+    """What the runner expects of a sink: `write(image, timestamp)`, `poll()`, and two flags.
+
+    `timestamp` is the frame's time in seconds (a file's presentation time, or seconds since a live
+    source started); sinks that show frames as they come ignore it."""
     #: set when the user asked to stop through this sink (window closed, q pressed)
     wants_stop = False
+    #: written from the thread that calls `Runner.run()` (GUI toolkits need their main thread)
+    on_caller_thread = False
+
+    def poll(self) -> None:
+        """Handle pending events between frames (called while the runner waits for one)."""
 
     def __enter__(self):
         return self
@@ -123,7 +132,7 @@ class _Audio:
         self._in.close()
 
 
-class VideoFileSink(_Sink):
+class VideoFileSink(Sink):
     """A video file by its extension (see VIDEO_FORMATS), with the audio of `audio_from` kept in sync.
 
     Each frame is written at the time it is given (its input's presentation time), so a variable
@@ -240,33 +249,94 @@ class VideoFileSink(_Sink):
             self._discard()
 
 
-class WindowSink(_Sink):
-    """A preview window; `q` or Esc asks the runner to stop."""
+class WindowSink(Sink):
+    """A preview window, driven from the thread that runs the runner (which must be the main thread).
+
+    `q` or Esc, or the window's close button, asks the runner to stop.
+
+    Raises:
+        DeviceError: no display, not on the main thread, or a process whose X libraries clash (see
+            `x11_clash`).
+    """
+    on_caller_thread = True
+    _KEYS_THAT_STOP = (ord("q"), ord("Q"), 27)
 
     def __init__(self, title: str = "rtalign"):
         self.title = title
         # Qt aborts the whole process when it finds no display, so look before asking it
-        headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-        if headless:
-            raise DeviceError("no display for a preview window; use --no-window (with --vcam or --serve)")
+        if sys.platform.startswith("linux"):
+            if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+                raise DeviceError("no display for a preview window; use --no-window (with --vcam or --serve)")
+            clash = x11_clash()
+            if clash:
+                raise DeviceError(f"cannot open a preview window in this process: {clash}")
+        if threading.current_thread() is not threading.main_thread():
+            raise DeviceError("the preview window must be created and run from the main thread "
+                              "(OpenCV's Qt and macOS windows work only there)")
         try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
         except cv2.error:
             raise DeviceError("cannot open a preview window; use --no-window (with --vcam or --serve)") from None
+        self._closed = self._sized = False
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, timestamp: float | None = None) -> None:
+        """Hand the frame to the toolkit; it is painted by the next `poll()`."""
+        if self.wants_stop:
+            return
+        if not self._sized:  # a resizable window opens small: give it the picture's own size once
+            cv2.resizeWindow(self.title, image.shape[1], image.shape[0])
+            self._sized = True
         cv2.imshow(self.title, image)
-        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+
+    def poll(self) -> None:
+        """Pump the window's events (painting included); a stop key or a closed window sets `wants_stop`."""
+        key = cv2.pollKey()
+        if key != -1 and key & 0xFF in self._KEYS_THAT_STOP:
+            self.wants_stop = True
+            return
+        try:
+            visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+        except cv2.error:  # Qt has already destroyed the closed window
+            visible = False
+        if not visible:
             self.wants_stop = True
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             cv2.destroyWindow(self.title)
+            cv2.pollKey()  # let the toolkit actually take the window down
         except cv2.error:  # already closed by the user
             pass
 
 
-class VirtualCameraSink(_Sink):
+def x11_clash() -> str | None:
+    """Why OpenCV's Qt window would hang in this process, or None.
+
+    Wheels bundle their own X libraries under hashed names. PyAV's copies of libxcb-shape/-shm/-xfixes
+    carry the same names as OpenCV's but link to PyAV's private libxcb; whichever wheel loads first
+    wins, so when `av` is imported before `cv2`, Qt talks to the X server through two libxcb copies
+    and its window never appears. rtalign imports cv2 first; a host program must do the same.
+    """
+    cv2_libs = Path(cv2.__file__).resolve().parent.parent / "opencv_python.libs"
+    if not cv2_libs.is_dir():
+        return None
+    ours = set(os.listdir(cv2_libs))
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split(None, 5)[-1].strip() for line in maps if "/" in line}
+    except OSError:
+        return None
+    foreign = sorted(p for p in paths if os.path.basename(p) in ours and Path(p).parent.resolve() != cv2_libs.resolve())
+    if not foreign:
+        return None
+    return (f"{foreign[0]} was loaded before OpenCV's own copy (a module such as 'av' was imported before "
+            "'cv2'); import cv2 (or rtalign) first, or use --no-window with --serve")
+
+
+class VirtualCameraSink(Sink):
     """Frames to a virtual camera (pyvirtualcam) that video-call apps can pick."""
 
     def __init__(self, size: tuple[int, int], fps: float):
@@ -283,7 +353,7 @@ class VirtualCameraSink(_Sink):
         log.info("virtual camera: %s", self._cam.device)
         self._closed = False
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, timestamp: float | None = None) -> None:
         self._cam.send(image)
 
     def close(self) -> None:
@@ -297,7 +367,7 @@ _PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>rtalign</tit
 img{max-width:100%;max-height:100%}</style></head><body><img src="/stream" alt="rtalign live"></body></html>"""
 
 
-class MjpegServerSink(_Sink):
+class MjpegServerSink(Sink):
     """Live preview over HTTP: `/` is a page showing the stream, `/stream` the MJPEG stream itself.
 
     JPEG encoding is skipped while nobody watches. Binds to loopback unless told otherwise.
@@ -362,7 +432,7 @@ class MjpegServerSink(_Sink):
             with self._cond:
                 self.clients -= 1
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, timestamp: float | None = None) -> None:
         if self.clients == 0:
             return
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])

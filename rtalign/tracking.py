@@ -122,7 +122,7 @@ class FaceTracker:
                                and self._since_detect >= self.options.redetect_every):
             self._acquire(image)
         if not self.tracks:
-            return FaceLandmarks.empty()
+            return FaceLandmarks.empty(tracked=True)
         xy = np.stack([t.smoother.update(t.points, frame.timestamp, float(interocular(t.points)))
                        if t.smoother else t.points for t in self.tracks])
         return FaceLandmarks(xy, np.stack([t.box for t in self.tracks]),

@@ -1,0 +1,97 @@
+"""FaceAligner (the still-image API) and the FaceLandmarks container it returns."""
+import cv2
+import numpy as np
+import pytest
+
+from rtalign import FaceAligner, FaceLandmarks
+from rtalign.models import load_model
+from rtalign.synth import ASSET, ASSET_FACE
+
+#: 68 points spanning the unit square (their landmark box is exactly [0, 0, 1, 1])
+UNIT = np.stack([np.linspace(0, 1, 68), np.linspace(1, 0, 68)], axis=1)
+
+
+class BoxModel:
+    """A stand-in model that lays its points across each box it is given, so the result shows which boxes it saw."""
+    name, threads = "box", 1
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, frame, boxes):
+        return self.predict_scored(frame, boxes)[0]
+
+    def predict_scored(self, frame, boxes):
+        self.calls += 1
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        pts = boxes[:, None, :2] + UNIT[None] * (boxes[:, None, 2:] - boxes[:, None, :2])
+        return pts.astype(np.float32), np.full(len(boxes), 0.9, np.float32)
+
+
+class FixedDetector:
+    def __init__(self, boxes):
+        self.boxes, self.calls = np.asarray(boxes, np.float64).reshape(-1, 4), 0
+
+    def detect(self, image):
+        self.calls += 1
+        return self.boxes
+
+
+BOXES = [[10, 10, 110, 110], [200, 20, 260, 80], [300, 300, 340, 340]]
+IMAGE = np.zeros((400, 400, 3), np.uint8)
+
+
+def test_max_faces_keeps_the_first_detections():
+    detector = FixedDetector(BOXES)
+    faces = FaceAligner(BoxModel(), max_faces=2, detector=detector).align(IMAGE)
+    assert detector.calls == 1 and len(faces) == 2
+    np.testing.assert_allclose(faces.bbox, BOXES[:2])
+    np.testing.assert_allclose(faces.xy[1, 0], [200, 80])          # UNIT's first point: the box's bottom left
+    np.testing.assert_allclose(faces.score, [0.9, 0.9])
+    assert faces.track_id is None                                 # ids belong to trackers
+
+
+def test_given_boxes_bypass_the_detector_and_max_faces():
+    detector = FixedDetector(np.empty((0, 4)))
+    faces = FaceAligner(BoxModel(), max_faces=1, detector=detector).align(IMAGE, boxes=np.array(BOXES))
+    assert detector.calls == 0 and len(faces) == 3
+    np.testing.assert_allclose(faces.bbox, BOXES)
+
+
+def test_no_face_gives_an_empty_result_without_running_the_model():
+    model = BoxModel()
+    for aligner, boxes in ((FaceAligner(model, detector=FixedDetector(np.empty((0, 4)))), None),
+                           (FaceAligner(model, detector=FixedDetector(BOXES)), np.empty((0, 4)))):
+        faces = aligner.align(IMAGE, boxes=boxes)
+        assert len(faces) == 0 and faces.xy.shape == (0, 68, 2) and faces.track_id is None
+    assert model.calls == 0
+
+
+def test_a_real_face_from_a_given_box():
+    (cx, cy), side = ASSET_FACE
+    box = np.array([[cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]])
+    image = cv2.imread(str(ASSET))
+    faces = FaceAligner(load_model("cnn", threads=1), detector=FixedDetector(np.empty((0, 4)))).align(image, boxes=box)
+    assert len(faces) == 1
+    lo, hi = faces.xy[0].min(axis=0), faces.xy[0].max(axis=0)
+    assert np.all(lo > box[0, :2] - 0.3 * side) and np.all(hi < box[0, 2:] + 0.3 * side)
+    assert hi[0] - lo[0] > 0.6 * side                               # a face-sized shape, not a collapsed one
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    (dict(xy=np.zeros((34, 4)), bbox=np.zeros((1, 4))), "xy"),       # as many numbers as one face: still refused
+    (dict(xy=np.zeros((68, 2)), bbox=np.zeros((1, 4))), "xy"),
+    (dict(xy=np.zeros((2, 68, 2)), bbox=np.zeros((1, 4))), "bbox"),
+    (dict(xy=np.zeros((2, 68, 2)), bbox=np.zeros((2, 4)), score=np.ones(3)), "score"),
+    (dict(xy=np.zeros((2, 68, 2)), bbox=np.zeros((2, 4)), track_id=[1]), "track_id"),
+])
+def test_face_landmarks_refuse_arrays_of_the_wrong_shape(kwargs, field):
+    with pytest.raises(ValueError, match=f"FaceLandmarks.{field} must have shape"):
+        FaceLandmarks(**kwargs)
+
+
+def test_face_landmarks_defaults_and_empty():
+    faces = FaceLandmarks(np.zeros((2, 68, 2)), np.zeros((2, 4)))
+    assert faces.xy.dtype == np.float32 and faces.score.tolist() == [1.0, 1.0] and faces.track_id is None
+    assert FaceLandmarks.empty().track_id is None
+    assert FaceLandmarks.empty(tracked=True).track_id.shape == (0,)

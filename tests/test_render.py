@@ -1,0 +1,80 @@
+"""The annotators on hand-made faces: exactly which pixels they paint, in place."""
+import time
+
+import numpy as np
+import pytest
+
+from rtalign.landmarks import JAW
+from rtalign.render import Compose, FpsAnnotator, MeshAnnotator, PointsAnnotator, annotator_for
+from rtalign.types import FaceLandmarks
+
+
+def one_face(xy) -> FaceLandmarks:
+    xy = np.asarray(xy, np.float32)[None]
+    return FaceLandmarks(xy, np.zeros((1, 4)))
+
+
+def grid_face():
+    """68 points 12 px apart on a 10 x 7 grid, off-centre by sub-pixel amounts that round back to it."""
+    ij = np.stack(np.meshgrid(np.arange(10), np.arange(7)), axis=-1).reshape(-1, 2)[:68]
+    return 10 + 12 * ij + np.array([0.4, -0.4])
+
+
+def test_points_paint_a_disk_around_each_rounded_point_and_nothing_else():
+    scene = np.zeros((100, 130, 3), np.uint8)
+    xy = grid_face()
+    xy[0] = [-1.0, -1.0]                                           # outside: only its corner pixel is in the frame
+    out = PointsAnnotator(color=(1, 2, 3), radius=1).annotate(scene, one_face(xy))
+    assert out is scene                                            # in place
+    expected = np.zeros((100, 130), bool)
+    for x, y in np.rint(xy[1:]).astype(int):
+        expected[y - 1:y + 2, x - 1:x + 2] = True                  # radius 1 is the 3 x 3 block
+    expected[0, 0] = True
+    np.testing.assert_array_equal(np.any(scene != 0, axis=2), expected)
+    assert set(map(tuple, scene[expected])) == {(1, 2, 3)}
+
+
+def test_no_faces_leaves_the_scene_untouched():
+    scene = np.full((20, 20, 3), 7, np.uint8)
+    for annotator in (PointsAnnotator(), MeshAnnotator()):
+        assert annotator.annotate(scene, FaceLandmarks.empty()) is scene
+    assert np.all(scene == 7)
+
+
+def test_mesh_draws_the_contours_between_the_points():
+    xy = np.full((68, 2), 150.0)                                   # every other contour collapses to one spot
+    xy[JAW] = np.stack([np.linspace(10, 90, 17), np.full(17, 50.0)], axis=1)
+    scene = np.zeros((200, 200, 3), np.uint8)
+    MeshAnnotator(color=(0, 0, 255)).annotate(scene, one_face(xy))
+    painted = scene[..., 2] > 0
+    assert painted[50, 12:89].all()                                # the jaw line, between the points too
+    ys, xs = np.nonzero(painted)
+    near_jaw = (np.abs(ys - 50) <= 1) & (xs >= 9) & (xs <= 91)
+    near_spot = (np.abs(ys - 150) <= 1) & (np.abs(xs - 150) <= 1)
+    assert np.all(near_jaw | near_spot)                            # nothing painted anywhere else
+
+
+def test_fps_appears_from_the_second_frame_in_the_top_left_corner():
+    fps = FpsAnnotator()
+    scene = np.zeros((120, 200, 3), np.uint8)
+    fps.annotate(scene, FaceLandmarks.empty())
+    assert not scene.any()                                         # one frame: no rate yet
+    time.sleep(0.01)
+    fps.annotate(scene, FaceLandmarks.empty())
+    ys, xs = np.nonzero(scene.any(axis=2))
+    assert len(ys) > 50 and ys.max() < 40 and xs.max() < 150
+
+
+def test_compose_applies_in_order_and_skips_none():
+    scene = np.zeros((40, 40, 3), np.uint8)
+    face = one_face(np.full((68, 2), 20.0))
+    Compose([PointsAnnotator((255, 0, 0)), None, PointsAnnotator((0, 255, 0))]).annotate(scene, face)
+    assert tuple(scene[20, 20]) == (0, 255, 0)
+
+
+def test_draw_styles():
+    assert isinstance(annotator_for("points"), PointsAnnotator)
+    assert isinstance(annotator_for("mesh"), MeshAnnotator)
+    assert annotator_for("none") is None
+    with pytest.raises(ValueError, match="unknown draw style"):
+        annotator_for("dots")

@@ -1,0 +1,77 @@
+"""The threaded runner with stand-in stages: errors reach the caller, LIVE drops stale frames, FILE never does."""
+import time
+
+import numpy as np
+import pytest
+
+from rtalign.pipeline.runner import Runner
+from rtalign.pipeline.sinks import Sink
+from rtalign.pipeline.sources import SourceMode
+from rtalign.render import Compose
+from rtalign.types import FaceLandmarks, Frame
+
+
+class ListSource:
+    """`n` tiny frames whose first pixel holds the frame index, produced as fast as asked for."""
+
+    def __init__(self, n, mode):
+        self.n, self.mode = n, mode
+
+    def __iter__(self):
+        for i in range(self.n):
+            image = np.zeros((4, 4, 3), np.uint8)
+            image[0, 0, 0] = i
+            yield Frame(image, i / 30, i, time.perf_counter())
+
+
+class SlowTracker:
+    def __init__(self, seconds=0.0, fail_at=None):
+        self.seconds, self.fail_at = seconds, fail_at
+
+    def update(self, frame):
+        if frame.index == self.fail_at:
+            raise RuntimeError(f"model broke on frame {frame.index}")
+        time.sleep(self.seconds)
+        return FaceLandmarks.empty(tracked=True)
+
+
+class RecordingSink(Sink):
+    def __init__(self, fail_at=None):
+        self.indices, self.fail_at = [], fail_at
+
+    def write(self, image, timestamp=None):
+        if len(self.indices) == self.fail_at:
+            raise OSError("disk full")
+        self.indices.append(int(image[0, 0, 0]))
+
+
+def run(source, tracker, sink):
+    return Runner(source, tracker, Compose([]), [sink]).run()
+
+
+def test_file_mode_delivers_every_frame_in_order_even_behind_a_slow_stage():
+    sink = RecordingSink()
+    stats = run(ListSource(40, SourceMode.FILE), SlowTracker(0.005), sink)
+    assert sink.indices == list(range(40))
+    assert (stats.frames_in, stats.frames_out, stats.dropped) == (40, 40, 0)
+
+
+def test_live_mode_drops_stale_frames_and_keeps_the_newest():
+    sink = RecordingSink()
+    stats = run(ListSource(200, SourceMode.LIVE), SlowTracker(0.01), sink)
+    assert stats.dropped > 100                                    # the source outruns a 10 ms stage
+    assert stats.frames_in == 200 and stats.frames_out + stats.dropped == 200
+    assert sink.indices == sorted(set(sink.indices))               # never out of order or repeated
+    assert sink.indices[-1] == 199                                 # the last frame is never the one dropped
+
+
+@pytest.mark.parametrize("tracker,sink,error", [
+    (SlowTracker(fail_at=5), RecordingSink(), "model broke on frame 5"),
+    (SlowTracker(), RecordingSink(fail_at=3), "disk full"),
+])
+def test_an_error_in_any_stage_reaches_the_caller_and_stops_the_run(tracker, sink, error):
+    t0 = time.perf_counter()
+    with pytest.raises((RuntimeError, OSError), match=error):
+        run(ListSource(10_000, SourceMode.FILE), tracker, sink)
+    assert time.perf_counter() - t0 < 2.0                          # the other threads did not run on
+    assert len(sink.indices) <= 5
