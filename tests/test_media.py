@@ -231,6 +231,19 @@ def test_a_truncated_input_says_how_much_decoded_and_keeps_it_as_partial(tmp_pat
     assert out.is_file()
 
 
+@needs_ffmpeg
+def test_a_trimmed_clip_is_not_mistaken_for_a_truncated_one(face_clip, tmp_path):
+    """`ffmpeg -ss 0.5 -c copy` keeps every sample and hides the first ones with an edit list: the header
+    still counts 45 frames, 30 are shown. That is a whole clip."""
+    trimmed = tmp_path / "trimmed.mp4"
+    ffmpeg("-ss", 0.5, "-i", face_clip, "-c", "copy", trimmed)
+    with av.open(str(trimmed)) as c:
+        shown = sum(1 for _ in c.decode(video=0))
+        assert c.streams.video[0].frames > shown
+    result = run("video", trimmed, tmp_path / "o.mp4", "--model", "cnn")
+    assert result.exit_code == 0 and f"{shown} frames" in result.output, result.output
+
+
 @pytest.mark.parametrize("option,value", [("--beta", "nan"), ("--min-cutoff", "inf"), ("--lip-strength", "nan"),
                                           ("--eye-strength", "-inf"), ("--preset", "warp"), ("--crf", "99")])
 def test_bad_option_values_are_refused_in_one_line(face_clip, tmp_path, option, value):
