@@ -328,3 +328,16 @@ def test_outputs_get_the_umask_mode_without_the_umask_being_touched(face_clip, t
         monkeypatch.undo()
         os.umask(old)
     assert (tmp_path / "o.mp4").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("stem", ["v" * 251, "é" * 125])      # 255 bytes with the extension, in 1- and 2-byte letters
+def test_partial_and_temporary_names_fit_the_limit_beside_a_longest_legal_name(tmp_path, stem):
+    from rtalign.io_safety import partial_path, temp_path_for
+    dst = tmp_path / f"{stem}.mp4"
+    assert len(os.fsencode(dst.name)) <= 255
+    partial = partial_path(dst)
+    assert partial.name.endswith(".partial.mp4") and len(os.fsencode(partial.name)) <= 255
+    assert partial.name.startswith(stem[:100])               # shortened by whole letters
+    tmp = temp_path_for(dst)
+    assert tmp.is_file() and tmp.name.startswith(".") and tmp.suffix == ".mp4"
+    assert len(os.fsencode(tmp.name)) <= 255
