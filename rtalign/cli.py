@@ -9,7 +9,6 @@ import signal
 import socket
 import sys
 import threading
-from contextlib import contextmanager
 
 import click
 
