@@ -9,7 +9,6 @@ import signal
 import socket
 import sys
 import threading
-from contextlib import contextmanager
 
 import click
 
@@ -120,7 +119,7 @@ class OutputFolder(click.Path):
     """A folder to write into: it exists or can be created (its parent does), and is writable."""
 
     def __init__(self):
-        super().__init__(file_okay=False)
+        super().__init__()
 
     def convert(self, value, param, ctx):
         import os
@@ -308,10 +307,12 @@ def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cut
     with SRC's audio, each frame at its input time. Interrupted (Ctrl-C, SIGTERM, SIGHUP): what was done
     goes to DST.partial.EXT."""
     from tqdm import tqdm
-    from .io_safety import check_output
+    from .io_safety import check_input_file, check_output
     from .pipeline import process_video
 
-    check_output(src, dst)                      # before the model loads
+    if "://" not in src:                        # both before the model loads
+        check_input_file(src)
+    check_output(src, dst)
     bars = []
 
     def progress(run_stats, total):  # the bar appears with the first frame, not before an input error

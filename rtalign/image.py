@@ -1,8 +1,9 @@
-"""`rtalign image`: one photo in, the annotated photo out. Files go through bytes (np.fromfile +
-cv2.imdecode, cv2.imencode + write), so any name the OS accepts works, UTF-8 or not."""
+"""`rtalign image`: one photo in, the annotated photo out. Files go through bytes (read + decode,
+cv2.imencode + write), so any name the OS accepts works, UTF-8 or not."""
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from pathlib import Path
 
@@ -12,10 +13,13 @@ import numpy as np
 from .errors import InputError, shown
 from .io_safety import check_input_file, check_output, write_bytes_atomic
 
-#: Images larger than this many pixels are refused before decoding (a header can claim 60000x60000).
-MAX_PIXELS = 1 << 28
+#: Images larger than this many pixels are refused before decoding (a header can claim 60000x60000);
+#: below Pillow's own decompression-bomb limit (about 179 million).
+MAX_PIXELS = 150_000_000
 #: Formats that take only one channel: the picture is written in grey.
 _GREY_ONLY = {".pgm", ".pbm"}
+#: First bytes of PNG, JPEG, GIF, BMP, TIFF and WebP files, which Pillow decodes.
+_PILLOW_SIGNATURES = (b"\x89PNG", b"\xff\xd8", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
 
 
 def check_image_output(dst) -> None:
@@ -30,40 +34,59 @@ def check_image_output(dst) -> None:
                          "use .png (lossless), .jpg, .webp, .bmp, .tif or another format OpenCV writes")
 
 
-def _header_pixels(data: np.ndarray) -> int:
-    """Pixels the file header claims, read without decoding them (Pillow); 0 if it cannot tell."""
-    from PIL import Image, UnidentifiedImageError
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            with Image.open(io.BytesIO(data.tobytes())) as im:
-                return im.size[0] * im.size[1]
-        except Image.DecompressionBombError:
-            return MAX_PIXELS + 1
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
-            return 0
+def _to_bgr(im) -> np.ndarray:
+    """A decoded Pillow image as BGR uint8: 16-bit and float greys scaled down, palettes and alpha resolved."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        grey = (np.asarray(im, np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+    elif im.mode == "F":
+        grey = np.asarray(im).clip(0, 255).astype(np.uint8)
+    else:
+        return cv2.cvtColor(np.asarray(im.convert("RGB")), cv2.COLOR_RGB2BGR)
+    return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
 
 
-def load_image(path) -> np.ndarray:
-    """Read a photo as BGR uint8, with one clear error for every way a file can be unusable.
-
-    Raises:
-        InputError: missing, a folder or device, not an image, or larger than MAX_PIXELS.
-    """
-    check_input_file(path, "image")
+def _decode(data: bytes, path) -> np.ndarray:
+    """Pillow first: it is quiet about damaged files (libpng and libjpeg inside OpenCV print to stderr),
+    refuses truncated ones, and applies the EXIF orientation phones write. OpenCV for formats only it reads."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
     try:
-        data = np.fromfile(path, np.uint8)
-    except OSError as e:
-        raise InputError(f"cannot read {shown(path)}: {e.strerror}") from None
-    if _header_pixels(data) > MAX_PIXELS:
-        raise InputError(f"{shown(path)}: the image is larger than rtalign reads ({MAX_PIXELS >> 20} megapixels)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                if im.size[0] * im.size[1] > MAX_PIXELS:
+                    raise Image.DecompressionBombError
+                return _to_bgr(ImageOps.exif_transpose(im))
+    except Image.DecompressionBombError:
+        raise InputError(f"{shown(path)}: the image is larger than rtalign reads ({MAX_PIXELS // 10**6} megapixels)") \
+            from None
+    except UnidentifiedImageError:
+        if data.startswith(_PILLOW_SIGNATURES):      # a format Pillow reads, too damaged to identify
+            raise InputError(f"not a readable image: {shown(path)}") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError, struct.error, ZeroDivisionError) as e:
+        raise InputError(f"not a readable image: {shown(path)} ({e})") from None
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     except (cv2.error, MemoryError):
         image = None
     if image is None or image.size == 0:
         raise InputError(f"not a readable image: {shown(path)}")
     return image
+
+
+def load_image(path) -> np.ndarray:
+    """Read a photo as BGR uint8, upright by its EXIF orientation, with one clear error for every way a
+    file can be unusable.
+
+    Raises:
+        InputError: missing, a folder or device, not an image, damaged, or larger than MAX_PIXELS.
+    """
+    check_input_file(path, "image")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise InputError(f"cannot read {shown(path)}: {e.strerror}") from None
+    return _decode(data, path)
 
 
 def save_image(dst, image: np.ndarray) -> None:

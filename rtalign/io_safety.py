@@ -38,6 +38,9 @@ def check_destination(dst) -> None:
     folder = dst.parent
     if not folder.is_dir():
         raise InputError(f"output folder does not exist: {shown(folder)}")
+    if len(os.fsencode(dst.name)) > _name_max(folder):
+        raise InputError(f"output name is too long: {len(os.fsencode(dst.name))} bytes, the limit here is "
+                         f"{_name_max(folder)}")
     if not os.access(folder, os.W_OK):
         raise InputError(f"output folder is not writable: {shown(folder)}")
 

@@ -231,6 +231,19 @@ def test_a_truncated_input_says_how_much_decoded_and_keeps_it_as_partial(tmp_pat
     assert out.is_file()
 
 
+@needs_ffmpeg
+def test_a_trimmed_clip_is_not_mistaken_for_a_truncated_one(face_clip, tmp_path):
+    """`ffmpeg -ss 0.5 -c copy` keeps every sample and hides the first ones with an edit list: the header
+    still counts 45 frames, 30 are shown. That is a whole clip."""
+    trimmed = tmp_path / "trimmed.mp4"
+    ffmpeg("-ss", 0.5, "-i", face_clip, "-c", "copy", trimmed)
+    with av.open(str(trimmed)) as c:
+        shown = sum(1 for _ in c.decode(video=0))
+        assert c.streams.video[0].frames > shown
+    result = run("video", trimmed, tmp_path / "o.mp4", "--model", "cnn")
+    assert result.exit_code == 0 and f"{shown} frames" in result.output, result.output
+
+
 @pytest.mark.parametrize("option,value", [("--beta", "nan"), ("--min-cutoff", "inf"), ("--lip-strength", "nan"),
                                           ("--eye-strength", "-inf"), ("--preset", "warp"), ("--crf", "99")])
 def test_bad_option_values_are_refused_in_one_line(face_clip, tmp_path, option, value):
@@ -272,3 +285,59 @@ def test_a_missing_camera_is_one_line(capfd):
     result = run("webcam", "--camera", "99", "--no-window")
     assert result.exit_code == 1 and "no camera at index 99" in result.output
     assert "WARN" not in capfd.readouterr().err                # OpenCV's probing log stays quiet
+
+
+def test_a_phone_photo_is_read_upright_by_its_exif_orientation(astronaut, tmp_path):
+    from PIL import Image
+    sideways = tmp_path / "sideways.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6                                  # "rotate 90° clockwise to display"
+    Image.fromarray(cv2.cvtColor(np.rot90(astronaut, 1), cv2.COLOR_BGR2RGB)).save(sideways, exif=exif, quality=95)
+    from rtalign.image import load_image
+    assert np.abs(load_image(sideways).astype(int) - astronaut).mean() < 6
+    result = run("image", sideways, tmp_path / "o.png", "--model", "cnn")
+    assert result.exit_code == 0 and "1 face(s)" in result.output
+
+
+def test_a_stop_event_ends_the_run_with_a_partial_output_and_no_signal_handler_is_touched(face_clip, tmp_path):
+    import signal
+    import threading
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    stop = threading.Event()
+
+    def progress(stats, total):
+        if stats.frames_out == 10:
+            stop.set()
+    out = tmp_path / "o.mp4"
+    stats = process_video(face_clip, out, tracker=build_tracker("cnn"), progress=progress, stop=stop)
+    assert stats.interrupted and stats.partial == tmp_path / "o.partial.mp4" and not out.exists()
+    with av.open(str(stats.partial)) as c:
+        assert 10 <= sum(1 for _ in c.decode(video=0)) < 45
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.partial.mp4"]
+
+
+def test_outputs_get_the_umask_mode_without_the_umask_being_touched(face_clip, tmp_path, monkeypatch):
+    def forbidden(*_):
+        raise AssertionError("os.umask changes process state")
+    old = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", forbidden)
+        process_video(face_clip, tmp_path / "o.mp4", tracker=build_tracker("cnn"), draw="none")
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+    assert (tmp_path / "o.mp4").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("stem", ["v" * 251, "é" * 125])      # 255 bytes with the extension, in 1- and 2-byte letters
+def test_partial_and_temporary_names_fit_the_limit_beside_a_longest_legal_name(tmp_path, stem):
+    from rtalign.io_safety import partial_path, temp_path_for
+    dst = tmp_path / f"{stem}.mp4"
+    assert len(os.fsencode(dst.name)) <= 255
+    partial = partial_path(dst)
+    assert partial.name.endswith(".partial.mp4") and len(os.fsencode(partial.name)) <= 255
+    assert partial.name.startswith(stem[:100])               # shortened by whole letters
+    tmp = temp_path_for(dst)
+    assert tmp.is_file() and tmp.name.startswith(".") and tmp.suffix == ".mp4"
+    assert len(os.fsencode(tmp.name)) <= 255

@@ -1,5 +1,4 @@
 """`rtalign video` end to end on generated clips: counts, rate, audio, landmarks, and every failure mode."""
-import os
 import signal
 import subprocess
 import sys

@@ -94,7 +94,8 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
         log.warning("%s: %d frame(s) had decoding errors (shown as the decoder concealed them)",
                     shown(src), source.corrupt)
     if source.truncated:
-        what = (f"{source.decoded} of {source.expected} frames decoded" if source.expected
+        about = "" if source.frames else "about "        # no count in the header: estimated from the duration
+        what = (f"{source.decoded} of {about}{source.expected} frames decoded" if source.expected
                 else f"decoding stopped after {source.decoded} frames")
         why = f" ({source.error})" if source.error else ""
         if refused:

@@ -168,7 +168,7 @@ class VideoFileSink(Sink):
             self._video.time_base = self.time_base
             self._video.options = _encoder_options(codec, preset, crf)
             if audio_from:
-                self._audio = _Audio(audio_from, self._out, allowed, audio_fallback)
+                self._audio = self._open_audio(audio_from, allowed, audio_fallback)
         except BaseException as e:
             self._discard()
             if isinstance(e, (av.error.FFmpegError, ValueError)):
@@ -178,6 +178,14 @@ class VideoFileSink(Sink):
         self._last_pts = None
         self._last_t = 0.0
         self._closed = False
+
+    def _open_audio(self, src: str, allowed, fallback: str):
+        """The input's audio track, or None (with a warning) when it cannot be read: the video still gets made."""
+        try:
+            return _Audio(src, self._out, allowed, fallback)
+        except (av.error.FFmpegError, ValueError, IndexError) as e:
+            log.warning("%s: audio left out (%s)", shown(self.path), getattr(e, "strerror", None) or e)
+            return None
 
     def __exit__(self, exc_type, *exc):
         self.abort() if exc_type else self.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import re
 import logging
 import time
 from fractions import Fraction
@@ -17,6 +18,10 @@ from ..io_safety import check_input_file
 from ..types import Frame
 
 log = logging.getLogger(__name__)
+
+
+#: FFmpeg's per-track duration tag in Matroska/WebM, e.g. "00:01:02.500000000".
+_DURATION_TAG = re.compile(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)")
 
 
 class SourceMode(enum.Enum):
@@ -99,11 +104,26 @@ class VideoFileSource(_Source):
         else:
             self.size = (first.width, first.height)
         self.frames = int(self._stream.frames or 0)
-        duration = self._container.duration
-        self.expected = self.frames or (round(duration / av.time_base * self.fps) if duration else 0)
+        self._end = self._announced_end()
+        self.expected = self.frames or (round(self._end[0] * self.fps) if self._end else 0)
         self.has_audio = bool(self._container.streams.audio)
         self.decoded = 0
         self.corrupt = 0
+        self._shown_until = 0.0
+
+    def _announced_end(self) -> tuple[float, float] | None:
+        """(seconds, tolerance): where the container says the video ends, from the stream's own duration
+        (edit lists applied), FFmpeg's per-track DURATION tag (Matroska), or the whole file's duration
+        (audio may run a little longer: a wider tolerance). None when nothing is said."""
+        s, step = self._stream, 1 / float(self.fps)
+        if s.duration and s.time_base:
+            return float(((s.start_time or 0) + s.duration) * s.time_base), 2.5 * step
+        tag = _DURATION_TAG.fullmatch(s.metadata.get("DURATION", "") or s.metadata.get("duration", ""))
+        if tag:
+            return int(tag[1]) * 3600 + int(tag[2]) * 60 + float(tag[3]), 2.5 * step
+        if self._container.duration:
+            return self._container.duration / av.time_base, max(2.5 * step, 0.5)
+        return None
 
     def _decoded_frames(self):
         try:
@@ -114,11 +134,16 @@ class VideoFileSource(_Source):
 
     @property
     def truncated(self) -> bool:
-        """Fewer frames decoded than the container promised, or decoding stopped on an error.
-        An estimate from the duration (no frame count in the header) gets two frames' slack."""
+        """Decoding stopped on an error, or the frames end well before the container says the video does
+        (and, where the header counts frames, fewer were decoded). Time decides, not the count alone: a
+        trimmed clip's edit list hides frames the header still counts."""
         if self.error:
             return True
-        return self.decoded < self.expected - (0 if self.frames else 2)
+        if self._end is None:
+            return False
+        end, tolerance = self._end
+        short = self._shown_until < end - tolerance
+        return short and (self.decoded < self.frames if self.frames else True)
 
     def __iter__(self):
         step = 1 / float(self.fps)
@@ -130,7 +155,7 @@ class VideoFileSource(_Source):
             self.corrupt += bool(frame.is_corrupt)
             yield Frame(image, t, self.decoded, time.perf_counter())
             self.decoded += 1
-            t_prev = t
+            t_prev, self._shown_until = t, t + step
 
     def close(self) -> None:
         self._container.close()
