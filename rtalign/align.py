@@ -9,20 +9,9 @@ import numpy as np
 
 from .crop import apply_affine, invert_affine, upright_affines, upright_canvas
 from .detectors import DEFAULT_DETECTOR, Detections, detect_faces, load_detector
-from .landmarks import landmark_box
-from .models import LandmarkModel, load_model
+from .models import LandmarkModel, load_model, refine
+from .runtime import RuntimeOptions, resolve_runtime
 from .types import FaceLandmarks
-
-
-def refine(model: LandmarkModel, frame: np.ndarray, boxes: np.ndarray):
-    """Predict, re-centre each box on its own landmarks, predict again.
-
-    A detector box is only roughly where the model expects the face; one more pass from the
-    landmark box removes most of that offset. Returns (points, boxes of the last pass, scores).
-    """
-    boxes = landmark_box(model.predict(frame, boxes)).astype(np.float64)
-    pts, scores = model.predict_scored(frame, boxes)
-    return pts, boxes, scores
 
 
 #: Each face is scaled so its box side is BOX_PX in a TILE × TILE square of the canvas: no model crop
@@ -67,20 +56,25 @@ class FaceAligner:
     Args:
         model: a model name ("resnet", "cnn", "cascade"), a file path, or a loaded LandmarkModel.
         max_faces: at most this many faces, largest first.
-        device, threads: passed to the model when it is loaded here.
-        detector: a name from rtalign.detectors.DETECTOR_NAMES, or any object with `detect(frame)`
-            (and optionally `detect_faces(frame)` for the face's roll).
+        runtime: where a model loaded here runs (device=/threads= are its older spelling).
+        detector: a name from rtalign.detectors.DETECTOR_NAMES (default: blazeface), or any object with
+            `detect(image) -> (N, 4) boxes`, largest first (and optionally `detect_faces(image)` for the roll).
     """
 
-    def __init__(self, model="resnet", max_faces: int = 4, device: str = "cpu", threads: int = 2,
+    def __init__(self, model: str | LandmarkModel = "resnet", *, max_faces: int = 4,
+                 runtime: RuntimeOptions | None = None, device: str | None = None, threads: int | None = None,
                  detector=DEFAULT_DETECTOR):
-        self.model = load_model(model, device, threads) if isinstance(model, str) else model
+        runtime = resolve_runtime(runtime, device, threads)
+        self.model = load_model(model, runtime=runtime) if isinstance(model, str) else model
         self.detector = load_detector(detector) if isinstance(detector, str) else detector
         self.max_faces = max_faces
 
     def align(self, image: np.ndarray, boxes: np.ndarray | None = None) -> FaceLandmarks:
-        """Landmarks of the faces in a BGR image, each turned upright by the roll the detector reads from
-        its eyes; pass `boxes` (upright faces) to skip detection."""
+        """Landmarks of the faces in a BGR image, each turned upright by the roll the detector reads from its
+        eyes; pass (N, 4) `boxes` (upright faces) to skip detection (and max_faces).
+
+        `track_id` of the result is None: ids belong to a tracker (see FaceTracker).
+        """
         if boxes is not None:
             if len(boxes) == 0:
                 return FaceLandmarks.empty()

@@ -3,17 +3,35 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
+import signal
+import socket
 import sys
+import threading
 
 import click
 
 from .detectors import DEFAULT_DETECTOR, DETECTOR_NAMES
-from .errors import RtalignError
+from .errors import RtalignError, shown
 from .models import MODEL_NAMES
 from .models.session import DEVICES
+from .pipeline.sinks import X264_PRESETS
 from .effects import STYLES
 from .render import DRAW_STYLES
 from .smoothing import SMOOTHERS, OneEuroOptions
+
+
+class _UsageLine(click.ClickException):
+    """A bad argument, said in one line (click's own usage errors print the usage block too)."""
+    exit_code = 2
+
+
+class _Interrupted(BaseException):
+    """A stop signal (SIGTERM, SIGHUP) where the work has nothing to finalise: unwind, then exit 128 + signum."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
 
 
 class _Group(click.Group):
@@ -24,9 +42,136 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except RtalignError as e:
             raise click.ClickException(str(e)) from None
+        except click.UsageError as e:
+            hint = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
+            raise _UsageLine(e.format_message() + hint) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except _Interrupted as e:
+            click.echo("interrupted", err=True)
+            sys.exit(128 + e.signum)
+
+
+class _StopSignals:
+    """SIGINT, SIGTERM and SIGHUP set `event` instead of killing the process, so the work can finish what
+    it wrote; `signum` remembers which arrived (exit code 128 + signum). With `unwind`, the signal raises
+    _Interrupted at once instead (work with nothing to finalise). A second signal always ends at once."""
+
+    NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self, unwind: bool = False):
+        self.event, self.signum, self.unwind = threading.Event(), None, unwind
+        self._previous = {}
+
+    def _handle(self, signum, _frame):
+        if self.unwind or self.event.is_set():
+            raise _Interrupted(signum)
+        self.signum = signum
+        self.event.set()
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():   # only the main thread may install them
+            for name in self.NAMES:
+                if hasattr(signal, name):
+                    self._previous[name] = signal.signal(getattr(signal, name), self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for name, handler in self._previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
+
+
+class FiniteFloat(click.FloatRange):
+    """A float in range that is also finite: click's FloatRange lets nan through any bound."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class OutputFile(click.Path):
+    """An output file checked before any work: its folder exists and is writable, it is not a folder or a
+    device, and `check` (e.g. the format by extension) accepts it."""
+
+    def __init__(self, check=None):
+        super().__init__()
+        self.check = check
+
+    def convert(self, value, param, ctx):
+        from .io_safety import check_destination
+        value = super().convert(value, param, ctx)
+        try:
+            check_destination(value)
+            if self.check:
+                self.check(value)
+        except RtalignError as e:
+            self.fail(str(e), param, ctx)
+        return value
+
+
+class OutputFolder(click.Path):
+    """A folder to write into: it exists or can be created (its parent does), and is writable."""
+
+    def __init__(self):
+        super().__init__()
+
+    def convert(self, value, param, ctx):
+        import os
+        from pathlib import Path
+        value = super().convert(value, param, ctx)
+        folder = Path(value)
+        existing = folder if folder.is_dir() else folder.parent
+        if folder.exists() and not folder.is_dir():
+            self.fail(f"{value} exists and is not a folder", param, ctx)
+        if not existing.is_dir():
+            self.fail(f"neither {value} nor its parent folder exists", param, ctx)
+        if not os.access(existing, os.W_OK):
+            self.fail(f"{existing} is not writable", param, ctx)
+        return value
+
+
+def _video_output(dst):
+    from .pipeline.sinks import check_video_output
+    check_video_output(dst)
+
+
+def _image_output(dst):
+    from .image import check_image_output
+    check_image_output(dst)
+
+
+class Address(click.ParamType):
+    """HOST:PORT, [IPV6]:PORT or :PORT (loopback), checked by binding to it once: a bad host, a busy or
+    forbidden port is reported before any work starts."""
+    name = "HOST:PORT"
+    _FORM = re.compile(r"\[(?P<v6>[^\]]+)\]:(?P<p6>\d+)|(?P<host>[^:\[\]]*):(?P<port>\d+)")
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        m = self._FORM.fullmatch(value.strip())
+        port = int(m["p6"] or m["port"]) if m else 0
+        if not 0 < port < 65536:
+            self.fail(f"expected HOST:PORT such as 127.0.0.1:8080 or [::1]:8080 (port 1-65535), got {value!r}",
+                      param, ctx)
+        host = m["v6"] or m["host"] or "127.0.0.1"
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+        except socket.gaierror as e:
+            self.fail(f"unknown host {host!r} ({e.strerror})", param, ctx)
+        except OSError as e:
+            self.fail(f"cannot serve on {value}: {e.strerror}", param, ctx)
+        return host, port
 
 
 def model_option(f=None, threads: int = 2):
@@ -46,6 +191,9 @@ def model_option(f=None, threads: int = 2):
 def main(verbose: bool):
     """Real-time 68-point face alignment."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if not verbose:   # OpenCV's own log (a dozen lines while probing a missing camera) only with --verbose
+        import cv2
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 def detector_option(f):
@@ -91,9 +239,9 @@ def effect_options(f):
     """--lip-color/--eye-color and friends, shared by image, video and webcam."""
     for opt in reversed([
         click.option("--lip-color", default=None, help="recolour lips: CSS name or #rrggbb"),
-        click.option("--lip-strength", type=click.FloatRange(0, 1), default=0.6, show_default=True),
+        click.option("--lip-strength", type=FiniteFloat(0, 1), default=0.6, show_default=True),
         click.option("--eye-color", default=None, help="recolour irises: CSS name or #rrggbb"),
-        click.option("--eye-strength", type=click.FloatRange(0, 1), default=0.6, show_default=True),
+        click.option("--eye-strength", type=FiniteFloat(0, 1), default=0.6, show_default=True),
         click.option("--style", type=click.Choice(STYLES), default="natural", show_default=True,
                      help="natural: texture kept; flat: the study's polygon fill"),
     ]):
@@ -110,7 +258,7 @@ def make_effects(lip_color, lip_strength, eye_color, eye_strength, style) -> lis
 
 @main.command("image")
 @click.argument("src", type=click.Path())
-@click.argument("dst", type=click.Path())
+@click.argument("dst", type=OutputFile(_image_output))
 @model_option
 @click.option("--draw", type=click.Choice(DRAW_STYLES), default="points", show_default=True)
 @click.option("--max-faces", type=click.IntRange(1), default=4, show_default=True)
@@ -120,10 +268,10 @@ def image_cmd(src, dst, model, device, threads, draw, max_faces, detector, **eff
     """Draw the landmarks of every face found in photo SRC into DST (a .png DST is lossless)."""
     from .image import process_image
 
-    n = process_image(src, dst, model=model, device=device, threads=threads, draw=draw, max_faces=max_faces,
-                      detector=detector,
-                      effects=make_effects(**effects))
-    click.echo(f"{n} face(s) → {dst}")
+    with _StopSignals(unwind=True):
+        n = process_image(src, dst, model=model, device=device, threads=threads, draw=draw, max_faces=max_faces,
+                          detector=detector, effects=make_effects(**effects))
+    click.echo(f"{n} face(s) → {shown(dst)}")
 
 
 def tracking_options(f):
@@ -133,9 +281,9 @@ def tracking_options(f):
         click.option("--max-faces", type=click.IntRange(1), default=4, show_default=True),
         click.option("--smooth", type=click.Choice(SMOOTHERS), default="oneeuro", show_default=True,
                      help="temporal smoothing of the landmarks"),
-        click.option("--min-cutoff", type=click.FloatRange(min=0, min_open=True), default=OneEuroOptions.min_cutoff,
+        click.option("--min-cutoff", type=FiniteFloat(min=0, min_open=True), default=OneEuroOptions.min_cutoff,
                      show_default=True, help="One Euro cutoff at rest, Hz (lower: steadier, more lag)"),
-        click.option("--beta", type=click.FloatRange(min=0), default=OneEuroOptions.beta, show_default=True,
+        click.option("--beta", type=FiniteFloat(min=0), default=OneEuroOptions.beta, show_default=True,
                      help="One Euro speed coefficient (higher: less lag in motion)"),
         click.option("--stats", is_flag=True, help="print per-stage timings at the end"),
         detector_option,
@@ -163,40 +311,58 @@ def _report(stats, show: bool) -> None:
 
 @main.command("video")
 @click.argument("src", type=click.Path())
-@click.argument("dst", type=click.Path())
+@click.argument("dst", type=OutputFile(_video_output))
 @model_option(threads=1)
 @tracking_options
 @effect_options
-@click.option("--preset", default="veryfast", show_default=True, help="x264 preset")
+@click.option("--preset", type=click.Choice(X264_PRESETS), default="veryfast", show_default=True,
+              help="encoder speed (x264 preset; for .webm it sets VP9's cpu-used)")
 @click.option("--crf", type=click.IntRange(0, 51), default=20, show_default=True, help="x264 quality (lower: better)")
+@click.option("--allow-truncated", is_flag=True,
+              help="accept an input that ends early or stops decoding: write DST from the frames that decode")
 def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cutoff, beta, stats, detector, preset, crf,
-              **effects):
-    """Landmarks (and colour effects) on every frame of SRC, written to DST with SRC's audio."""
+              allow_truncated, **effects):
+    """Landmarks (and colour effects) on every frame of SRC, written to DST (.mp4/.mov/.mkv H.264, .webm VP9)
+    with SRC's audio, each frame at its input time. Interrupted (Ctrl-C, SIGTERM, SIGHUP): what was done
+    goes to DST.partial.EXT."""
     from tqdm import tqdm
+    from .io_safety import check_input_file, check_output
     from .pipeline import process_video
 
-    tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector)
+    if "://" not in src:                        # both before the model loads
+        check_input_file(src)
+    check_output(src, dst)
     bars = []
 
     def progress(run_stats, total):  # the bar appears with the first frame, not before an input error
         if not bars:
             bars.append(tqdm(total=total or None, unit="frame", desc="video", dynamic_ncols=True))
         bars[0].update(1)
-    try:
-        result = process_video(src, dst, tracker=tracker, draw=draw, effects=make_effects(**effects),
-                               progress=progress, preset=preset, crf=crf)
-    finally:
-        for bar in bars:
-            bar.close()
+    with _StopSignals() as signals:
+        tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector)
+        try:
+            result = process_video(src, dst, tracker=tracker, draw=draw, effects=make_effects(**effects),
+                                   progress=progress, preset=preset, crf=crf, stop=signals.event,
+                                   allow_truncated=allow_truncated)
+        finally:
+            for bar in bars:
+                bar.close()
     _report(result, stats)
+    _exit_if_interrupted(result, signals)
+    click.echo(f"{result.frames_out} frames → {shown(dst)} ({result.fps:.1f} FPS)")
+
+
+def _exit_if_interrupted(result, signals: _StopSignals) -> None:
+    """Say where the partial output went (never under the final name), then exit 128 + the signal."""
     if result.interrupted:
-        click.echo(f"interrupted: {result.frames_out} frames written to {dst}", err=True)
-        sys.exit(130)
-    click.echo(f"{result.frames_out} frames → {dst} ({result.fps:.1f} FPS)")
+        where = getattr(result, "partial", None)
+        done = f"{result.frames_out} frames in {shown(where)}" if where else "nothing written"
+        click.echo(f"interrupted: {done}", err=True)
+        sys.exit(signals.exit_code)
 
 
 @main.command("demo")
-@click.argument("dst", type=click.Path(), default="rtalign_demo.mp4")
+@click.argument("dst", type=OutputFile(_video_output), default="rtalign_demo.mp4")
 @model_option(threads=1)
 def demo_cmd(dst, model, device, threads):
     """No camera needed: a generated 720p clip of the shipped portrait, tracked, with lips recoloured."""
@@ -206,13 +372,14 @@ def demo_cmd(dst, model, device, threads):
     from .pipeline import process_video
     from .synth import demo_clip
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _StopSignals() as signals:
         clip = Path(tmp) / "demo_input.mp4"
         demo_clip(clip, n_frames=150)
         tracker = _tracker(model, device, threads, 4, "oneeuro", OneEuroOptions.min_cutoff, OneEuroOptions.beta)
-        result = process_video(clip, dst, tracker=tracker, draw="mesh",
+        result = process_video(clip, dst, tracker=tracker, draw="mesh", stop=signals.event,
                                effects=[Recolor(lip_color="crimson", eye_color="dodgerblue")])
     _report(result, True)
+    _exit_if_interrupted(result, signals)
     click.echo(f"{result.frames_out} frames, face found on {result.frames_with_faces} → {dst}")
 
 
@@ -222,27 +389,24 @@ def demo_cmd(dst, model, device, threads):
 @tracking_options
 @effect_options
 @click.option("--vcam", is_flag=True, help="send the result to a virtual camera (for video calls)")
-@click.option("--serve", default=None, metavar="HOST:PORT", help="MJPEG preview over HTTP, e.g. 127.0.0.1:8080")
+@click.option("--serve", type=Address(), default=None,
+              help="MJPEG preview over HTTP, e.g. 127.0.0.1:8080 or [::1]:8080")
 @click.option("--no-window", is_flag=True, help="no preview window")
 def webcam_cmd(camera, model, device, threads, draw, max_faces, smooth, min_cutoff, beta, stats, detector, vcam, serve,
                no_window, **effects):
     """Live landmarks from a camera to a window, a virtual camera and/or a browser."""
     from .pipeline import run_live
 
-    address = _parse_address(serve) if serve else None
-    tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector)
-    if address:
-        click.echo(f"preview at http://{address[0]}:{address[1]}/", err=True)
-    result = run_live(camera, tracker=tracker, draw=draw, effects=make_effects(**effects), window=not no_window,
-                      vcam=vcam, serve=address)
+    with _StopSignals() as signals:
+        tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector)
+        if serve:
+            host = f"[{serve[0]}]" if ":" in serve[0] else serve[0]
+            click.echo(f"preview at http://{host}:{serve[1]}/", err=True)
+        result = run_live(camera, tracker=tracker, draw=draw, effects=make_effects(**effects), window=not no_window,
+                          vcam=vcam, serve=serve, stop=signals.event)
     _report(result, stats)
-
-
-def _parse_address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"expected HOST:PORT such as 127.0.0.1:8080, got {text!r}", param_hint="--serve")
-    return host or "127.0.0.1", int(port)
+    if signals.signum not in (None, signal.SIGINT):   # Ctrl-C is how a live session normally ends: exit 0
+        sys.exit(signals.exit_code)
 
 
 @main.command("bench")
@@ -250,8 +414,8 @@ def _parse_address(text: str) -> tuple[str, int]:
 @click.option("--peers", default="dlib", show_default=True, help="comma-separated peers ('' for none)")
 @click.option("--quick", is_flag=True, help="a reduced run (≤ 2 min) for CI")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
-@click.option("--json", "json_path", type=click.Path(), default=None, help="also write the rows as JSON")
-@click.option("--out", "out_dir", type=click.Path(), default="benchmarks", show_default=True,
+@click.option("--json", "json_path", type=OutputFile(), default=None, help="also write the rows as JSON")
+@click.option("--out", "out_dir", type=OutputFolder(), default="benchmarks", show_default=True,
               help="folder for RESULTS.md and the CED plot")
 @detector_option
 def bench_cmd(models, peers, quick, device, json_path, out_dir, detector):

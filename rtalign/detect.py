@@ -37,7 +37,9 @@ class HaarDetector:
         """(N, 4) landmark-convention boxes [x0, y0, x1, y1] in frame pixels, largest first; (0, 4) if none."""
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         k = min(1.0, self.max_side / max(gray.shape))
-        small = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_AREA) if k < 1 else gray
+        h, w = gray.shape[:2]       # at least one pixel a side: a 5000x1 strip must not shrink to nothing
+        small = cv2.resize(gray, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA) \
+            if k < 1 else gray
         min_side = max(20, int(self.min_face * k))
         found = self._cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
         if len(found) == 0:

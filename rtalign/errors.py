@@ -1,4 +1,7 @@
 """The package's exceptions: one base class, so the CLI can turn any of them into one clear line."""
+from __future__ import annotations
+
+import os
 
 
 class RtalignError(Exception):
@@ -9,9 +12,22 @@ class InputError(RtalignError):
     """A file, folder or value given by the user cannot be used (missing, unreadable, malformed)."""
 
 
+class TruncatedInputError(InputError):
+    """The input ended early or stopped decoding; what did decode was written to `partial`."""
+
+    def __init__(self, message: str, done: int, expected: int, partial):
+        super().__init__(message)
+        self.done, self.expected, self.partial = done, expected, partial
+
+
 class ModelError(RtalignError):
     """A model file is missing, malformed, or asks for a runtime that is not available."""
 
 
 class DeviceError(RtalignError):
     """A camera, virtual camera, GPU or port that was asked for is not available."""
+
+
+def shown(path) -> str:
+    """A path as text that any terminal can print: bytes that are not UTF-8 appear as \\xNN escapes."""
+    return os.fsencode(os.fspath(path)).decode("utf-8", "backslashreplace")

@@ -1,5 +1,6 @@
 """Landmark-driven face tracking: the detector only acquires; each face's next box comes from
-its previous landmarks, and each face keeps a stable id and its own temporal smoother.
+its previous landmarks, and each face keeps a stable id (and, through FaceSmoother, its own
+temporal filter).
 
 Every face is turned upright before the landmark model sees it (the models were trained on faces within
 ±30° of upright): at acquisition by the roll the detector reads from the eyes, while tracking by the roll
@@ -15,10 +16,12 @@ import numpy as np
 
 from .align import predict_upright, upright_from_detections
 from .crop import apply_affine
+from .detectors import DEFAULT_DETECTOR, load_detector
 from .detectors.base import box_iou, detect_faces
-from .landmarks import interocular, landmark_box, shape_residual
-from .models import LandmarkModel
-from .smoothing import OneEuroFilter, OneEuroOptions
+from .landmarks import landmark_box, shape_residual
+from .models import LandmarkModel, load_model
+from .runtime import RuntimeOptions
+from .smoothing import FaceSmoother, OneEuroOptions
 from .types import FaceLandmarks, Frame
 
 
@@ -54,7 +57,6 @@ class _Track:
     id: int
     points: np.ndarray                      # raw (unsmoothed) landmarks of the last frame
     score: float
-    smoother: OneEuroFilter | None
     box: np.ndarray = field(default=None)
 
 
@@ -68,20 +70,29 @@ class FaceTracker:
     """`update(frame) -> FaceLandmarks`: smoothed landmarks of every tracked face, with ids.
 
     Args:
-        model: a LandmarkModel; its `predict_scored` score tells a lost face.
-        detector: any object with `detect(image) -> (N, 4) boxes`.
+        model: a model name or file (loaded on `runtime`), or a LandmarkModel; its `predict_scored`
+            score tells a lost face.
+        detector: a name from rtalign.detectors.DETECTOR_NAMES (default: blazeface), or any object with
+            `detect(image) -> (N, 4) boxes`, largest first (and optionally `detect_faces(image)`, for the roll).
         options: TrackerOptions.
         smoothing: One Euro options, or None for raw landmarks.
+        runtime: where a model loaded here runs.
+        clock: seconds, for the detector's time budget (TrackerOptions.detector_share); tests pass a fake.
     """
 
-    def __init__(self, model: LandmarkModel, detector, options: TrackerOptions = TrackerOptions(),
-                 smoothing: OneEuroOptions | None = OneEuroOptions(), clock=time.perf_counter):
-        self.model, self.detector, self.options, self.smoothing = model, detector, options, smoothing
-        self.clock = clock                  # seconds; the detector budget is wall time (tests pass a fake)
+    def __init__(self, model: str | LandmarkModel = "resnet", detector=DEFAULT_DETECTOR, *,
+                 options: TrackerOptions = TrackerOptions(), smoothing: OneEuroOptions | None = OneEuroOptions(),
+                 runtime: RuntimeOptions = RuntimeOptions(), clock=time.perf_counter):
+        self.model = load_model(model, runtime=runtime) if isinstance(model, str) else model
+        detector = DEFAULT_DETECTOR if detector is None else detector
+        self.detector = load_detector(detector) if isinstance(detector, str) else detector
+        self.clock = clock
+        self.options, self.smoothing = options, smoothing
+        self._smoother = FaceSmoother(smoothing) if smoothing else None
         self.tracks: list[_Track] = []
         self.detector_runs = 0
         self._since_detect = 0
-        self._detector_free_at = 0.0        # perf_counter() time before which the detector budget is spent
+        self._detector_free_at = 0.0        # clock() time before which the detector budget is spent
         self._ids = count()
 
     def _alive(self, points: np.ndarray, scores: np.ndarray, shape) -> np.ndarray:
@@ -132,8 +143,7 @@ class FaceTracker:
         pts, scores = upright_from_detections(self.model, image, found)
         for p, s, b, ok in zip(pts, scores, found.boxes, self._alive(pts, scores, image.shape)):
             if ok:
-                smoother = OneEuroFilter(self.smoothing) if self.smoothing else None
-                self.tracks.append(_Track(next(self._ids), p, float(s), smoother, b))
+                self.tracks.append(_Track(next(self._ids), p, float(s), b))
 
     def update(self, frame: Frame) -> FaceLandmarks:
         image = frame.image
@@ -143,9 +153,9 @@ class FaceTracker:
         wanted = not self.tracks or (len(self.tracks) < o.max_faces and self._since_detect >= o.redetect_every)
         if wanted and self.clock() >= self._detector_free_at:
             self._acquire(image)
-        if not self.tracks:
-            return FaceLandmarks.empty(tracked=True)
-        xy = np.stack([t.smoother.update(t.points, frame.timestamp, float(interocular(t.points)))
-                       if t.smoother else t.points for t in self.tracks])
-        return FaceLandmarks(xy, np.stack([t.box for t in self.tracks]),
-                             np.array([t.score for t in self.tracks]), np.array([t.id for t in self.tracks]))
+        if self.tracks:
+            faces = FaceLandmarks(np.stack([t.points for t in self.tracks]), np.stack([t.box for t in self.tracks]),
+                                  np.array([t.score for t in self.tracks]), np.array([t.id for t in self.tracks]))
+        else:
+            faces = FaceLandmarks.empty(tracked=True)
+        return self._smoother.update(faces, frame.timestamp) if self._smoother else faces

@@ -72,7 +72,7 @@ def test_a_rolled_face_is_acquired_and_tracked_as_well_as_an_upright_one(resnet,
     for s in test_samples[:6]:
         frame, pts = place_face(read_image(s.image), s.points, np.full((720, 1280, 3), 90, np.uint8), 180, roll,
                                 (640, 360))
-        tracker = FaceTracker(resnet, det, TrackerOptions(max_faces=1), smoothing=None)
+        tracker = FaceTracker(resnet, det, options=TrackerOptions(max_faces=1), smoothing=None)
         for i in range(3):
             faces = tracker.update(Frame(frame, i / 30, i))
         if len(faces) == 1:
@@ -96,7 +96,7 @@ def test_a_face_that_turns_is_followed_by_the_landmark_roll(resnet, test_samples
     bg = np.full((480, 640, 3), 90, np.uint8)
     frame, pts = place_face(image, s.points, bg, 160, 0, (320, 240))
     from rtalign.landmarks import landmark_box
-    tracker = FaceTracker(resnet, _SpinningFace(landmark_box(pts)), TrackerOptions(max_faces=1, redetect_every=1000),
+    tracker = FaceTracker(resnet, _SpinningFace(landmark_box(pts)), options=TrackerOptions(max_faces=1, redetect_every=1000),
                           smoothing=None)
     for i, roll in enumerate(range(0, 64, 4)):   # 4° per frame up to 60°, never re-detected
         frame, pts = place_face(image, s.points, bg, 160, roll, (320, 240))
@@ -112,7 +112,7 @@ def test_two_faces_keep_their_ids_and_new_faces_get_new_ones(resnet, test_sample
     det = load_detector("blazeface")
     bg = np.full((720, 1280, 3), 90, np.uint8)
     a, b = (read_image(s.image) for s in test_samples[:2])
-    tracker = FaceTracker(resnet, det, TrackerOptions(max_faces=2), smoothing=None)
+    tracker = FaceTracker(resnet, det, options=TrackerOptions(max_faces=2), smoothing=None)
     ids_a, ids_b = set(), set()
     for i in range(8):
         frame, pa = place_face(a, test_samples[0].points, bg, 150, 10 * np.sin(i / 3), (350 + 5 * i, 360))
@@ -153,7 +153,7 @@ def test_a_slow_detector_takes_at_most_its_share_of_the_time_and_a_fast_one_runs
     blank = np.zeros((360, 640, 3), np.uint8)
     for seconds, share, expected in ((0.1, 0.25, None), (0.0, 0.25, 60), (0.1, 1.0, 60)):
         det = Slow(seconds)
-        tracker = FaceTracker(resnet, det, TrackerOptions(detector_share=share), smoothing=None, clock=lambda: clock[0])
+        tracker = FaceTracker(resnet, det, options=TrackerOptions(detector_share=share), smoothing=None, clock=lambda: clock[0])
         clock[0] = 0.0
         for i in range(60):
             clock[0] += 1 / 30                     # the rest of the pipeline's time per frame

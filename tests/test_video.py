@@ -1,5 +1,4 @@
 """`rtalign video` end to end on generated clips: counts, rate, audio, landmarks, and every failure mode."""
-import os
 import signal
 import subprocess
 import sys
@@ -50,7 +49,7 @@ def test_a_non_integer_frame_rate_is_kept_exactly(tmp_path):
 
 
 def test_missing_input(tmp_path):
-    assert_clean_error(run("video", tmp_path / "none.mp4", tmp_path / "o.mp4"), "no such video file")
+    assert_clean_error(run("video", tmp_path / "none.mp4", tmp_path / "o.mp4"), "no such file")
 
 
 def test_not_a_video(tmp_path):
@@ -96,28 +95,42 @@ def test_output_equal_to_input_and_unwritable_output(face_clip, tmp_path):
     before = face_clip.read_bytes()
     assert_clean_error(run("video", face_clip, face_clip), "is the input")
     assert face_clip.read_bytes() == before
-    assert_clean_error(run("video", face_clip, tmp_path / "no" / "such" / "dir.mp4"), "output folder does not exist")
+    assert_clean_error(run("video", face_clip, tmp_path / "no" / "such" / "dir.mp4"), "output folder does not exist", exit_code=2)
 
 
-def test_sigterm_stops_quickly_and_leaves_a_playable_partial_output(tmp_path):
-    clip = tmp_path / "long.mp4"
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    clip = tmp_path_factory.mktemp("long") / "long.mp4"
     demo_clip(clip, n_frames=900, size=(640, 360), audio=True)
-    out = tmp_path / "partial.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "rtalign.cli", "video", str(clip), str(out), "--model", "resnet"],
+    return clip
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_signal_stops_quickly_and_leaves_a_playable_partial_beside_an_untouched_output(long_clip, tmp_path,
+                                                                                      signum, code):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"an earlier, finished result")
+    proc = subprocess.Popen([sys.executable, "-m", "rtalign.cli", "video", str(long_clip), str(out), "--model", "cnn"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 30
-    while not list(tmp_path.glob(".partial.*")) and time.time() < deadline:   # the sink has opened
+    while not list(tmp_path.glob(".out.*")) and time.time() < deadline:   # the sink has opened
         time.sleep(0.05)
     time.sleep(1.0)                                   # some frames written
     assert proc.poll() is None, proc.communicate()
     t0 = time.perf_counter()
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=10)
     assert time.perf_counter() - t0 < 1.5
-    assert proc.returncode == 130 and "interrupted" in err
-    n, rate, n_audio, _ = probe(out)
+    partial = tmp_path / "out.partial.mp4"
+    assert proc.returncode == code and f"in {partial}" in err, err
+    assert out.read_bytes() == b"an earlier, finished result"
+    n, rate, n_audio, _ = probe(partial)
     assert 0 < n < 900 and rate == 30 and n_audio == 1
-    assert not list(tmp_path.glob(".partial.*"))
+    with av.open(str(partial)) as c:                  # the audio stops with the last frame
+        v_end = float(c.streams.video[0].duration * c.streams.video[0].time_base)
+        a_end = float(c.streams.audio[0].duration * c.streams.audio[0].time_base)
+    assert abs(a_end - v_end) < 0.1, (a_end, v_end)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "out.partial.mp4"]
 
 
 def test_demo_command_runs_without_camera_or_data(tmp_path):

@@ -125,7 +125,7 @@ def rolled_nme(model, detector, samples, rolls=(0, 30, 45, 60), side: float = 20
         nmes, missed = [], 0
         for s in samples:
             frame, pts = place_face(read_image(s.image), s.points, bg, side, roll, (FRAME[0] / 2, FRAME[1] / 2))
-            tracker = FaceTracker(model, detector, TrackerOptions(max_faces=4), smoothing=None)
+            tracker = FaceTracker(model, detector, options=TrackerOptions(max_faces=4), smoothing=None)
             for i in range(frames):
                 faces = tracker.update(Frame(frame, i / 30, i))
             near = np.linalg.norm(faces.xy.mean(1) - pts.mean(0), axis=1) < 0.5 * np.ptp(pts[:, 0]) if len(faces) else []

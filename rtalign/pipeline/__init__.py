@@ -1,81 +1,120 @@
 """The real-time pipeline: video files in and out (`process_video`) and live sources (`run_live`)."""
 from __future__ import annotations
 
-import signal
+import logging
 import threading
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from ..detectors import DEFAULT_DETECTOR, load_detector
+from ..errors import TruncatedInputError, shown
 from ..io_safety import check_output
 from ..models import load_model
 from ..render import Compose, FpsAnnotator, annotator_for
 from ..smoothing import OneEuroOptions
 from ..tracking import FaceTracker, TrackerOptions
 from .runner import Runner, RunStats
-from .sinks import MjpegServerSink, VideoFileSink, VirtualCameraSink, WindowSink
+from .sinks import MjpegServerSink, VideoFileSink, VirtualCameraSink, WindowSink, check_video_output
 from .sources import SourceMode, VideoFileSource, open_source
 
 __all__ = ["process_video", "run_live", "Runner", "RunStats", "SourceMode", "build_tracker"]
 
+log = logging.getLogger(__name__)
+
 
 def build_tracker(model="resnet", device="cpu", threads=2, max_faces=4,
                   smoothing: OneEuroOptions | None = OneEuroOptions(), detector=DEFAULT_DETECTOR) -> FaceTracker:
-    """Model + face acquisition (a detector name from rtalign.detectors, or an object) + per-face
-    One Euro smoothing (None: raw landmarks)."""
+    """Model + face acquisition (a name from rtalign.detectors, or a detector object) + per-face One Euro
+    smoothing (None: raw landmarks)."""
     lm = load_model(model, device, threads) if isinstance(model, str) else model
     det = load_detector(detector) if isinstance(detector, str) else detector
-    return FaceTracker(lm, det, TrackerOptions(max_faces=max_faces), smoothing)
+    return FaceTracker(lm, det, options=TrackerOptions(max_faces=max_faces), smoothing=smoothing)
 
 
 @contextmanager
-def _stop_on_sigterm(runner: Runner):
-    """SIGTERM stops the runner like Ctrl-C does (only the main thread may install handlers)."""
-    if threading.current_thread() is not threading.main_thread():
+def _stopped_by(event: threading.Event | None, runner: Runner):
+    """Relay `event` (set by the caller, e.g. the CLI's signal handlers) to `runner.stop()`."""
+    if event is None:
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    done = threading.Event()
+
+    def relay():
+        while not done.is_set():
+            if event.wait(0.05):
+                runner.stop()
+                return
+    thread = threading.Thread(target=relay, name="stop-relay", daemon=True)
+    thread.start()
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        done.set()
+        thread.join()
 
 
 def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effects=(), progress=None,
-                  preset: str = "veryfast", crf: int = 20) -> RunStats:
-    """Every frame of `src` through the tracker, drawn, into `dst` (H.264, same fps, audio copied).
+                  preset: str = "veryfast", crf: int = 20, stop: threading.Event | None = None,
+                  allow_truncated: bool = False) -> RunStats:
+    """Every frame of `src` through the tracker, drawn, into `dst` (format by extension, audio kept in sync,
+    each frame at its input time, rotation metadata applied to the pixels).
 
-    The output appears under its final name only when complete, or, after Ctrl-C / SIGTERM,
-    finalized with the frames done so far (stats.interrupted is then True).
+    The output appears under its final name only when complete. When `stop` is set (the run then ends
+    within a fraction of a second, stats.interrupted is True) what was done goes to OUT.partial.EXT
+    (`stats.partial`), playable, audio up to the last frame.
 
     Args:
         progress: optional callable(stats, total_frames) called after every frame.
+        stop: set it to end the run early (from a signal handler, another thread, a UI).
+        allow_truncated: accept an input that ends early or stops decoding: write `dst` from the
+            frames that decoded (with a logged warning) instead of raising TruncatedInputError.
 
     Raises:
-        InputError: unusable input or output (nothing is left under `dst`).
+        InputError: unusable input or output (nothing is left behind).
+        TruncatedInputError: the input ended early; the frames that decoded are in `err.partial`.
     """
     src, dst = Path(src), Path(dst)
     check_output(src, dst)
-    with ExitStack() as stack:
-        source = stack.enter_context(VideoFileSource(str(src)))
+    check_video_output(dst)
+    with VideoFileSource(str(src)) as source:
         sink = VideoFileSink(dst, source.size, source.fps, audio_from=str(src) if source.has_audio else None,
-                             preset=preset, crf=crf)
-        renderer = Compose([*effects, annotator_for(draw)])
-        on_frame = (lambda stats: progress(stats, source.frames)) if progress else None
-        runner = Runner(source, tracker, renderer, [sink], on_frame)
+                             preset=preset, crf=crf, time_base=source.time_base)
         try:
-            with _stop_on_sigterm(runner):
+            renderer = Compose([*effects, annotator_for(draw)])
+            on_frame = (lambda stats: progress(stats, source.expected)) if progress else None
+            runner = Runner(source, tracker, renderer, [sink], on_frame)
+            with _stopped_by(stop, runner):
                 stats = runner.run()
         except BaseException:
             sink.abort()
             raise
-        sink.close(complete=not stats.interrupted)
+        refused = source.truncated and not allow_truncated and not stats.interrupted
+        stats.partial = sink.close(partial=True) if stats.interrupted or refused else None
+        if stats.partial is None:
+            sink.close()
+    if source.corrupt:
+        log.warning("%s: %d frame(s) had decoding errors (shown as the decoder concealed them)",
+                    shown(src), source.corrupt)
+    if source.truncated:
+        about = "" if source.frames else "about "        # no count in the header: estimated from the duration
+        what = (f"{source.decoded} of {about}{source.expected} frames decoded" if source.expected
+                else f"decoding stopped after {source.decoded} frames")
+        why = f" ({source.error})" if source.error else ""
+        if refused:
+            raise TruncatedInputError(
+                f"{shown(src)} is truncated or corrupt: {what}{why}; they are in {shown(stats.partial)} "
+                f"(--allow-truncated writes {shown(dst)})", source.decoded, source.expected, stats.partial)
+        if not stats.interrupted:
+            log.warning("%s is truncated or corrupt: %s%s; written as it is", shown(src), what, why)
     return stats
 
 
 def run_live(spec: str, *, tracker: FaceTracker, draw: str = "points", effects=(), window: bool = True,
-             vcam: bool = False, serve: tuple[str, int] | None = None, on_frame=None) -> RunStats:
-    """A camera index, stream URL or file played in real time, to a window / virtual camera / MJPEG server."""
+             vcam: bool = False, serve: tuple[str, int] | None = None, on_frame=None,
+             stop: threading.Event | None = None) -> RunStats:
+    """A camera index, stream URL or file played in real time, to a window / virtual camera / MJPEG server.
+
+    Set `stop` to end the run (from a signal handler, another thread, a UI)."""
     with ExitStack() as stack:
         source = stack.enter_context(open_source(spec, live=True))
         sinks = []
@@ -87,5 +126,5 @@ def run_live(spec: str, *, tracker: FaceTracker, draw: str = "points", effects=(
             sinks.append(stack.enter_context(MjpegServerSink(*serve)))
         renderer = Compose([*effects, annotator_for(draw), FpsAnnotator()])
         runner = Runner(source, tracker, renderer, sinks, on_frame)
-        with _stop_on_sigterm(runner):
+        with _stopped_by(stop, runner):
             return runner.run()

@@ -16,14 +16,17 @@ import av
 import cv2
 import numpy as np
 
-from ..errors import DeviceError, InputError
-from ..io_safety import temp_path_for
+from ..errors import DeviceError, InputError, shown
+from ..io_safety import partial_path, temp_path_for
 
 log = logging.getLogger(__name__)
 
 
 class Sink:
-    """What the runner expects of a sink: `write(image)`, `poll()`, and two flags."""
+    """What the runner expects of a sink: `write(image, timestamp)`, `poll()`, and two flags.
+
+    `timestamp` is the frame's time in seconds (a file's presentation time, or seconds since a live
+    source started); sinks that show frames as they come ignore it."""
     #: set when the user asked to stop through this sink (window closed, q pressed)
     wants_stop = False
     #: written from the thread that calls `Runner.run()` (GUI toolkits need their main thread)
@@ -42,90 +45,216 @@ class Sink:
         pass
 
 
-class VideoFileSink(Sink):
-    """H.264 video at exactly the input's frame rate, with the audio of `audio_from` copied over.
+#: Output extension → (video codec, audio codecs the container takes as they are (None: any), audio
+#: codec to convert the others to).
+VIDEO_FORMATS = {
+    ".mp4": ("libx264", frozenset({"aac", "mp3", "alac", "opus", "flac", "ac3", "eac3"}), "aac"),
+    ".mov": ("libx264", frozenset({"aac", "mp3", "alac", "ac3", "pcm_s16le", "pcm_s16be", "pcm_s24le"}), "aac"),
+    ".mkv": ("libx264", None, "aac"),
+    ".webm": ("libvpx-vp9", frozenset({"opus", "vorbis"}), "libopus"),
+}
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 
-    Written under a temporary name beside `path` and renamed on `close()`; `abort()` removes it.
-    Audio packets are interleaved as the video advances, so a run stopped early still gets the
-    audio of the frames it wrote.
+
+def check_video_output(dst) -> None:
+    """Refuse, before any work, an output whose extension names no format rtalign writes."""
+    suffix = Path(dst).suffix.lower()
+    if suffix not in VIDEO_FORMATS:
+        raise InputError(f"cannot write video as {suffix or 'a file without extension'} ({shown(dst)}); "
+                         "supported: .mp4, .mov, .mkv (H.264), .webm (VP9)")
+
+
+def _encoder_options(codec: str, preset: str, crf: int) -> dict:
+    """x264's preset and CRF as they are; for VP9 the preset picks cpu-used and CRF is scaled to 0-63."""
+    if codec == "libx264":
+        return {"preset": preset, "crf": str(crf)}
+    speed = 8 - min(X264_PRESETS.index(preset), 8)
+    return {"deadline": "good", "cpu-used": str(speed), "row-mt": "1", "crf": str(round(crf * 63 / 51)), "b": "0"}
+
+
+class _Audio:
+    """The audio of `src`, copied packet by packet into `out` (or converted when the container cannot
+    take its codec), interleaved with the video as it advances. A damaged audio track just ends early."""
+
+    def __init__(self, src: str, out, allowed, fallback: str):
+        self._in = av.open(src, "r")
+        try:
+            stream = self._in.streams.audio[0]
+            self._copy = allowed is None or stream.codec_context.name in allowed
+            if self._copy:
+                self._stream = out.add_stream_from_template(stream)
+            else:
+                ctx = stream.codec_context
+                rate = 48000 if fallback == "libopus" else ctx.sample_rate or 48000
+                self._stream = out.add_stream(fallback, rate=rate)
+                self._stream.layout = "mono" if ctx.channels == 1 else "stereo"
+                log.warning("audio: %s cannot go into this container as it is; converted to %s", ctx.name, fallback)
+        except BaseException:
+            self._in.close()
+            raise
+        self._packets = self._in.demux(stream)
+        self._pending = None
+        self._out = out
+
+    def _next(self):
+        packet, self._pending = self._pending or next(self._packets, None), None
+        return packet
+
+    def mux_until(self, t: float | None) -> None:
+        """Write the audio whose time is ≤ t seconds (all that is left when t is None)."""
+        try:
+            while self._packets is not None:
+                packet = self._next()
+                if packet is None:
+                    self._packets = None
+                    break
+                if packet.dts is None and packet.pts is None:
+                    continue
+                if t is not None and packet.pts is not None and packet.pts * packet.time_base > t:
+                    self._pending = packet
+                    return
+                if self._copy:
+                    packet.stream = self._stream
+                    self._out.mux(packet)
+                else:
+                    for frame in packet.decode():
+                        self._out.mux(self._stream.encode(frame))
+        except (av.error.FFmpegError, ValueError) as e:
+            log.warning("audio ends early: %s", getattr(e, "strerror", None) or e)
+            self._packets = None
+
+    def finish(self) -> None:
+        """Flush a converting encoder (a copy has nothing buffered)."""
+        if not self._copy:
+            self._out.mux(self._stream.encode())
+
+    def close(self) -> None:
+        self._in.close()
+
+
+class VideoFileSink(Sink):
+    """A video file by its extension (see VIDEO_FORMATS), with the audio of `audio_from` kept in sync.
+
+    Each frame is written at the time it is given (its input's presentation time), so a variable
+    frame rate stays variable; without times, frames follow each other at exactly `fps`. Odd frame
+    sizes are padded by one replicated pixel (4:2:0 video needs even sides) and say so in the log.
+    Written under a temporary name beside `path`: `close()` renames it to `path`, `close(partial=True)`
+    to `OUT.partial.EXT` (a finished file is never replaced by a partial one), `abort()` removes it.
     """
 
     def __init__(self, path, size: tuple[int, int], fps: Fraction, audio_from: str | None = None,
-                 preset: str = "veryfast", crf: int = 20):
+                 preset: str = "veryfast", crf: int = 20, time_base: Fraction | None = None):
+        check_video_output(path)
+        if preset not in X264_PRESETS:
+            raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(X264_PRESETS)}")
         self.path = Path(path)
+        codec, allowed, audio_fallback = VIDEO_FORMATS[self.path.suffix.lower()]
+        self.fps = Fraction(fps)
+        self.time_base = Fraction(time_base or 1 / self.fps)
+        self.size = tuple(size)
+        w, h = self.size
+        self._pad = (w % 2, h % 2)
+        if any(self._pad):
+            log.warning("frame size %dx%d is odd: %s is padded to %dx%d (4:2:0 video needs even sides)",
+                        w, h, shown(self.path), w + w % 2, h + h % 2)
         self._tmp = temp_path_for(self.path)
+        self._out = self._audio = None
         try:
             self._out = av.open(str(self._tmp), "w")
-        except av.error.FFmpegError as e:
-            self._tmp.unlink(missing_ok=True)
-            raise InputError(f"cannot write video {path}: {e.strerror or e}") from None
-        self.fps = Fraction(fps)
-        self._video = self._out.add_stream("libx264", rate=self.fps)
-        self._video.width, self._video.height = size
-        self._video.pix_fmt = "yuv420p"
-        self._video.options = {"preset": preset, "crf": str(crf)}
-        self._audio_in = self._audio_packets = self._audio_out = None
-        self._pending = None
-        if audio_from:
-            src = av.open(audio_from, "r")
-            if src.streams.audio:
-                self._audio_in = src
-                self._audio_out = self._out.add_stream_from_template(src.streams.audio[0])
-                self._audio_packets = src.demux(src.streams.audio[0])
-            else:
-                src.close()
+            self._video = self._out.add_stream(codec, rate=self.fps)
+            self._video.width, self._video.height = w + self._pad[0], h + self._pad[1]
+            self._video.pix_fmt = "yuv420p"
+            self._video.codec_context.time_base = self.time_base
+            self._video.time_base = self.time_base
+            self._video.options = _encoder_options(codec, preset, crf)
+            if audio_from:
+                self._audio = self._open_audio(audio_from, allowed, audio_fallback)
+        except BaseException as e:
+            self._discard()
+            if isinstance(e, (av.error.FFmpegError, ValueError)):
+                raise InputError(f"cannot write video {shown(path)}: {getattr(e, 'strerror', None) or e}") from None
+            raise
         self.frames = 0
+        self._last_pts = None
+        self._last_t = 0.0
         self._closed = False
 
-    def _mux_audio_until(self, t: float | None) -> None:
-        """Copy audio packets whose time is ≤ t seconds (all of them when t is None)."""
-        if self._audio_packets is None:
-            return
-        while True:
-            packet = self._pending or next(self._audio_packets, None)
-            self._pending = None
-            if packet is None:
-                self._audio_packets = None
-                return
-            if packet.dts is None:
-                continue
-            if t is not None and packet.pts is not None and packet.pts * packet.time_base > t:
-                self._pending = packet
-                return
-            packet.stream = self._audio_out
-            self._out.mux(packet)
+    def _open_audio(self, src: str, allowed, fallback: str):
+        """The input's audio track, or None (with a warning) when it cannot be read: the video still gets made."""
+        try:
+            return _Audio(src, self._out, allowed, fallback)
+        except (av.error.FFmpegError, ValueError, IndexError) as e:
+            log.warning("%s: audio left out (%s)", shown(self.path), getattr(e, "strerror", None) or e)
+            return None
 
-    def write(self, image: np.ndarray) -> None:
+    def __exit__(self, exc_type, *exc):
+        self.abort() if exc_type else self.close()
+
+    def _failed(self, e: Exception):
+        self.abort()
+        return InputError(f"cannot write video {shown(self.path)}: {getattr(e, 'strerror', None) or e}")
+
+    def write(self, image: np.ndarray, timestamp: float | None = None) -> None:
+        """Encode one BGR frame shown at `timestamp` seconds (default: the next frame at `fps`)."""
+        w, h = self.size
+        if image.shape[:2] != (h, w):          # the stream changed size (or rotation) mid-way
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        if any(self._pad):
+            image = cv2.copyMakeBorder(image, 0, self._pad[1], 0, self._pad[0], cv2.BORDER_REPLICATE)
+        t = self.frames / float(self.fps) if timestamp is None else timestamp
+        pts = round(t / self.time_base)
+        if self._last_pts is not None and pts <= self._last_pts:   # times must increase: nudge, never reorder
+            pts = self._last_pts + 1
         frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-        frame.pts = self.frames
-        frame.time_base = 1 / self.fps
-        self._out.mux(self._video.encode(frame))
-        self.frames += 1
-        self._mux_audio_until(self.frames / float(self.fps))
+        frame.pts, frame.time_base = pts, self.time_base
+        try:
+            self._out.mux(self._video.encode(frame))
+            self._last_pts, self._last_t = pts, float(pts * self.time_base)
+            self.frames += 1
+            if self._audio:
+                self._audio.mux_until(self._last_t)
+        except (av.error.FFmpegError, ValueError) as e:
+            raise self._failed(e) from None
 
-    def close(self, complete: bool = True) -> None:
-        """Flush the encoder and rename into place. `complete=False`: audio only up to the last frame."""
+    def close(self, partial: bool = False) -> Path | None:
+        """Flush and rename into place; returns where the file went (None if there was nothing to keep).
+
+        partial=True: the run did not finish; audio stops with the last frame and the file goes to
+        OUT.partial.EXT, so an existing OUT is never replaced by it."""
         if self._closed:
-            return
+            return None
+        if partial and self.frames == 0:
+            self.abort()
+            return None
+        try:
+            self._out.mux(self._video.encode())
+            if self._audio:
+                self._audio.mux_until(self._last_t + 1 / float(self.fps) if partial else None)
+                self._audio.finish()
+            self._out.close()
+        except (av.error.FFmpegError, ValueError) as e:
+            raise self._failed(e) from None
         self._closed = True
-        self._out.mux(self._video.encode())
-        self._mux_audio_until(None if complete else self.frames / float(self.fps))
-        self._out.close()
-        if self._audio_in is not None:
-            self._audio_in.close()
-        os.replace(self._tmp, self.path)
+        if self._audio:
+            self._audio.close()
+        final = partial_path(self.path) if partial else self.path
+        os.replace(self._tmp, final)
+        return final
+
+    def _discard(self) -> None:
+        for thing in (self._out, self._audio):
+            if thing is not None:
+                try:
+                    thing.close()
+                except (av.error.FFmpegError, ValueError, OSError):
+                    pass
+        self._tmp.unlink(missing_ok=True)
 
     def abort(self) -> None:
         """Give up: close and delete the temporary file, leaving nothing under the final name."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._out.close()
-        finally:
-            self._tmp.unlink(missing_ok=True)
-            if self._audio_in is not None:
-                self._audio_in.close()
+        if not getattr(self, "_closed", False):
+            self._closed = True
+            self._discard()
 
 
 class WindowSink(Sink):
@@ -158,7 +287,7 @@ class WindowSink(Sink):
             raise DeviceError("cannot open a preview window; use --no-window (with --vcam or --serve)") from None
         self._closed = self._sized = False
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, timestamp: float | None = None) -> None:
         """Hand the frame to the toolkit; it is painted by the next `poll()`."""
         if self.wants_stop:
             return
@@ -232,7 +361,7 @@ class VirtualCameraSink(Sink):
         log.info("virtual camera: %s", self._cam.device)
         self._closed = False
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, timestamp: float | None = None) -> None:
         self._cam.send(image)
 
     def close(self) -> None:
@@ -311,7 +440,7 @@ class MjpegServerSink(Sink):
             with self._cond:
                 self.clients -= 1
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, timestamp: float | None = None) -> None:
         if self.clients == 0:
             return
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])

@@ -1,17 +1,27 @@
-"""Frame sources. A file is read frame by frame (FILE mode: nothing dropped, timestamps from the
-frame index); a camera, stream or file-as-camera is LIVE (real time, the newest frame wins)."""
+"""Frame sources. A file is read frame by frame (FILE mode: nothing dropped, each frame keeps its own
+presentation time); a camera, stream or file-as-camera is LIVE (real time, the newest frame wins)."""
 from __future__ import annotations
 
 import enum
+import itertools
+import re
+import logging
 import time
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import cv2
+import numpy as np
 
-from ..errors import DeviceError, InputError
+from ..errors import DeviceError, InputError, shown
+from ..io_safety import check_input_file
 from ..types import Frame
+
+log = logging.getLogger(__name__)
+
+
+#: FFmpeg's per-track duration tag in Matroska/WebM, e.g. "00:01:02.500000000".
+_DURATION_TAG = re.compile(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)")
 
 
 class SourceMode(enum.Enum):
@@ -21,18 +31,25 @@ class SourceMode(enum.Enum):
 
 def _open_video(spec: str):
     """(container, video stream) with one clear error for every way a file can be unusable."""
-    if "://" not in spec and not Path(spec).is_file():
-        raise InputError(f"no such video file: {spec}")
+    if "://" not in spec:
+        check_input_file(spec)
     try:
         container = av.open(spec, "r")
-    except (av.error.FFmpegError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read video {spec}: {e.strerror or e}") from None
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"cannot read video {shown(spec)}: {getattr(e, 'strerror', None) or e}") from None
     if not container.streams.video:
         container.close()
-        raise InputError(f"{spec} has no video stream")
+        raise InputError(f"{shown(spec)} has no video stream")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     return container, stream
+
+
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """The frame as it is meant to be seen: `rotation` is the display matrix's angle (degrees,
+    counter-clockwise), rounded to a quarter turn. A contiguous copy when turned (stages draw in place)."""
+    k = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k)) if k else image
 
 
 class _Source:
@@ -49,38 +66,96 @@ class _Source:
 
 
 class VideoFileSource(_Source):
-    """Every frame of a video file, in order, as BGR `Frame`s (FILE mode).
+    """Every frame of a video file, in order, upright, as BGR `Frame`s (FILE mode).
+
+    `Frame.timestamp` is the frame's own presentation time in seconds (variable frame rates stay
+    variable). A decoding error ends the frames early instead of raising: `truncated` then says so.
 
     Attributes:
-        fps: exact frame rate (Fraction). size: (width, height). frames: count from the header (0 if unknown).
+        fps: average frame rate (Fraction). time_base: the stream's time unit (Fraction).
+        size: upright (width, height). rotation: display rotation applied, degrees counter-clockwise.
+        frames: count the container announces (0 if unknown). expected: that count, or else one
+        estimated from the duration (0 if unknown). decoded: frames delivered so far.
+        error: why decoding stopped early, or None.
     """
     mode = SourceMode.FILE
+    error: str | None = None
 
     def __init__(self, path: str):
         self.path = str(path)
         self._container, self._stream = _open_video(self.path)
+        try:
+            self._frames = self._decoded_frames()
+            first = next(self._frames, None)
+        except BaseException:
+            self._container.close()
+            raise
+        if first is None:
+            self._container.close()
+            raise InputError(f"{shown(self.path)}: no frames could be decoded"
+                             + (f" ({self.error})" if self.error else ""))
+        self._frames = itertools.chain([first], self._frames)
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(30)
         self.fps = Fraction(rate)
-        self.size = (self._stream.codec_context.width, self._stream.codec_context.height)
+        self.time_base = self._stream.time_base or 1 / self.fps
+        self.rotation = float(first.rotation or 0)
+        if round(self.rotation / 90) % 2:
+            self.size = (first.height, first.width)
+        else:
+            self.size = (first.width, first.height)
         self.frames = int(self._stream.frames or 0)
+        self._end = self._announced_end()
+        self.expected = self.frames or (round(self._end[0] * self.fps) if self._end else 0)
         self.has_audio = bool(self._container.streams.audio)
         self.decoded = 0
+        self.corrupt = 0
+        self._shown_until = 0.0
+
+    def _announced_end(self) -> tuple[float, float] | None:
+        """(seconds, tolerance): where the container says the video ends, from the stream's own duration
+        (edit lists applied), FFmpeg's per-track DURATION tag (Matroska), or the whole file's duration
+        (audio may run a little longer: a wider tolerance). None when nothing is said."""
+        s, step = self._stream, 1 / float(self.fps)
+        if s.duration and s.time_base:
+            return float(((s.start_time or 0) + s.duration) * s.time_base), 2.5 * step
+        tag = _DURATION_TAG.fullmatch(s.metadata.get("DURATION", "") or s.metadata.get("duration", ""))
+        if tag:
+            return int(tag[1]) * 3600 + int(tag[2]) * 60 + float(tag[3]), 2.5 * step
+        if self._container.duration:
+            return self._container.duration / av.time_base, max(2.5 * step, 0.5)
+        return None
 
     def _decoded_frames(self):
         try:
             for frame in self._container.decode(self._stream):
                 yield frame
-        except av.error.FFmpegError as e:
-            raise InputError(f"{self.path}: video data is corrupt after frame {self.decoded}: {e.strerror or e}") from None
+        except (av.error.FFmpegError, ValueError, MemoryError) as e:
+            self.error = f"{getattr(e, 'strerror', None) or e}"
+
+    @property
+    def truncated(self) -> bool:
+        """Decoding stopped on an error, or the frames end well before the container says the video does
+        (and, where the header counts frames, fewer were decoded). Time decides, not the count alone: a
+        trimmed clip's edit list hides frames the header still counts."""
+        if self.error:
+            return True
+        if self._end is None:
+            return False
+        end, tolerance = self._end
+        short = self._shown_until < end - tolerance
+        return short and (self.decoded < self.frames if self.frames else True)
 
     def __iter__(self):
-        fps = float(self.fps)
-        for frame in self._decoded_frames():
-            image = frame.to_ndarray(format="bgr24")
-            yield Frame(image, self.decoded / fps, self.decoded, time.perf_counter())
+        step = 1 / float(self.fps)
+        t_prev = None
+        for frame in self._frames:
+            t = float(frame.time) if frame.pts is not None and frame.time is not None else (
+                t_prev + step if t_prev is not None else 0.0)
+            image = upright(frame.to_ndarray(format="bgr24"), frame.rotation or 0)
+            self.corrupt += bool(frame.is_corrupt)
+            yield Frame(image, t, self.decoded, time.perf_counter())
             self.decoded += 1
-        if self.decoded == 0:
-            raise InputError(f"{self.path}: no frames could be decoded")
+            t_prev, self._shown_until = t, t + step
 
     def close(self) -> None:
         self._container.close()
@@ -95,9 +170,11 @@ class LiveFileSource(VideoFileSource):
     mode = SourceMode.LIVE
 
     def __iter__(self):
-        start = time.perf_counter()
+        start = first = None
         for frame in super().__iter__():
-            delay = start + frame.timestamp - time.perf_counter()
+            if start is None:
+                start, first = time.perf_counter(), frame.timestamp
+            delay = start + frame.timestamp - first - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
             frame.captured_at = time.perf_counter()

@@ -1,0 +1,343 @@
+"""Real-world media: a phone-style clip (rotation metadata, variable frame rate, audio), odd frame sizes,
+output formats by extension, truncated input, and paths no text encoding can spell."""
+import os
+import shutil
+import subprocess
+import wave
+from fractions import Fraction
+
+import av
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rtalign.cli import main
+from rtalign.pipeline import build_tracker, process_video
+from rtalign.synth import asset_frames, demo_clip, smooth_similarity_path
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg command is not installed")
+
+#: Frame durations (ms) of the phone clip: a phone's camera speeds up and slows down with the light.
+DURATIONS_MS = np.tile([33, 33, 50, 33, 66, 40, 25, 100], 6)
+FLASHES = (5, 23, 41)       # frames with a white corner, each with a 3 kHz beep starting at its time
+RATE = 48000
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def ffmpeg(*args, quiet=False):
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *map(str, args)], check=True, capture_output=quiet)
+
+
+def _flash_frames(upright):
+    for i in FLASHES:
+        upright[i][:40, :40] = 255
+    return upright
+
+
+def _beeps(seconds: float, times_s) -> np.ndarray:
+    t = np.arange(int(RATE * seconds)) / RATE
+    sound = 0.1 * np.sin(2 * np.pi * 440 * t)
+    for i in FLASHES:
+        k = round(times_s[i] * RATE)
+        sound[k:k + 480] += 0.8 * np.sin(2 * np.pi * 3000 * np.arange(480) / RATE)
+    return sound
+
+
+@pytest.fixture(scope="module")
+def phone_clip(tmp_path_factory):
+    """A portrait clip as a phone stores it: pixels sideways (640x360) plus a display rotation of 90°,
+    frames at irregular times, AAC audio with a beep at each flash. Returns (path, upright frames, times)."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("the ffmpeg command is not installed")
+    folder = tmp_path_factory.mktemp("phone")
+    n = len(DURATIONS_MS)
+    times_ms = np.concatenate([[0], np.cumsum(DURATIONS_MS)[:-1]])
+    upright = _flash_frames([f.copy() for f, _ in asset_frames((360, 640), smooth_similarity_path(n, 3))])
+    with av.open(str(folder / "v.mkv"), "w") as out:      # pixels as the sensor stored them: turned clockwise
+        video = out.add_stream("libx264", rate=30)
+        video.width, video.height, video.pix_fmt = 640, 360, "yuv420p"
+        video.codec_context.time_base = Fraction(1, 1000)
+        for image, t in zip(upright, times_ms):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(image, -1)), format="bgr24")
+            frame.pts, frame.time_base = int(t), Fraction(1, 1000)
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+    with wave.open(str(folder / "a.wav"), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(RATE)
+        w.writeframes((_beeps(sum(DURATIONS_MS) / 1000, times_ms / 1000) * 32767).astype("<i2").tobytes())
+    clip = folder / "phone.mp4"
+    try:       # FFmpeg ≥ 6 sets the display matrix with an input option; 5.x reads the old 'rotate' tag
+        ffmpeg("-display_rotation:v:0", 90, "-i", folder / "v.mkv", "-i", folder / "a.wav", "-c:v", "copy",
+               "-c:a", "aac", clip, quiet=True)
+    except subprocess.CalledProcessError:
+        ffmpeg("-i", folder / "v.mkv", "-i", folder / "a.wav", "-c:v", "copy", "-c:a", "aac",
+               "-metadata:s:v:0", "rotate=90", clip)
+    ffmpeg("-i", clip, "-frames:v", 1, folder / "shown.png")   # FFmpeg's own player view: upright
+    shown = cv2.imread(str(folder / "shown.png"))
+    assert shown.shape == (640, 360, 3) and np.abs(shown.astype(int) - upright[0]).mean() < 4
+    return clip, upright, times_ms / 1000
+
+
+def _beep_onsets(path) -> np.ndarray:
+    """Times (s) where the 3 kHz beeps start in the file's first audio track."""
+    with av.open(str(path)) as c:
+        chunks = [(f.time, f.to_ndarray().mean(axis=0)) for f in c.decode(c.streams.audio[0])]
+    start = chunks[0][0]
+    sound = np.concatenate([c for _, c in chunks])
+    hp = np.abs(np.diff(sound))                       # the 440 Hz tone hardly changes sample to sample
+    loud = np.flatnonzero(hp > 0.3)
+    onsets = loud[np.concatenate([[True], np.diff(loud) > RATE // 10])]
+    return start + onsets / RATE
+
+
+def test_a_phone_clip_comes_out_upright_with_landmarks_each_frame_at_its_time_and_audio_in_sync(phone_clip,
+                                                                                             tmp_path):
+    clip, upright, times = phone_clip
+    out = tmp_path / "out.mp4"
+    stats = process_video(clip, out, tracker=build_tracker("cnn"), draw="none")
+    assert stats.frames_with_faces == len(upright)          # a face on every frame: it was upright
+    with av.open(str(out)) as c:
+        frames = [(f.time, f.rotation, f.to_ndarray(format="bgr24")) for f in c.decode(c.streams.video[0])]
+    assert len(frames) == len(upright)
+    got_times = np.array([t for t, _, _ in frames])
+    assert np.abs(got_times - times).max() <= 0.001                  # every frame at its input time ± 1 ms
+    assert all(r == 0 for _, r, _ in frames)                         # upright pixels, no metadata needed
+    assert all(np.abs(img.astype(int) - ref).mean() < 8 for (_, _, img), ref in zip(frames, upright))  # 2 encodes
+    beeps_in, beeps_out = _beep_onsets(clip), _beep_onsets(out)
+    assert len(beeps_out) == len(FLASHES)
+    assert np.abs(beeps_out - beeps_in).max() <= 0.001              # audio where it was ...
+    flashes_out = got_times[[i for i, (_, _, img) in enumerate(frames) if img[:30, :30].mean() > 200]]
+    assert np.abs(beeps_out - flashes_out).max() < 0.03             # ... so each beep still meets its flash
+
+
+def test_a_constant_rate_stays_exact_with_b_frames(tmp_path):
+    clip = tmp_path / "ntsc.mp4"
+    demo_clip(clip, n_frames=20, size=(320, 240), fps=30000 / 1001, audio=True)
+    out = tmp_path / "o.mov"
+    process_video(clip, out, tracker=build_tracker("cnn"), draw="none")
+    with av.open(str(clip)) as a, av.open(str(out)) as b:
+        t_in = [f.time for f in a.decode(video=0)]
+        t_out = [f.time for f in b.decode(video=0)]
+        assert b.streams.video[0].average_rate == Fraction(30000, 1001)
+    assert np.abs(np.array(t_out) - t_in).max() <= 0.001
+
+
+def test_odd_frame_sizes_are_padded_by_one_pixel_and_say_so(tmp_path, caplog):
+    clip = tmp_path / "odd.mp4"
+    frames = [f for f, _ in asset_frames((321, 241), smooth_similarity_path(6, 1))]
+    with av.open(str(clip), "w") as out:          # 4:4:4 H.264 can be odd-sized; the output's 4:2:0 cannot
+        v = out.add_stream("libx264", rate=30)
+        v.width, v.height, v.pix_fmt = 321, 241, "yuv444p"
+        for i, f in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(f, format="bgr24")
+            frame.pts = i
+            out.mux(v.encode(frame))
+        out.mux(v.encode())
+    out = tmp_path / "o.mp4"
+    process_video(clip, out, tracker=build_tracker("cnn"), draw="none")
+    assert "padded to 322x242" in caplog.text
+    with av.open(str(out)) as c:
+        got = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+    assert len(got) == 6 and got[0].shape == (242, 322, 3)
+    assert np.abs(got[3][:241, :321].astype(int) - frames[3]).mean() < 4
+    assert np.array_equal(got[3][241, :321], got[3][240, :321]) or \
+        np.abs(got[3][241].astype(int) - got[3][240]).mean() < 4            # the padding repeats the edge
+
+
+@pytest.mark.parametrize("ext,codec,audio", [(".mkv", "h264", "aac"), (".mov", "h264", "aac"),
+                                             (".webm", "vp9", "opus")])
+def test_outputs_by_extension(face_clip, tmp_path, ext, codec, audio):
+    out = tmp_path / f"o{ext}"
+    result = run("video", face_clip, out, "--model", "cnn", "--preset", "ultrafast")
+    assert result.exit_code == 0, result.output
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == codec
+        assert c.streams.audio[0].codec_context.name == audio
+        assert sum(1 for _ in c.decode(video=0)) == 45
+
+
+@pytest.mark.parametrize("name,text", [("o.gif", "cannot write video as .gif"), ("o.avi", "supported: .mp4"),
+                                       ("o", "without extension"), ("o.mp4/", "is a folder")])
+def test_unsupported_outputs_are_refused_before_any_work(face_clip, tmp_path, name, text):
+    (tmp_path / "o.mp4").mkdir()
+    result = run("video", face_clip, tmp_path / name, "--model", "no-such-model")   # the model is never loaded
+    assert result.exit_code == 2 and text in result.output and len(result.output.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4"]
+
+
+def test_images_in_every_format_opencv_writes(astronaut_file, tmp_path):
+    for ext in (".png", ".jpg", ".webp", ".bmp", ".tif", ".jp2", ".ppm", ".pgm", ".sr"):
+        out = tmp_path / f"o{ext}"
+        result = run("image", astronaut_file, out, "--model", "cnn")
+        assert result.exit_code == 0, (ext, result.output)
+        assert cv2.imdecode(np.fromfile(out, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2] == (512, 512)
+    result = run("image", astronaut_file, tmp_path / "o.xyz", "--model", "cnn")
+    assert result.exit_code == 2 and "cannot write images as .xyz" in result.output
+
+
+def test_names_that_are_not_utf8_or_very_long(astronaut_file, face_clip, tmp_path):
+    folder = os.fsencode(tmp_path)
+    odd_in, odd_out = folder + b"/in-\xff\xfe.png", folder + b"/out-\xe9t\xe9.png"
+    shutil.copy(astronaut_file, odd_in)
+    result = run("image", os.fsdecode(odd_in), os.fsdecode(odd_out), "--model", "cnn")
+    assert result.exit_code == 0, result.output
+    assert cv2.imdecode(np.fromfile(odd_out, np.uint8), cv2.IMREAD_COLOR).shape == (512, 512, 3)
+    long_out = tmp_path / ("v" * 251 + ".mp4")       # 255 bytes: legal, but no longer name fits beside it
+    result = run("video", face_clip, long_out, "--model", "cnn")
+    assert result.exit_code == 0, result.output
+    assert long_out.is_file() and sorted(os.listdir(tmp_path)) == sorted([os.fsdecode(odd_in).rsplit("/", 1)[1],
+                                                                          os.fsdecode(odd_out).rsplit("/", 1)[1],
+                                                                          long_out.name])
+
+
+@pytest.mark.parametrize("spec,text", [(".", "is a folder, not a video file"),
+                                       ("/dev/null", "is a device, pipe or socket")])
+def test_folders_and_devices_as_input(spec, text, tmp_path):
+    result = run("video", spec, tmp_path / "o.mp4")
+    assert result.exit_code == 1 and text in result.output
+
+
+def _faststart_clip(path, n=45):
+    """An MP4 whose index comes first, as phones and web tools write it: cut short, it still opens."""
+    plain = path.with_name("plain.mp4")
+    demo_clip(plain, n_frames=n, size=(320, 240), audio=True)
+    with av.open(str(plain)) as src, av.open(str(path), "w", options={"movflags": "faststart"}) as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                dst.mux(packet)
+
+
+def test_a_truncated_input_says_how_much_decoded_and_keeps_it_as_partial(tmp_path):
+    whole = tmp_path / "whole.mp4"
+    _faststart_clip(whole)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    out = tmp_path / "o.mp4"
+    result = run("video", cut, out, "--model", "cnn")
+    assert result.exit_code == 1 and "of 45 frames decoded" in result.output, result.output
+    assert not out.exists()
+    partial = tmp_path / "o.partial.mp4"
+    with av.open(str(partial)) as c:
+        n = sum(1 for _ in c.decode(video=0))
+    assert 10 < n < 45 and f"{n} of 45 frames decoded" in result.output
+    result = run("video", cut, out, "--model", "cnn", "--allow-truncated")
+    assert result.exit_code == 0 and f"{n} frames" in result.output
+    assert out.is_file()
+
+
+@needs_ffmpeg
+def test_a_trimmed_clip_is_not_mistaken_for_a_truncated_one(face_clip, tmp_path):
+    """`ffmpeg -ss 0.5 -c copy` keeps every sample and hides the first ones with an edit list: the header
+    still counts 45 frames, 30 are shown. That is a whole clip."""
+    trimmed = tmp_path / "trimmed.mp4"
+    ffmpeg("-ss", 0.5, "-i", face_clip, "-c", "copy", trimmed)
+    with av.open(str(trimmed)) as c:
+        shown = sum(1 for _ in c.decode(video=0))
+        assert c.streams.video[0].frames > shown
+    result = run("video", trimmed, tmp_path / "o.mp4", "--model", "cnn")
+    assert result.exit_code == 0 and f"{shown} frames" in result.output, result.output
+
+
+@pytest.mark.parametrize("option,value", [("--beta", "nan"), ("--min-cutoff", "inf"), ("--lip-strength", "nan"),
+                                          ("--eye-strength", "-inf"), ("--preset", "warp"), ("--crf", "99")])
+def test_bad_option_values_are_refused_in_one_line(face_clip, tmp_path, option, value):
+    result = run("video", face_clip, tmp_path / "o.mp4", option, value)
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert option in result.output and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args,text", [
+    (["bench", "--json", "/no/such/dir/x.json"], "output folder does not exist"),
+    (["bench", "--out", "/dev/null"], "is not a folder"),
+    (["webcam", "--serve", "[::1]:99999"], "HOST:PORT"),
+    (["webcam", "--serve", "no.such.host.invalid:8080"], "unknown host"),
+])
+def test_bad_destinations_are_refused_before_any_work(args, text):
+    result = run(*args)
+    assert result.exit_code == 2 and text in result.output and len(result.output.strip().splitlines()) == 1, \
+        result.output
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_an_ipv6_address_in_brackets_is_understood():
+    from rtalign.cli import Address
+    assert Address().convert("[::1]:8765", None, None) == ("::1", 8765)
+    assert Address().convert(":8765", None, None) == ("127.0.0.1", 8765)
+
+
+def test_a_missing_camera_is_one_line(capfd):
+    result = run("webcam", "--camera", "99", "--no-window")
+    assert result.exit_code == 1 and "no camera at index 99" in result.output
+    assert "WARN" not in capfd.readouterr().err                # OpenCV's probing log stays quiet
+
+
+def test_a_phone_photo_is_read_upright_by_its_exif_orientation(astronaut, tmp_path):
+    from PIL import Image
+    sideways = tmp_path / "sideways.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6                                  # "rotate 90° clockwise to display"
+    Image.fromarray(cv2.cvtColor(np.rot90(astronaut, 1), cv2.COLOR_BGR2RGB)).save(sideways, exif=exif, quality=95)
+    from rtalign.image import load_image
+    assert np.abs(load_image(sideways).astype(int) - astronaut).mean() < 6
+    result = run("image", sideways, tmp_path / "o.png", "--model", "cnn")
+    assert result.exit_code == 0 and "1 face(s)" in result.output
+
+
+def test_a_stop_event_ends_the_run_with_a_partial_output_and_no_signal_handler_is_touched(face_clip, tmp_path):
+    import signal
+    import threading
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    stop = threading.Event()
+
+    def progress(stats, total):
+        if stats.frames_out == 10:
+            stop.set()
+    out = tmp_path / "o.mp4"
+    stats = process_video(face_clip, out, tracker=build_tracker("cnn"), progress=progress, stop=stop)
+    assert stats.interrupted and stats.partial == tmp_path / "o.partial.mp4" and not out.exists()
+    with av.open(str(stats.partial)) as c:
+        assert 10 <= sum(1 for _ in c.decode(video=0)) < 45
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.partial.mp4"]
+
+
+def test_outputs_get_the_umask_mode_without_the_umask_being_touched(face_clip, tmp_path, monkeypatch):
+    def forbidden(*_):
+        raise AssertionError("os.umask changes process state")
+    old = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", forbidden)
+        process_video(face_clip, tmp_path / "o.mp4", tracker=build_tracker("cnn"), draw="none")
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+    assert (tmp_path / "o.mp4").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("stem", ["v" * 251, "é" * 125])      # 255 bytes with the extension, in 1- and 2-byte letters
+def test_partial_and_temporary_names_fit_the_limit_beside_a_longest_legal_name(tmp_path, stem):
+    from rtalign.io_safety import partial_path, temp_path_for
+    dst = tmp_path / f"{stem}.mp4"
+    assert len(os.fsencode(dst.name)) <= 255
+    partial = partial_path(dst)
+    assert partial.name.endswith(".partial.mp4") and len(os.fsencode(partial.name)) <= 255
+    assert partial.name.startswith(stem[:100])               # shortened by whole letters
+    tmp = temp_path_for(dst)
+    assert tmp.is_file() and tmp.name.startswith(".") and tmp.suffix == ".mp4"
+    assert len(os.fsencode(tmp.name)) <= 255
