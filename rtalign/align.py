@@ -10,6 +10,7 @@ import numpy as np
 from .detect import HaarDetector
 from .landmarks import landmark_box
 from .models import LandmarkModel, load_model
+from .pose import head_pose
 from .types import FaceLandmarks
 
 
@@ -39,10 +40,10 @@ class FaceAligner:
         self.max_faces = max_faces
 
     def align(self, image: np.ndarray, boxes: np.ndarray | None = None) -> FaceLandmarks:
-        """Landmarks of the faces in a BGR image; pass `boxes` to skip detection."""
+        """Landmarks and head pose of the faces in a BGR image; pass `boxes` to skip detection."""
         if boxes is None:
             boxes = self.detector.detect(image)[: self.max_faces]
         if len(boxes) == 0:
             return FaceLandmarks.empty()
         pts, used, scores = refine(self.model, image, np.asarray(boxes, np.float64))
-        return FaceLandmarks(pts, used, scores, track_id=np.arange(len(pts)))
+        return FaceLandmarks(pts, used, scores, track_id=np.arange(len(pts)), pose=head_pose(pts, image.shape[1::-1]))

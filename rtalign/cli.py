@@ -84,6 +84,18 @@ def effect_options(f):
     return f
 
 
+def landmarks_option(f):
+    """--landmarks FILE, shared by image, video and webcam."""
+    return click.option("--landmarks", type=click.Path(dir_okay=False), default=None,
+                        help="also write every face's landmarks and head pose, one row per face per frame "
+                             "(.csv, .jsonl, or .parquet with pyarrow)")(f)
+
+
+def _effect_pairs(effects: dict) -> tuple:
+    """The colour options as the (name, value) pairs BatchOptions carries to worker processes."""
+    return tuple(sorted(effects.items())) if make_effects(**effects) else ()
+
+
 def make_effects(lip_color, lip_strength, eye_color, eye_strength, style) -> list:
     from .effects import Recolor
     if lip_color is None and eye_color is None:
@@ -93,18 +105,54 @@ def make_effects(lip_color, lip_strength, eye_color, eye_strength, style) -> lis
 
 @main.command("image")
 @click.argument("src", type=click.Path())
-@click.argument("dst", type=click.Path())
+@click.argument("dst", type=click.Path(), required=False)
 @model_option
 @click.option("--draw", type=click.Choice(DRAW_STYLES), default="points", show_default=True)
 @click.option("--max-faces", type=click.IntRange(1), default=4, show_default=True)
+@landmarks_option
 @effect_options
-def image_cmd(src, dst, model, device, threads, draw, max_faces, **effects):
-    """Draw the landmarks of every face found in photo SRC into DST (a .png DST is lossless)."""
+def image_cmd(src, dst, model, device, threads, draw, max_faces, landmarks, **effects):
+    """Draw the landmarks of every face found in photo SRC into DST (a .png DST is lossless).
+
+    SRC may be a folder of photos: DST is then a folder (same names), and --landmarks one file for all."""
+    from pathlib import Path
     from .image import process_image
 
+    if Path(src).is_dir():
+        _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, effects)
+        return
     n = process_image(src, dst, model=model, device=device, threads=threads, draw=draw, max_faces=max_faces,
-                      effects=make_effects(**effects))
-    click.echo(f"{n} face(s) → {dst}")
+                      effects=make_effects(**effects), landmarks=landmarks)
+    click.echo(f"{n} face(s) → {', '.join(str(p) for p in (dst, landmarks) if p)}")
+
+
+def _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, effects):
+    from .batch import IMAGE_SUFFIXES, BatchOptions, align_folder, plan
+    if dst is None and landmarks is None:
+        raise click.UsageError("give an output folder and/or --landmarks FILE")
+    opts = BatchOptions(model=model, device=device, threads=threads, max_faces=max_faces, draw=draw,
+                        effects=_effect_pairs(effects), media=dst is not None)
+    total = len(plan(src, dst or src, opts, IMAGE_SUFFIXES))
+    _report_files(_with_bar(total, lambda bar: align_folder(src, dst or src, opts, landmarks, bar)))
+
+
+def _with_bar(total: int, run):
+    """Call run(progress) with a progress bar over files; returns what run returns."""
+    from tqdm import tqdm
+    with tqdm(total=total, unit="file", desc="files", dynamic_ncols=True) as bar:
+        return run(lambda result: bar.update(1))
+
+
+def _report_files(results) -> None:
+    """One line per failed file with its reason, a summary line, and exit code 1 if any failed."""
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        click.echo(f"failed: {r.src}: {r.reason}", err=True)
+    skipped = sum(r.skipped for r in results)
+    click.echo(f"{len(results) - len(failed) - skipped} done, {skipped} skipped (already complete), "
+               f"{len(failed)} failed")
+    if failed:
+        sys.exit(1)
 
 
 def tracking_options(f):
@@ -142,18 +190,23 @@ def _report(stats, show: bool) -> None:
 
 @main.command("video")
 @click.argument("src", type=click.Path())
-@click.argument("dst", type=click.Path())
+@click.argument("dst", type=click.Path(), required=False)
 @model_option(threads=1)
 @tracking_options
 @effect_options
+@landmarks_option
 @click.option("--preset", default="veryfast", show_default=True, help="x264 preset")
 @click.option("--crf", type=click.IntRange(0, 51), default=20, show_default=True, help="x264 quality (lower: better)")
-def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cutoff, beta, stats, preset, crf,
-              **effects):
-    """Landmarks (and colour effects) on every frame of SRC, written to DST with SRC's audio."""
-    from tqdm import tqdm
-    from .pipeline import process_video
+def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cutoff, beta, stats, landmarks, preset,
+              crf, **effects):
+    """Landmarks (and colour effects) on every frame of SRC, written to DST with SRC's audio.
 
+    With --landmarks F.csv and no DST: analysis only (no drawing, no encoding), much faster."""
+    from tqdm import tqdm
+    from .pipeline import analyze_video, process_video
+
+    if dst is None and landmarks is None:
+        raise click.UsageError("give DST and/or --landmarks FILE")
     tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta)
     bars = []
 
@@ -162,16 +215,55 @@ def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cut
             bars.append(tqdm(total=total or None, unit="frame", desc="video", dynamic_ncols=True))
         bars[0].update(1)
     try:
-        result = process_video(src, dst, tracker=tracker, draw=draw, effects=make_effects(**effects),
-                               progress=progress, preset=preset, crf=crf)
+        if dst is None:
+            result = analyze_video(src, landmarks, tracker=tracker, progress=progress)
+        else:
+            result = process_video(src, dst, tracker=tracker, draw=draw, effects=make_effects(**effects),
+                                   progress=progress, preset=preset, crf=crf, landmarks=landmarks)
     finally:
         for bar in bars:
             bar.close()
     _report(result, stats)
+    outputs = ", ".join(str(p) for p in (dst, landmarks) if p)
     if result.interrupted:
-        click.echo(f"interrupted: {result.frames_out} frames written to {dst}", err=True)
+        click.echo(f"interrupted: {result.frames_out} frames written to {outputs}", err=True)
         sys.exit(130)
-    click.echo(f"{result.frames_out} frames → {dst} ({result.fps:.1f} FPS)")
+    click.echo(f"{result.frames_out} frames → {outputs} ({result.fps:.1f} FPS)")
+
+
+@main.command("batch")
+@click.argument("in_dir", type=click.Path())
+@click.argument("out_dir", type=click.Path())
+@model_option(threads=1)
+@click.option("--draw", type=click.Choice(DRAW_STYLES), default="points", show_default=True)
+@click.option("--max-faces", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--smooth", type=click.Choice(SMOOTHERS), default="oneeuro", show_default=True)
+@effect_options
+@click.option("--landmarks", type=click.Choice(["csv", "jsonl", "parquet"]), default=None,
+              help="one landmarks file per input, named after it (clip.mp4 → clip.mp4.csv)")
+@click.option("--only-landmarks", is_flag=True, help="write the landmarks files only: no drawn photos or videos")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="local worker processes (with --ray on a local instance: its CPUs)")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="run the files as Ray tasks: a new local Ray instance, or the cluster at ADDRESS (or 'auto')")
+def batch_cmd(in_dir, out_dir, model, device, threads, draw, max_faces, smooth, landmarks, only_landmarks, workers,
+              ray_address, **effects):
+    """Every video and photo under IN_DIR, drawn into OUT_DIR (same relative paths) and/or as landmarks.
+
+    Resumable: inputs whose outputs all exist are skipped. A file that fails is listed with its reason
+    at the end, after all the others ran; the exit code is then 1."""
+    from .batch import BatchOptions, plan, run_batch
+
+    if only_landmarks and landmarks is None:
+        raise click.UsageError("--only-landmarks needs --landmarks csv|jsonl|parquet")
+    opts = BatchOptions(model=model, device=device, threads=threads, max_faces=max_faces, draw=draw,
+                        smoothing=OneEuroOptions() if smooth == "oneeuro" else None, effects=_effect_pairs(effects),
+                        landmarks=f".{landmarks}" if landmarks else None, media=not only_landmarks)
+    jobs = plan(in_dir, out_dir, opts)
+    if not jobs:
+        raise click.UsageError(f"no videos or photos in {in_dir}")
+    address = False if ray_address is None else (None if ray_address == "local" else ray_address)
+    _report_files(_with_bar(len(jobs), lambda bar: run_batch(jobs, opts, workers, address, bar)))
 
 
 @main.command("demo")
@@ -203,8 +295,9 @@ def demo_cmd(dst, model, device, threads):
 @click.option("--vcam", is_flag=True, help="send the result to a virtual camera (for video calls)")
 @click.option("--serve", default=None, metavar="HOST:PORT", help="MJPEG preview over HTTP, e.g. 127.0.0.1:8080")
 @click.option("--no-window", is_flag=True, help="no preview window")
+@landmarks_option
 def webcam_cmd(camera, model, device, threads, draw, max_faces, smooth, min_cutoff, beta, stats, vcam, serve,
-               no_window, **effects):
+               no_window, landmarks, **effects):
     """Live landmarks from a camera to a window, a virtual camera and/or a browser."""
     from .pipeline import run_live
 
@@ -213,7 +306,7 @@ def webcam_cmd(camera, model, device, threads, draw, max_faces, smooth, min_cuto
     if address:
         click.echo(f"preview at http://{address[0]}:{address[1]}/", err=True)
     result = run_live(camera, tracker=tracker, draw=draw, effects=make_effects(**effects), window=not no_window,
-                      vcam=vcam, serve=address)
+                      vcam=vcam, serve=address, landmarks=landmarks)
     _report(result, stats)
 
 
@@ -225,7 +318,7 @@ def _parse_address(text: str) -> tuple[str, int]:
 
 
 @main.command("bench")
-@click.option("--models", default="resnet,cnn", show_default=True, help="comma-separated model names")
+@click.option("--models", default=",".join(MODEL_NAMES), show_default=True, help="comma-separated model names")
 @click.option("--peers", default="dlib", show_default=True, help="comma-separated peers ('' for none)")
 @click.option("--quick", is_flag=True, help="a reduced run (≤ 2 min) for CI")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
