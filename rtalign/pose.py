@@ -74,18 +74,27 @@ def angles_from_rotation(r: np.ndarray) -> np.ndarray:
     return np.degrees([-b, -a, c])
 
 
-def solve_pose(points: np.ndarray, camera: np.ndarray, guess: tuple[np.ndarray, np.ndarray] | None = None):
-    """(rvec, tvec) of one face's (68, 2) landmarks; `guess` (a previous (rvec, tvec)) seeds the solver.
+def _upright_guess(points: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A starting pose facing the camera, rolled like the eye line, at the distance its size implies.
 
-    A seeded solution that puts the face behind the camera is discarded for an unseeded one.
+    Started from nothing, the solver sometimes settles on the mirror-image solution (a face turned
+    away from the camera, rolled by 180°); from here it finds the nearer, real one.
     """
+    eyes = points[45] - points[36]
+    roll = np.degrees(np.arctan2(eyes[1], eyes[0]))
+    z = camera[0, 0] / max(float(np.hypot(*eyes)), 1e-6)           # FACE_3D's inter-ocular distance is 1
+    centre = points.mean(axis=0)
+    t = np.array([(centre[0] - camera[0, 2]) * z / camera[0, 0], (centre[1] - camera[1, 2]) * z / camera[1, 1], z])
+    return cv2.Rodrigues(rotation_from_angles(0.0, 0.0, roll))[0], t.reshape(3, 1)
+
+
+def solve_pose(points: np.ndarray, camera: np.ndarray, guess: tuple[np.ndarray, np.ndarray] | None = None):
+    """(rvec, tvec) of one face's (68, 2) landmarks, the solver started from `guess` (a previous
+    (rvec, tvec), e.g. the same face's last frame) or from an upright face facing the camera."""
     pts = np.ascontiguousarray(points, np.float64).reshape(-1, 1, 2)
-    if guess is not None:
-        ok, rvec, tvec = cv2.solvePnP(FACE_3D, pts, camera, None, guess[0].copy(), guess[1].copy(),
-                                      useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
-        if ok and tvec[2, 0] > 0:
-            return rvec, tvec
-    ok, rvec, tvec = cv2.solvePnP(FACE_3D, pts, camera, None, flags=cv2.SOLVEPNP_ITERATIVE)
+    rvec, tvec = guess if guess is not None else _upright_guess(pts.reshape(-1, 2), camera)
+    _, rvec, tvec = cv2.solvePnP(FACE_3D, pts, camera, None, rvec.copy(), tvec.copy(), useExtrinsicGuess=True,
+                                 flags=cv2.SOLVEPNP_ITERATIVE)
     return rvec, tvec
 
 
