@@ -36,7 +36,7 @@ def _face_values(faces: FaceLandmarks):
     """Per face: (face_id, score, pose row or None, flat xy) as plain Python values."""
     ids = faces.track_id if faces.track_id is not None else np.arange(len(faces))
     pose = faces.pose if faces.pose is not None else [None] * len(faces)
-    return zip(ids.tolist(), faces.score.tolist(), pose, faces.xy.reshape(len(faces), -1).tolist())
+    return zip(ids.tolist(), faces.score.tolist(), pose, faces.xy.reshape(len(faces), 2 * N_POINTS).tolist())
 
 
 class _Writer:
