@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from rtalign.cli import main
 from rtalign.errors import InputError
 from rtalign.export import COLUMNS, open_writer, read_landmarks
-from rtalign.pipeline import analyze_video, build_tracker, process_video
+from rtalign.pipeline import analyze_video, build_tracker, process_video, run_live
 from rtalign.pose import PoseTracker
 from rtalign.types import FaceLandmarks
 
@@ -130,3 +130,11 @@ def test_cli_image_landmarks(tmp_path, astronaut_file):
     assert result.exit_code == 0, result.output
     back = read_landmarks(out)
     assert back["file"] == ["astronaut.png"] and back["frame"].tolist() == [0] and np.isfinite(back["pose"]).all()
+
+
+def test_live_source_writes_the_frames_it_processed(tmp_path, face_clip):
+    stats = run_live(str(face_clip), tracker=build_tracker("cnn", threads=1), window=False,
+                     landmarks=tmp_path / "live.csv")
+    back = read_landmarks(tmp_path / "live.csv")
+    assert back["file"][0] == str(face_clip) and 0 < len(set(back["frame"])) <= stats.frames_in
+    assert np.all(np.diff(back["time_s"]) >= 0)
