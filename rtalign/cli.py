@@ -245,7 +245,7 @@ def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cut
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
               help="local worker processes (with --ray on a local instance: its CPUs)")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
-              help="run the files as Ray tasks: a new local Ray instance, or the cluster at ADDRESS (or 'auto')")
+              help="run the files as Ray tasks: a new local Ray instance, or the cluster at --ray=ADDRESS (or 'auto')")
 def batch_cmd(in_dir, out_dir, model, device, threads, draw, max_faces, smooth, landmarks, only_landmarks, workers,
               ray_address, **effects):
     """Every video and photo under IN_DIR, drawn into OUT_DIR (same relative paths) and/or as landmarks.

@@ -58,7 +58,10 @@ class _Writer:
         return self
 
     def __exit__(self, exc_type, *exc):
-        self.abort() if exc_type is not None and not issubclass(exc_type, KeyboardInterrupt) else self.close()
+        if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
+            self.close()          # Ctrl-C: keep the frames done
+        else:
+            self.abort()
 
     def write(self, file: str, frame: int, time_s: float, faces: FaceLandmarks) -> None:
         raise NotImplementedError

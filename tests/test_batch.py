@@ -94,3 +94,21 @@ def test_cli_image_folder_writes_photos_and_one_landmarks_file(folder, tmp_path,
     assert result.exit_code == 1 and "blank.png" in result.output
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
     assert read_landmarks(table)["file"] == ["a.png", "b.png"]
+
+
+@pytest.mark.parametrize("args, address", [([], False), (["--ray"], None), (["--ray=10.0.0.5:6379"], "10.0.0.5:6379"),
+                                           (["--ray", "--workers", "3"], None)])
+def test_cli_batch_passes_the_ray_address(folder, tmp_path, monkeypatch, args, address):
+    import rtalign.batch
+    seen = {}
+
+    def fake(jobs, options, workers, ray_address, progress):
+        seen.update(n=len(jobs), workers=workers, address=ray_address, options=options)
+        return []
+    monkeypatch.setattr(rtalign.batch, "run_batch", fake)
+    result = CliRunner().invoke(main, ["batch", str(folder), str(tmp_path), "--landmarks", "jsonl", "--only-landmarks",
+                                       *args])
+    assert result.exit_code == 0, result.output
+    assert seen["address"] == address and seen["n"] == 4
+    assert seen["options"].landmarks == ".jsonl" and not seen["options"].media
+    assert seen["workers"] == (3 if "3" in args else 1)
