@@ -69,7 +69,8 @@ def turn_face(image: np.ndarray, points: np.ndarray, yaw_deg: float, depth: np.n
 
     Each landmark gets the depth `depth` (68,), in inter-ocular distances, away from the camera; the
     points are turned in 3-D and projected orthographically, and the image follows by a piecewise-affine
-    warp (a ring around the face and the image's border stay put). A head-pose check with a known turn.
+    warp (a ring around the face and the image's border stay put). A head-pose check with a known turn;
+    needs scikit-image (the test extra).
     """
     from skimage.transform import PiecewiseAffineTransform, warp
     from .landmarks import interocular
