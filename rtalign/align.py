@@ -9,6 +9,7 @@ import numpy as np
 
 from .detect import HaarDetector
 from .models import LandmarkModel, load_model, refine
+from .pose import head_pose
 from .runtime import RuntimeOptions, resolve_runtime
 from .types import FaceLandmarks
 
@@ -32,7 +33,8 @@ class FaceAligner:
         self.max_faces = max_faces
 
     def align(self, image: np.ndarray, boxes: np.ndarray | None = None) -> FaceLandmarks:
-        """Landmarks of the faces in a BGR image; pass (N, 4) `boxes` to skip detection (and max_faces).
+        """Landmarks and head pose of the faces in a BGR image; pass (N, 4) `boxes` to skip detection (and
+        max_faces).
 
         `track_id` of the result is None: ids belong to a tracker (see FaceTracker).
         """
@@ -41,4 +43,4 @@ class FaceAligner:
         if len(boxes) == 0:
             return FaceLandmarks.empty()
         pts, used, scores = refine(self.model, image, np.asarray(boxes, np.float64))
-        return FaceLandmarks(pts, used, scores)
+        return FaceLandmarks(pts, used, scores, pose=head_pose(pts, image.shape[1::-1]))
