@@ -10,6 +10,7 @@ import numpy as np
 from .crop import apply_affine, invert_affine, upright_affines, upright_canvas
 from .detectors import DEFAULT_DETECTOR, Detections, detect_faces, load_detector
 from .models import LandmarkModel, load_model, refine
+from .pose import head_pose
 from .runtime import RuntimeOptions, resolve_runtime
 from .types import FaceLandmarks
 
@@ -66,12 +67,13 @@ class FaceAligner:
                  detector=DEFAULT_DETECTOR):
         runtime = resolve_runtime(runtime, device, threads)
         self.model = load_model(model, runtime=runtime) if isinstance(model, str) else model
+        detector = DEFAULT_DETECTOR if detector is None else detector
         self.detector = load_detector(detector) if isinstance(detector, str) else detector
         self.max_faces = max_faces
 
     def align(self, image: np.ndarray, boxes: np.ndarray | None = None) -> FaceLandmarks:
-        """Landmarks of the faces in a BGR image, each turned upright by the roll the detector reads from its
-        eyes; pass (N, 4) `boxes` (upright faces) to skip detection (and max_faces).
+        """Landmarks and head pose of the faces in a BGR image, each face turned upright by the roll the
+        detector reads from its eyes; pass (N, 4) `boxes` (upright faces) to skip detection (and max_faces).
 
         `track_id` of the result is None: ids belong to a tracker (see FaceTracker).
         """
@@ -79,9 +81,9 @@ class FaceAligner:
             if len(boxes) == 0:
                 return FaceLandmarks.empty()
             pts, used, scores = refine(self.model, image, np.asarray(boxes, np.float64))
-            return FaceLandmarks(pts, used, scores)
-        found = detect_faces(self.detector, image)[: self.max_faces]
-        if len(found) == 0:
-            return FaceLandmarks.empty()
-        pts, scores = upright_from_detections(self.model, image, found)
-        return FaceLandmarks(pts, found.boxes, scores)
+        else:
+            found = detect_faces(self.detector, image)[: self.max_faces]
+            if len(found) == 0:
+                return FaceLandmarks.empty()
+            (pts, scores), used = upright_from_detections(self.model, image, found), found.boxes
+        return FaceLandmarks(pts, used, scores, pose=head_pose(pts, image.shape[1::-1]))

@@ -1,7 +1,8 @@
-"""`rtalign image`: one photo in, the annotated photo out. Files go through bytes (read + decode,
-cv2.imencode + write), so any name the OS accepts works, UTF-8 or not."""
+"""`rtalign image`: one photo in, the annotated photo (and/or its landmarks as data) out. Files go
+through bytes (read + decode, cv2.imencode + write), so any name the OS accepts works, UTF-8 or not."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 import io
 import struct
 import warnings
@@ -11,6 +12,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError, shown
+from .export import open_writer
 from .io_safety import check_input_file, check_output, write_bytes_atomic
 
 #: Images larger than this many pixels are refused before decoding (a header can claim 60000x60000);
@@ -104,28 +106,49 @@ def save_image(dst, image: np.ndarray) -> None:
     write_bytes_atomic(dst, buf.tobytes())
 
 
-def process_image(src, dst, model="resnet", device="cpu", threads=2, draw="points", max_faces=4,
-                  effects=(), detector="blazeface") -> int:
-    """Find faces in `src`, draw them (and apply `effects`) and write `dst`. Returns the face count.
+def annotate_image(src, dst, aligner: "FaceAligner", draw="points", effects=(), writer=None, label=None) -> int:
+    """Faces of photo `src` (with head pose) drawn into `dst` and/or written as rows to `writer`
+    (frame 0, time 0, `file` = `label` or the file name). Returns the face count.
 
     Raises:
         InputError: unreadable input, no face found, or a bad output path.
     """
-    from .align import FaceAligner
     from .render import annotator_for
 
-    src, dst = Path(src), Path(dst)
-    check_output(src, dst)
-    check_image_output(dst)
+    src = Path(src)
+    if dst is not None:
+        check_output(src, Path(dst))
+        check_image_output(dst)
     image = load_image(src)
-    faces = FaceAligner(model, max_faces=max_faces, device=device, threads=threads, detector=detector).align(image)
+    faces = aligner.align(image)
     if len(faces) == 0:
         raise InputError(f"no face found in {shown(src)}")
-    out = image.copy()
-    for effect in effects:
-        out = effect.annotate(out, faces)
-    annotator = annotator_for(draw)
-    if annotator is not None:
-        out = annotator.annotate(out, faces)
-    save_image(dst, out)
+    if writer is not None:
+        writer.write(label or src.name, 0, 0.0, faces)
+    if dst is not None:
+        out = image.copy()
+        for effect in effects:
+            out = effect.annotate(out, faces)
+        annotator = annotator_for(draw)
+        if annotator is not None:
+            out = annotator.annotate(out, faces)
+        save_image(dst, out)
     return len(faces)
+
+
+def process_image(src, dst, model="resnet", device="cpu", threads=2, draw="points", max_faces=4,
+                  effects=(), landmarks=None, detector="blazeface") -> int:
+    """Find faces in `src`, draw them (and apply `effects`) into `dst` (None: no image) and write their
+    landmarks and head pose to the `landmarks` file (.csv/.jsonl/.parquet, optional). Returns the face count.
+
+    Raises:
+        InputError: unreadable input, no face found, or a bad output path.
+    """
+    if dst is None and landmarks is None:
+        raise InputError("nothing to write: give an output image and/or a landmarks file")
+    if landmarks is not None:
+        check_output(Path(src), Path(landmarks))
+    from .align import FaceAligner
+    aligner = FaceAligner(model, max_faces=max_faces, device=device, threads=threads, detector=detector)
+    with open_writer(landmarks) if landmarks is not None else nullcontext() as writer:
+        return annotate_image(src, dst, aligner, draw, effects, writer)
