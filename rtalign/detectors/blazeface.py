@@ -106,7 +106,7 @@ class BlazeFaceDetector:
     def __init__(self, path, min_face: float | None = None, min_score: float | None = None, iou: float = 0.3,
                  threads: int = 1, session=None):
         try:
-            self.session = session or create_session(path, "cpu", threads)
+            self.session = session or create_session(path, device="cpu", threads=threads)
         except ModelError as e:
             raise ModelError(f"{e}; rebuild it with `{REBUILD}`") from None
         meta = self.session.get_modelmeta().custom_metadata_map
