@@ -176,20 +176,21 @@ def contact_sheet(samples, path: Path, lip="crimson", eye="dodgerblue", strength
     cv2.imwrite(str(path), np.vstack(rows))
 
 
-def is_gray(image: np.ndarray) -> bool:
-    """A black-and-white photo (stored as BGR): the lip effect can tell lips from skin by lightness only."""
-    channels = image.astype(np.int16)
-    return float(np.abs(np.diff(channels, axis=2)).mean()) < 1.5
+def is_monochrome(sample) -> bool:
+    """A black-and-white or toned photo (sepia, a colour cast): around the mouth, chroma hardly
+    varies (std of a*, b* < 4), so the lip effect can tell lips from skin by lightness only."""
+    img, _ = _mouth_crop(read_image(sample.image), sample.points)
+    lab = _lab(img)
+    return float(np.hypot(lab[..., 1].std(), lab[..., 2].std())) < 4.0
 
 
 def effect_figures(samples) -> dict:
     """All of the issue's figures except speed (see rtalign.bench.time_effects); lip figures for
-    colour photos, and for black-and-white ones apart (keys ending in _gray)."""
-    gray = [is_gray(read_image(s.image)) for s in samples]
-    colour_faces = [s for s, g in zip(samples, gray) if not g]
-    gray_faces = [s for s, g in zip(samples, gray) if g]
-    return {**lip_figures(colour_faces), **{f"{k}_gray": v for k, v in lip_figures(gray_faces).items()},
-            **iris_figures(samples)}
+    colour photos, and for monochrome ones apart (keys ending in _mono)."""
+    mono = [is_monochrome(s) for s in samples]
+    colour = lip_figures([s for s, m in zip(samples, mono) if not m])
+    monochrome = lip_figures([s for s, m in zip(samples, mono) if m])
+    return {**colour, **{f"{k}_mono": v for k, v in monochrome.items()}, **iris_figures(samples)}
 
 
 def main(argv=None) -> None:

@@ -58,32 +58,49 @@ def polygon_mask(shape, origin, polygons, values, antialias: bool = True) -> np.
 def signed_distance(shape, origin, polygon) -> np.ndarray:
     """float32 distance in px to the polygon's outline: positive inside, negative outside."""
     inside = polygon_mask(shape, origin, [polygon], [1], antialias=False)
-    d_in = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_5)
-    d_out = cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_5)
+    d_in = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_3)
+    d_out = cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_3)
     return np.where(inside > 0, d_in - 0.5, 0.5 - d_out)
 
 
-def blend_lab(roi_bgr: np.ndarray, lab: np.ndarray, weight: np.ndarray, target: np.ndarray,
-              chroma_keep: float, lightness_pull: float) -> None:
+def blend_lab(roi_bgr: np.ndarray, weight: np.ndarray, target: np.ndarray, chroma_keep: float,
+              lightness_pull: float) -> None:
     """Recolour `roi_bgr` (BGR uint8, in place) where `weight` (float32 in [0, 1]) is positive.
 
-    `lab` is the ROI in Lab. a, b take the target's hue and chroma, scaled by each pixel's saturation
-    relative to the weighted mean (`chroma_keep` of that variation kept); L moves by `lightness_pull` of the gap between the target and
-    the weighted mean, so the lightness detail (texture, shading, gloss) is kept exactly.
+    a, b take the target's hue and chroma, scaled by each pixel's saturation relative to the
+    weighted mean (`chroma_keep` of that variation kept); L moves by `lightness_pull` of the gap
+    between the target and the weighted mean, so the lightness detail (texture, shading, gloss)
+    is kept exactly.
     """
     sel = weight > 1e-3
     if not sel.any():
         return
     w = weight[sel][:, None]
-    px = lab[sel]
+    px = cv2.cvtColor(roi_bgr[sel][:, None, :].astype(np.float32) * (1 / 255.0), cv2.COLOR_BGR2Lab)[:, 0]
     mean = np.average(px, axis=0, weights=w[:, 0])
     new = np.empty_like(px)
     new[:, 0] = px[:, 0] + lightness_pull * (target[0] - mean[0])
     # the hue becomes the target's; each pixel keeps `chroma_keep` of its relative saturation
     ratio = np.hypot(px[:, 1], px[:, 2]) / max(float(np.hypot(mean[1], mean[2])), 1.0)
     new[:, 1:] = target[1:] * (1.0 + chroma_keep * (np.minimum(ratio, 3.0) - 1.0))[:, None]
-    out = cv2.cvtColor((px + w * (new - px)).astype(np.float32)[:, None, :], cv2.COLOR_Lab2BGR)[:, 0]
-    roi_bgr[sel] = np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    roi_bgr[sel] = np.clip(_in_gamut_bgr((px + w * (new - px)).astype(np.float32)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+_DESATURATE = np.array([0.85, 0.7, 0.55, 0.4, 0.25, 0.0], np.float32)
+
+
+def _in_gamut_bgr(lab: np.ndarray) -> np.ndarray:
+    """BGR in [0, 1] of (N, 3) Lab; colours outside sRGB lose chroma (hue and lightness kept)
+    instead of being clipped per channel, which would shift their hue."""
+    bgr = cv2.cvtColor(lab[:, None, :], cv2.COLOR_Lab2BGR)[:, 0]
+    bad = ((bgr < -1e-3) | (bgr > 1.001)).any(1)
+    if bad.any():
+        tries = np.repeat(lab[bad][None], len(_DESATURATE), axis=0)       # (K, n, 3)
+        tries[..., 1:] *= _DESATURATE[:, None, None]
+        out = cv2.cvtColor(tries.reshape(-1, 1, 3), cv2.COLOR_Lab2BGR).reshape(tries.shape)
+        first_ok = np.argmax(((out >= -1e-3) & (out <= 1.001)).all(2), axis=0)
+        bgr[bad] = out[first_ok, np.arange(len(first_ok))]
+    return bgr
 
 
 def flat_fill(frame, polygons, holes, color, strength) -> np.ndarray:

@@ -25,59 +25,95 @@ CHROMA_KEEP, LIGHTNESS_PULL = 0.5, 0.3
 #: Factor on the colour models' log-likelihood ratio: lip and skin pixels are not independent draws,
 #: a whole neighbourhood agrees, so the per-pixel evidence is worth more than one sample's.
 SHARPNESS = 4.0
+#: Squared separation of the lip and skin models below which the polygon's prior gains weight.
+SEPARATION = 100.0
 #: Depth (share of the deepest) from which polygon pixels sample the lip colour.
-CORE = 0.5
+CORE = 0.6
 #: Pixels inside the inner lip line that may still be lip.
 INNER_REACH = 1.5
 #: Mahalanobis distances to the nearer of lip and skin between which a pixel fades out as "unlike both".
 UNLIKE = (4.0, 6.0)
 #: Lab variance added to each colour model (JPEG noise, few samples).
 REGULARIZE = 4.0
+#: Inter-ocular distance (px) at which larger faces' lip masks are computed.
+WORK_IOD = 110.0
+
+_REGULARIZE = REGULARIZE * np.eye(3)
+_ONES = np.ones(3, np.float32)
+_LAB8_SCALE = np.array([100 / 255, 1, 1], np.float32)
+_LAB8_OFFSET = np.array([0, 128, 128], np.float32)
 
 
 @dataclass
 class LipMask:
-    """box: (x0, y0, x1, y1) in the frame; weight: float32 (h, w) in [0, 1]; lab: the ROI in Lab;
+    """box: (x0, y0, x1, y1) in the frame; weight: float32 (h, w) in [0, 1];
     skin_lightness: median L* of the skin around the mouth (the face's light)."""
     box: tuple
     weight: np.ndarray
-    lab: np.ndarray
     skin_lightness: float
 
 
 def _model(pixels: np.ndarray):
-    """(mean, inverse covariance) of Lab pixels, refitted once without the outliers (highlights, stray skin)."""
-    mean = np.median(pixels, axis=0)
-    icov = np.linalg.inv(np.cov(pixels, rowvar=False) + REGULARIZE * np.eye(3))
-    kept = pixels[_mahalanobis2(pixels, mean, icov) < 9.0]
-    if len(kept) >= 8:
-        mean = kept.mean(0)
-        icov = np.linalg.inv(np.cov(kept, rowvar=False) + REGULARIZE * np.eye(3))
-    return mean, icov
+    """(mean, covariance, whitening matrix) of Lab pixels, refitted once without the outliers
+    (highlights, stray skin). The whitening W makes |W (x - mean)|² the Mahalanobis distance."""
+    for _ in range(2):
+        cov, mean = cv2.calcCovarMatrix(pixels, None, cv2.COVAR_NORMAL | cv2.COVAR_ROWS | cv2.COVAR_SCALE)
+        cov += _REGULARIZE
+        _, values, vectors = cv2.eigen(cov)
+        white = vectors / np.sqrt(values)
+        kept = pixels[cv2.transform(pixels[:, None, :], _affine(white, mean[0]))[:, 0] ** 2 @ _ONES < 9.0]
+        if len(kept) < 8:
+            break
+        pixels = kept
+    return mean[0], cov, white
 
 
-def _mahalanobis2(lab: np.ndarray, mean, icov) -> np.ndarray:
-    d = lab - mean
-    return np.einsum("...i,ij,...j->...", d, icov, d)
+def _affine(matrix: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """[M | -M mean] as float32 for cv2.transform: M (x - mean) per pixel."""
+    return np.hstack([matrix, -(matrix @ mean)[:, None]]).astype(np.float32)
+
+
+def _discriminant(m_lip, c_lip, m_skin, c_skin) -> np.ndarray:
+    """1x4 affine map of a Lab pixel to its log-likelihood ratio lip : skin (shared covariance)."""
+    w = cv2.solve((c_lip + c_skin) / 2, (m_lip - m_skin)[:, None], flags=cv2.DECOMP_CHOLESKY)[1][:, 0]
+    return _affine(w[None, :], (m_skin + m_lip) / 2)
+
+
+def _distance2(image: np.ndarray, mean, white) -> np.ndarray:
+    y = cv2.transform(image, _affine(white, mean))
+    return cv2.transform(y * y, np.ones((1, 3), np.float32))
 
 
 def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
     """The per-pixel lip weight of one face; None when the mouth is off-frame or degenerate.
 
+    Large faces are decided at a resolution where the inter-ocular distance is WORK_IOD px (the
+    weight is smooth, the cost stays flat), then the weight is scaled back to the frame.
+
     Args:
         image: (H, W, 3) BGR uint8 frame (read only).
         points: (68, 2) landmarks in frame pixels.
     """
-    band = max(2.0, BAND * float(interocular(points)))
+    iod = float(interocular(points))
+    band = max(2.0, BAND * iod)
     box = roi(points[OUTER_LIPS], 2 * band + 2, image.shape)
     if box is None:
         return None
     x0, y0, x1, y1 = box
-    shape, origin = (y1 - y0, x1 - x0), np.array([x0, y0])
-    lab = cv2.cvtColor(image[y0:y1, x0:x1].astype(np.float32) * (1 / 255.0), cv2.COLOR_BGR2Lab)
-    smooth = cv2.GaussianBlur(lab, (0, 0), 0.8)          # classify with less JPEG noise, recolour the original
-    d_out = signed_distance(shape, origin, points[OUTER_LIPS])
-    d_in = signed_distance(shape, origin, points[INNER_LIPS])
+    scale = min(1.0, WORK_IOD / max(iod, 1e-6))
+    size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+    part = image[y0:y1, x0:x1]
+    if scale < 1.0:
+        part = cv2.resize(part, size, interpolation=cv2.INTER_LINEAR)
+    k = np.array([size[0] / (x1 - x0), size[1] / (y1 - y0)])
+    pts = (points - [x0, y0] + 0.5) * k - 0.5
+    band, reach_in = band * scale, INNER_REACH * scale
+    lab = cv2.cvtColor(part, cv2.COLOR_BGR2Lab).astype(np.float32)    # 8-bit Lab: precise enough to decide
+    lab *= _LAB8_SCALE
+    lab -= _LAB8_OFFSET
+    smooth = cv2.GaussianBlur(lab, (0, 0), 0.8)          # decide with less JPEG noise
+    d_out = signed_distance(size[::-1], np.zeros(2), pts[OUTER_LIPS])
+    d_in = signed_distance(size[::-1], np.zeros(2), pts[INNER_LIPS])
     d_lip = np.minimum(d_out, -d_in)                     # > 0 on the lips
     if d_lip.max() < 1.0:
         return None
@@ -86,22 +122,23 @@ def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
     skin = smooth[(d_out <= -band) & (d_out >= -2 * band)]
     skin_lightness = float(np.median(skin[:, 0])) if len(skin) else float(np.median(lab[..., 0]))
     if len(core) >= 8 and len(skin) >= 8:
-        (m_lip, i_lip), (m_skin, i_skin) = _model(core), _model(skin)
-        pooled = np.linalg.inv((np.linalg.inv(i_lip) + np.linalg.inv(i_skin)) / 2)
-        w = pooled @ (m_lip - m_skin)
-        span = float((m_lip - m_skin) @ w)                 # squared separation of the two models
-        llr = (smooth - m_skin) @ w - span / 2                 # log-likelihood ratio lip : skin
-        nearer = np.sqrt(np.minimum(_mahalanobis2(smooth, m_lip, i_lip), _mahalanobis2(smooth, m_skin, i_skin)))
+        (m_lip, c_lip, w_lip), (m_skin, c_skin, w_skin) = _model(core), _model(skin)
+        affine = _discriminant(m_lip, c_lip, m_skin, c_skin)
+        llr = cv2.transform(smooth, affine)               # log-likelihood ratio lip : skin
+        separation = float(affine[0, :3] @ (m_lip - m_skin))   # squared Mahalanobis distance of the models
+        prior = prior * float(np.clip(SEPARATION / max(separation, 1e-6), 1.0, 4.0))  # alike models: trust the points
+        nearer = np.sqrt(np.minimum(_distance2(smooth, m_lip, w_lip), _distance2(smooth, m_skin, w_skin)))
         alike = np.clip((UNLIKE[1] - nearer) / (UNLIKE[1] - UNLIKE[0]), 0.0, 1.0)
         logit = np.clip(SHARPNESS * llr, -10.0, 10.0) + prior
     else:
         alike, logit = 1.0, 2 * prior
     # nothing beyond the band outside; inside the mouth, only a pixel or two (the inner line errs
     # towards the teeth, and the tongue is lip-coloured)
-    reach = np.clip(np.minimum((d_out + band) / (0.5 * band), INNER_REACH - d_in), 0.0, 1.0)
-    weight = (alike * reach / (1.0 + np.exp(-logit))).astype(np.float32)
-    weight = cv2.GaussianBlur(weight, (0, 0), 0.7)
-    return LipMask(box, weight, lab, skin_lightness)
+    reach = np.clip(np.minimum((d_out + band) / (0.5 * band), reach_in - d_in), 0.0, 1.0)
+    weight = cv2.GaussianBlur((alike * reach / (1.0 + np.exp(-logit))).astype(np.float32), (0, 0), 0.7 * scale)
+    if scale < 1.0:
+        weight = cv2.resize(weight, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    return LipMask(box, weight, skin_lightness)
 
 
 def recolor_lips(frame: np.ndarray, points: np.ndarray, color, strength: float = 0.6,
@@ -123,6 +160,6 @@ def recolor_lips(frame: np.ndarray, points: np.ndarray, color, strength: float =
     mask = lip_mask(frame, points)
     if mask is not None:
         x0, y0, x1, y1 = mask.box
-        blend_lab(frame[y0:y1, x0:x1], mask.lab, mask.weight * float(strength),
+        blend_lab(frame[y0:y1, x0:x1], mask.weight * float(strength),
                   lit_target(color, mask.skin_lightness), chroma_keep=CHROMA_KEEP, lightness_pull=LIGHTNESS_PULL)
     return frame
