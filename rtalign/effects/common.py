@@ -22,17 +22,21 @@ def lab_of(bgr01: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.asarray(bgr01, np.float32).reshape(-1, 1, 3), cv2.COLOR_BGR2Lab).reshape(np.shape(bgr01))
 
 
+def light_gain(skin_lightness: float) -> float:
+    """The face's light relative to well-lit skin (luminance ratio, at most 1), read from its skin's L*."""
+    y = ((max(float(skin_lightness), 8.0) + 16.0) / 116.0) ** 3
+    return float(np.clip(y / REFERENCE_SKIN_Y, 0.02, 1.0))
+
+
 def lit_target(color, skin_lightness: float) -> np.ndarray:
     """Lab of the target colour as it would look under the face's light.
 
-    The face's light is read from its skin: skin darker than well-lit skin scales the target's
-    linear RGB down by the same factor (never up), so in a dim scene the lipstick is dim too and
-    loses chroma the way real colours do, instead of glowing at full brightness.
+    Skin darker than well-lit skin scales the target's linear RGB down by the same factor (never
+    up), so in a dim scene the lipstick is dim too and loses chroma the way real colours do,
+    instead of glowing at full brightness.
     """
-    y = ((max(float(skin_lightness), 8.0) + 16.0) / 116.0) ** 3
-    gain = float(np.clip(y / REFERENCE_SKIN_Y, 0.02, 1.0))
     srgb = target_bgr(color)
-    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4) * gain
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4) * light_gain(skin_lightness)
     srgb = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
     return lab_of(srgb.astype(np.float32))
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ..landmarks import LEFT_EYE, RIGHT_EYE, interocular
-from .common import blend_lab, flat_fill, lab_of, lit_target, polygon_mask, roi
+from .common import blend_lab, flat_fill, lab_of, light_gain, lit_target, polygon_mask, roi
 
 #: Eye aspect ratio at which a closed eye counts as open again, and below which an open one closes.
 EAR_OPEN, EAR_CLOSE = 0.20, 0.16
@@ -134,6 +134,7 @@ def recolor_irises(frame: np.ndarray, points: np.ndarray, color, strength: float
         if found is None:
             continue
         (a0, b0, a1, b1), weight = found
-        blend_lab(part[b0:b1, a0:a1], weight * float(strength), lit_target(color, _surround_lightness(gray)),
-                  chroma_keep=0.6, lightness_pull=0.35)
+        light = _surround_lightness(gray)
+        blend_lab(part[b0:b1, a0:a1], weight * float(strength), lit_target(color, light), chroma_keep=0.6,
+                  lightness_pull=0.35 * light_gain(light))
     return frame

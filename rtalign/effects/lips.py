@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ..landmarks import INNER_LIPS, OUTER_LIPS, interocular
-from .common import blend_lab, flat_fill, lit_target, roi, signed_distance
+from .common import blend_lab, flat_fill, light_gain, lit_target, roi, signed_distance
 
 #: Band half-width around the polygon's outline, in inter-ocular distances: how far off the points may be.
 BAND = 0.06
@@ -27,8 +27,10 @@ CHROMA_KEEP, LIGHTNESS_PULL = 0.5, 0.3
 SHARPNESS = 4.0
 #: Squared separation of the lip and skin models below which the polygon's prior gains weight.
 SEPARATION = 100.0
-#: Depth (share of the deepest) from which polygon pixels sample the lip colour.
-CORE = 0.6
+#: Depth from which polygon pixels sample the lip colour: this share of the deepest, or of the
+#: band, whichever is less (so full lips are sampled along their length, not only at the centre,
+#: where a microphone or finger would dominate).
+CORE = (0.6, 0.5)
 #: Pixels inside the inner lip line that may still be lip.
 INNER_REACH = 1.5
 #: Mahalanobis distances to the nearer of lip and skin between which a pixel fades out as "unlike both".
@@ -54,18 +56,18 @@ class LipMask:
 
 
 def _model(pixels: np.ndarray):
-    """(mean, covariance, whitening matrix) of Lab pixels, refitted once without the outliers
-    (highlights, stray skin). The whitening W makes |W (x - mean)|² the Mahalanobis distance."""
-    for _ in range(2):
-        cov, mean = cv2.calcCovarMatrix(pixels, None, cv2.COVAR_NORMAL | cv2.COVAR_ROWS | cv2.COVAR_SCALE)
-        cov += _REGULARIZE
-        _, values, vectors = cv2.eigen(cov)
-        white = vectors / np.sqrt(values)
-        kept = pixels[cv2.transform(pixels[:, None, :], _affine(white, mean[0]))[:, 0] ** 2 @ _ONES < 9.0]
-        if len(kept) < 8:
-            break
+    """(mean, covariance, whitening matrix) of Lab pixels, fitted to those within 3 robust standard
+    deviations of the median (not highlights, stray skin or an occluder over part of the sample).
+    The whitening W makes |W (x - mean)|² the Mahalanobis distance."""
+    median = np.median(pixels, axis=0)
+    spread = 1.4826 * np.median(np.abs(pixels - median), axis=0) + np.sqrt(REGULARIZE)
+    kept = pixels[((np.abs(pixels - median) / spread) ** 2 @ _ONES) < 9.0]
+    if len(kept) >= 8:
         pixels = kept
-    return mean[0], cov, white
+    cov, mean = cv2.calcCovarMatrix(pixels, None, cv2.COVAR_NORMAL | cv2.COVAR_ROWS | cv2.COVAR_SCALE)
+    cov += _REGULARIZE
+    _, values, vectors = cv2.eigen(cov)
+    return mean[0], cov, vectors / np.sqrt(values)
 
 
 def _affine(matrix: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -115,10 +117,10 @@ def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
     d_out = signed_distance(size[::-1], np.zeros(2), pts[OUTER_LIPS])
     d_in = signed_distance(size[::-1], np.zeros(2), pts[INNER_LIPS])
     d_lip = np.minimum(d_out, -d_in)                     # > 0 on the lips
-    if d_lip.max() < 1.0:
+    if d_lip.max() <= 0.0:
         return None
     prior = PRIOR * np.clip(d_lip / band, -1.0, 1.0)
-    core = smooth[d_lip >= CORE * d_lip.max()]
+    core = smooth[d_lip >= min(CORE[0] * d_lip.max(), CORE[1] * band)]
     skin = smooth[(d_out <= -band) & (d_out >= -2 * band)]
     skin_lightness = float(np.median(skin[:, 0])) if len(skin) else float(np.median(lab[..., 0]))
     if len(core) >= 8 and len(skin) >= 8:
@@ -161,5 +163,6 @@ def recolor_lips(frame: np.ndarray, points: np.ndarray, color, strength: float =
     if mask is not None:
         x0, y0, x1, y1 = mask.box
         blend_lab(frame[y0:y1, x0:x1], mask.weight * float(strength),
-                  lit_target(color, mask.skin_lightness), chroma_keep=CHROMA_KEEP, lightness_pull=LIGHTNESS_PULL)
+                  lit_target(color, mask.skin_lightness), chroma_keep=CHROMA_KEEP,
+                  lightness_pull=LIGHTNESS_PULL * light_gain(mask.skin_lightness))  # dim: own lightness
     return frame
