@@ -156,8 +156,8 @@ def sheet_faces(samples, n: int = 12) -> list:
     return [samples[i] for i in list(dict.fromkeys(int(i) for i in chosen))[:n]]
 
 
-def contact_sheet(samples, path: Path, lip="crimson", eye="dodgerblue", strength=0.7, tile=224) -> None:
-    """before | after tiles (lower face box, ground-truth points), two pairs per row."""
+def contact_sheet(samples, lip="crimson", eye="dodgerblue", strength=0.7, tile=224) -> np.ndarray:
+    """BGR image of before | after tiles (face box, ground-truth points), two pairs per row."""
     pairs = []
     for s in samples:
         img = read_image(s.image)
@@ -172,8 +172,7 @@ def contact_sheet(samples, path: Path, lip="crimson", eye="dodgerblue", strength
     if len(pairs) % 2:
         pairs.append(np.zeros_like(pairs[0]))
     rows = [np.hstack([pairs[i], np.full((tile, 8, 3), 255, np.uint8), pairs[i + 1]]) for i in range(0, len(pairs), 2)]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.vstack(rows))
+    return np.vstack(rows)
 
 
 def is_monochrome(sample) -> bool:
@@ -182,6 +181,21 @@ def is_monochrome(sample) -> bool:
     img, _ = _mouth_crop(read_image(sample.image), sample.points)
     lab = _lab(img)
     return float(np.hypot(lab[..., 1].std(), lab[..., 2].std())) < 4.0
+
+
+def effects_markdown(extras: dict) -> str:
+    """The figures' lines for benchmarks/RESULTS.md."""
+    f = {k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in extras.items()}
+    return (f"Colour effects on test faces with ground-truth points (CIEDE2000, strength 1, {', '.join(COLORS)};"
+            f" `python -m rtalign.bench.effects`, definitions in `rtalign/bench/effects.py`):\n"
+            f"- colour photos ({f['lips_faces']} faces): teeth ΔE {f['teeth_de']} ({f['teeth_faces']} open mouths), "
+            f"halo ΔE {f['halo_de']}, skin below with lowered points ΔE {f['below_de_lowered']}, "
+            f"coverage {f['coverage']}, dim light ΔL* {f['dim_dl']} (worst face {f['dim_dl_max']})\n"
+            f"- monochrome photos ({f['lips_faces_mono']} faces): teeth ΔE {f['teeth_de_mono']}, "
+            f"halo ΔE {f['halo_de_mono']}, below ΔE {f['below_de_lowered_mono']}, coverage {f['coverage_mono']}, "
+            f"dim ΔL* {f['dim_dl_mono']}\n"
+            f"- closed eyes (EAR < 0.15) recoloured: {f['closed_eyes_recoloured']} of {f['closed_eyes']}; "
+            f"open eyes (EAR ≥ 0.25) recoloured: {f['open_eyes_recoloured_share']}\n\n![effects](effects.png)\n")
 
 
 def effect_figures(samples) -> dict:
@@ -204,7 +218,8 @@ def main(argv=None) -> None:
     for k, v in effect_figures(samples).items():
         print(f"{k:28} {v:.3f}" if isinstance(v, float) else f"{k:28} {v}")
     if args.sheet:
-        contact_sheet(sheet_faces(samples), args.sheet)
+        args.sheet.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(args.sheet), contact_sheet(sheet_faces(samples)))
 
 
 if __name__ == "__main__":
