@@ -22,6 +22,20 @@ def lab_of(bgr01: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.asarray(bgr01, np.float32).reshape(-1, 1, 3), cv2.COLOR_BGR2Lab).reshape(np.shape(bgr01))
 
 
+def quantiles(values: np.ndarray, qs) -> np.ndarray:
+    """Quantiles (0..1) of a 1-D array, or per column of a 2-D one, by one partition: np.percentile
+    and np.median cost more than the rest of an eye's work on these small samples."""
+    ks = [min(int(q * len(values)), len(values) - 1) for q in qs]
+    return np.partition(values, ks, axis=0)[ks]
+
+
+def grey_lightness(grey: float) -> float:
+    """L* of an 8-bit sRGB grey level."""
+    v = grey / 255.0
+    y = v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+    return 116.0 * y ** (1 / 3) - 16.0 if y > 0.008856 else 903.3 * y
+
+
 def light_gain(skin_lightness: float) -> float:
     """The face's light relative to well-lit skin (luminance ratio, at most 1), read from its skin's L*."""
     y = ((max(float(skin_lightness), 8.0) + 16.0) / 116.0) ** 3
@@ -76,12 +90,12 @@ def blend_lab(roi_bgr: np.ndarray, weight: np.ndarray, target: np.ndarray, chrom
     between the target and the weighted mean, so the lightness detail (texture, shading, gloss)
     is kept exactly.
     """
-    sel = weight > 1e-3
+    sel = weight > 1 / 255.0          # less can not move a pixel by half a level
     if not sel.any():
         return
     w = weight[sel][:, None]
     px = cv2.cvtColor(roi_bgr[sel][:, None, :].astype(np.float32) * (1 / 255.0), cv2.COLOR_BGR2Lab)[:, 0]
-    mean = np.average(px, axis=0, weights=w[:, 0])
+    mean = (w[:, 0] @ px) / float(w.sum())
     new = np.empty_like(px)
     new[:, 0] = px[:, 0] + lightness_pull * (target[0] - mean[0])
     # the hue becomes the target's; each pixel keeps `chroma_keep` of its relative saturation

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ..landmarks import LEFT_EYE, RIGHT_EYE, interocular
-from .common import blend_lab, flat_fill, lab_of, light_gain, lit_target, polygon_mask, roi
+from .common import blend_lab, flat_fill, grey_lightness, light_gain, lit_target, polygon_mask, quantiles, roi
 
 #: Eye aspect ratio at which a closed eye counts as open again, and below which an open one closes.
 EAR_OPEN, EAR_CLOSE = 0.20, 0.16
@@ -73,7 +73,7 @@ def iris_weight(gray: np.ndarray, eye: np.ndarray, feather: float, state: EyeSta
         gray: the ROI's grey image (uint8 or float32); eye: its six points in ROI pixels;
         feather: softening in px; state: this eye's EyeState across frames, updated (None: a still image).
     """
-    width = np.linalg.norm(eye[3] - eye[0])
+    width = float(np.hypot(*(eye[3] - eye[0])))
     radius = IRIS_RADIUS * width
     if not (state or EyeState()).gate(eye_aspect_ratio(eye)) or radius < 1.5:
         return None
@@ -95,7 +95,7 @@ def iris_weight(gray: np.ndarray, eye: np.ndarray, feather: float, state: EyeSta
     inside, sclera = g[iris > 0.5], g[(lids > 0.5) & (dist > 1.2)]
     if inside.size < MIN_VISIBLE * np.pi * radius ** 2 or sclera.size < 4:
         return None
-    bright, (dark, mid) = np.median(sclera), np.percentile(inside, (5, 50))
+    bright, (dark, mid) = quantiles(sclera, [0.5])[0], quantiles(inside, [0.05, 0.5])
     if bright - mid < MIN_CONTRAST:
         return None
     # the pupil: central and dark; catch-lights and sclera: well above the iris's median
@@ -108,7 +108,7 @@ def iris_weight(gray: np.ndarray, eye: np.ndarray, feather: float, state: EyeSta
 def _surround_lightness(gray: np.ndarray) -> float:
     """L* of the median grey on the border of an eye's ROI (skin around the eye): the face's light."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    return float(lab_of(np.full(3, np.median(border) / 255.0, np.float32))[0])
+    return grey_lightness(float(quantiles(border, [0.5])[0]))
 
 
 def recolor_irises(frame: np.ndarray, points: np.ndarray, color, strength: float = 0.6,
@@ -122,7 +122,7 @@ def recolor_irises(frame: np.ndarray, points: np.ndarray, color, strength: float
     eyes = [points[RIGHT_EYE], points[LEFT_EYE]]
     if style == "flat":
         return flat_fill(frame, eyes, [], color, strength)
-    feather = max(1.0, 0.025 * float(interocular(points)))
+    feather = max(1.0, 0.025 * float(np.hypot(*(points[45] - points[36]))))
     for eye, state in zip(eyes, states or (None, None)):
         box = roi(eye, 2 * feather + 4, frame.shape)
         if box is None:

@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 
 from ..landmarks import INNER_LIPS, OUTER_LIPS, interocular
-from .common import blend_lab, flat_fill, light_gain, lit_target, roi, signed_distance
+from .common import blend_lab, flat_fill, light_gain, lit_target, quantiles, roi, signed_distance
 
 #: Band half-width around the polygon's outline, in inter-ocular distances: how far off the points may be.
-BAND = 0.06
+BAND = 0.05
 #: Log-odds the polygon adds for "lip" deep inside it (and against, a band's width outside).
 PRIOR = 4.0
 #: Share of each pixel's chroma deviation kept (texture), and of the lightness gap to the target closed.
@@ -59,8 +59,8 @@ def _model(pixels: np.ndarray):
     """(mean, covariance, whitening matrix) of Lab pixels, fitted to those within 3 robust standard
     deviations of the median (not highlights, stray skin or an occluder over part of the sample).
     The whitening W makes |W (x - mean)|² the Mahalanobis distance."""
-    median = np.median(pixels, axis=0)
-    spread = 1.4826 * np.median(np.abs(pixels - median), axis=0) + np.sqrt(REGULARIZE)
+    median = quantiles(pixels, [0.5])[0]
+    spread = 1.4826 * quantiles(np.abs(pixels - median), [0.5])[0] + np.sqrt(REGULARIZE)
     kept = pixels[((np.abs(pixels - median) / spread) ** 2 @ _ONES) < 9.0]
     if len(kept) >= 8:
         pixels = kept
@@ -96,7 +96,7 @@ def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
         image: (H, W, 3) BGR uint8 frame (read only).
         points: (68, 2) landmarks in frame pixels.
     """
-    iod = float(interocular(points))
+    iod = float(np.hypot(*(points[45] - points[36])))   # the inter-ocular distance
     band = max(2.0, BAND * iod)
     box = roi(points[OUTER_LIPS], 2 * band + 2, image.shape)
     if box is None:
@@ -122,7 +122,7 @@ def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
     prior = PRIOR * np.clip(d_lip / band, -1.0, 1.0)
     core = smooth[d_lip >= min(CORE[0] * d_lip.max(), CORE[1] * band)]
     skin = smooth[(d_out <= -band) & (d_out >= -2 * band)]
-    skin_lightness = float(np.median(skin[:, 0])) if len(skin) else float(np.median(lab[..., 0]))
+    skin_lightness = float(quantiles(skin[:, 0] if len(skin) else lab[..., 0].ravel(), [0.5])[0])
     if len(core) >= 8 and len(skin) >= 8:
         (m_lip, c_lip, w_lip), (m_skin, c_skin, w_skin) = _model(core), _model(skin)
         affine = _discriminant(m_lip, c_lip, m_skin, c_skin)
