@@ -121,16 +121,26 @@ def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
         return None
     prior = PRIOR * np.clip(d_lip / band, -1.0, 1.0)
     core = smooth[d_lip >= min(CORE[0] * d_lip.max(), CORE[1] * band)]
-    skin = smooth[(d_out <= -band) & (d_out >= -2 * band)]
-    skin_lightness = float(quantiles(skin[:, 0] if len(skin) else lab[..., 0].ravel(), [0.5])[0])
-    if len(core) >= 8 and len(skin) >= 8:
-        (m_lip, c_lip, w_lip), (m_skin, c_skin, w_skin) = _model(core), _model(skin)
-        affine = _discriminant(m_lip, c_lip, m_skin, c_skin)
-        llr = cv2.transform(smooth, affine)               # log-likelihood ratio lip : skin
-        separation = float(affine[0, :3] @ (m_lip - m_skin))   # squared Mahalanobis distance of the models
+    ring = (d_out <= -band) & (d_out >= -2 * band)
+    skin_lightness = float(quantiles(smooth[ring][:, 0] if ring.any() else lab[..., 0].ravel(), [0.5])[0])
+    # skin above and below the mouth apart: the chin under the lower lip is often in shadow
+    corner = pts[OUTER_LIPS[6]] - pts[OUTER_LIPS[0]]
+    ys, xs = np.ogrid[:size[1], :size[0]]
+    below = (xs - pts[OUTER_LIPS[0], 0]) * corner[1] - (ys - pts[OUTER_LIPS[0], 1]) * corner[0] < 0
+    skins = [smooth[ring & below], smooth[ring & ~below]]
+    skins = [sk for sk in skins if len(sk) >= 8] or ([smooth[ring]] if ring.sum() >= 8 else [])
+    if len(core) >= 8 and skins:
+        m_lip, c_lip, w_lip = _model(core)
+        llr, nearer, separation = None, _distance2(smooth, m_lip, w_lip), np.inf
+        for sk in skins:
+            m_skin, c_skin, w_skin = _model(sk)
+            affine = _discriminant(m_lip, c_lip, m_skin, c_skin)
+            side = cv2.transform(smooth, affine)              # log-likelihood ratio lip : this skin
+            llr = side if llr is None else np.minimum(llr, side)
+            nearer = np.minimum(nearer, _distance2(smooth, m_skin, w_skin))
+            separation = min(separation, float(affine[0, :3] @ (m_lip - m_skin)))  # squared Mahalanobis
         prior = prior * float(np.clip(SEPARATION / max(separation, 1e-6), 1.0, 4.0))  # alike models: trust the points
-        nearer = np.sqrt(np.minimum(_distance2(smooth, m_lip, w_lip), _distance2(smooth, m_skin, w_skin)))
-        alike = np.clip((UNLIKE[1] - nearer) / (UNLIKE[1] - UNLIKE[0]), 0.0, 1.0)
+        alike = np.clip((UNLIKE[1] - np.sqrt(nearer)) / (UNLIKE[1] - UNLIKE[0]), 0.0, 1.0)
         logit = np.clip(SHARPNESS * llr, -10.0, 10.0) + prior
     else:
         alike, logit = 1.0, 2 * prior
