@@ -1,4 +1,4 @@
-"""Lip and iris recolouring: hand-made faces with exact expectations, and real 300-W crops with their ground-truth points."""
+"""Lip and iris recolouring: hand-made faces with exact expectations, and real 300-W crops with ground-truth points."""
 import cv2
 import numpy as np
 import pytest
@@ -178,7 +178,8 @@ def test_pixels_away_from_lips_and_eyes_are_bit_identical(faces):
 
 
 def test_closed_eyes_get_no_colour(test_samples):
-    closed = [s for s in test_samples if min(eye_aspect_ratio(s.points[RIGHT_EYE]), eye_aspect_ratio(s.points[LEFT_EYE])) < 0.15]
+    closed = [s for s in test_samples
+              if min(eye_aspect_ratio(s.points[RIGHT_EYE]), eye_aspect_ratio(s.points[LEFT_EYE])) < 0.15]
     assert len(closed) >= 5, "expected closed eyes in test_common"
     for s in closed:
         img = read_image(s.image)

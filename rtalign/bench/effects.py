@@ -13,6 +13,8 @@ Pixels are chosen from the ground-truth points only, never from what the effect 
   already within 15° of it are not counted);
 - dim light: the face at 35 % of its 8-bit values; recoloured minus original mean L* of the lip pixels;
 - closed eyes: eyes with ground-truth eye aspect ratio < 0.15 with any pixel changed by the iris effect.
+Lip figures are given for colour photos and, apart, for monochrome ones (black-and-white or toned,
+where nothing but lightness tells lip from skin).
 """
 from __future__ import annotations
 
@@ -122,7 +124,7 @@ def lip_figures(samples, colors=COLORS) -> dict:
 
 
 def iris_figures(samples, color="dodgerblue") -> dict:
-    """Closed eyes (ground-truth EAR < 0.15) with any pixel changed, and the share of open eyes (EAR ≥ 0.25) recoloured."""
+    """Closed eyes (ground-truth EAR < 0.15) with any pixel changed; share of open eyes (EAR ≥ 0.25) recoloured."""
     closed = closed_changed = opened = opened_changed = 0
     for s in samples:
         pts = s.points

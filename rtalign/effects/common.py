@@ -101,7 +101,8 @@ def blend_lab(roi_bgr: np.ndarray, weight: np.ndarray, target: np.ndarray, chrom
     # the hue becomes the target's; each pixel keeps `chroma_keep` of its relative saturation
     ratio = np.hypot(px[:, 1], px[:, 2]) / max(float(np.hypot(mean[1], mean[2])), 1.0)
     new[:, 1:] = target[1:] * (1.0 + chroma_keep * (np.minimum(ratio, 3.0) - 1.0))[:, None]
-    roi_bgr[sel] = np.clip(_in_gamut_bgr((px + w * (new - px)).astype(np.float32)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    out = _in_gamut_bgr((px + w * (new - px)).astype(np.float32))
+    roi_bgr[sel] = np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 _DESATURATE = np.array([0.85, 0.7, 0.55, 0.4, 0.25, 0.0], np.float32)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..landmarks import LEFT_EYE, RIGHT_EYE, interocular
+from ..landmarks import INTEROCULAR, LEFT_EYE, RIGHT_EYE
 from .common import blend_lab, flat_fill, grey_lightness, light_gain, lit_target, polygon_mask, quantiles, roi
 
 #: Eye aspect ratio at which a closed eye counts as open again, and below which an open one closes.
@@ -99,7 +99,8 @@ def iris_weight(gray: np.ndarray, eye: np.ndarray, feather: float, state: EyeSta
     if bright - mid < MIN_CONTRAST:
         return None
     # the pupil: central and dark; catch-lights and sclera: well above the iris's median
-    pupil_free = np.maximum(np.clip((dist - 0.3) / 0.2, 0, 1), np.clip((g - dark) / max(mid - dark, 1.0) * 2 - 0.5, 0, 1))
+    pupil_free = np.maximum(np.clip((dist - 0.3) / 0.2, 0, 1),
+                            np.clip((g - dark) / max(mid - dark, 1.0) * 2 - 0.5, 0, 1))
     lo, hi = mid + 0.35 * (bright - mid), mid + 0.7 * (bright - mid)
     below_sclera = np.clip((hi - g) / (hi - lo), 0, 1)
     return box, cv2.GaussianBlur(iris * pupil_free * below_sclera, (0, 0), 0.6)
@@ -122,7 +123,7 @@ def recolor_irises(frame: np.ndarray, points: np.ndarray, color, strength: float
     eyes = [points[RIGHT_EYE], points[LEFT_EYE]]
     if style == "flat":
         return flat_fill(frame, eyes, [], color, strength)
-    feather = max(1.0, 0.025 * float(np.hypot(*(points[45] - points[36]))))
+    feather = max(1.0, 0.025 * float(np.hypot(*(points[INTEROCULAR[1]] - points[INTEROCULAR[0]]))))
     for eye, state in zip(eyes, states or (None, None)):
         box = roi(eye, 2 * feather + 4, frame.shape)
         if box is None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..landmarks import INNER_LIPS, OUTER_LIPS, interocular
+from ..landmarks import INNER_LIPS, INTEROCULAR, OUTER_LIPS
 from .common import blend_lab, flat_fill, light_gain, lit_target, quantiles, roi, signed_distance
 
 #: Band half-width around the polygon's outline, in inter-ocular distances: how far off the points may be.
@@ -96,7 +96,7 @@ def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
         image: (H, W, 3) BGR uint8 frame (read only).
         points: (68, 2) landmarks in frame pixels.
     """
-    iod = float(np.hypot(*(points[45] - points[36])))   # the inter-ocular distance
+    iod = float(np.hypot(*(points[INTEROCULAR[1]] - points[INTEROCULAR[0]])))
     band = max(2.0, BAND * iod)
     box = roi(points[OUTER_LIPS], 2 * band + 2, image.shape)
     if box is None:
