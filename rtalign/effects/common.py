@@ -105,20 +105,23 @@ def blend_lab(roi_bgr: np.ndarray, weight: np.ndarray, target: np.ndarray, chrom
     roi_bgr[sel] = np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-_DESATURATE = np.array([0.85, 0.7, 0.55, 0.4, 0.25, 0.0], np.float32)
-
-
-def _in_gamut_bgr(lab: np.ndarray) -> np.ndarray:
+def _in_gamut_bgr(lab: np.ndarray, steps: int = 4) -> np.ndarray:
     """BGR in [0, 1] of (N, 3) Lab; colours outside sRGB lose chroma (hue and lightness kept)
-    instead of being clipped per channel, which would shift their hue."""
+    instead of being clipped per channel, which would shift their hue. The chroma kept is found
+    by bisection, to 1/2**steps."""
+    inside = lambda bgr: ((bgr >= -1e-3) & (bgr <= 1.001)).all(1)
     bgr = cv2.cvtColor(lab[:, None, :], cv2.COLOR_Lab2BGR)[:, 0]
-    bad = ((bgr < -1e-3) | (bgr > 1.001)).any(1)
+    bad = ~inside(bgr)
     if bad.any():
-        tries = np.repeat(lab[bad][None], len(_DESATURATE), axis=0)       # (K, n, 3)
-        tries[..., 1:] *= _DESATURATE[:, None, None]
-        out = cv2.cvtColor(tries.reshape(-1, 1, 3), cv2.COLOR_Lab2BGR).reshape(tries.shape)
-        first_ok = np.argmax(((out >= -1e-3) & (out <= 1.001)).all(2), axis=0)
-        bgr[bad] = out[first_ok, np.arange(len(first_ok))]
+        lab_bad = lab[bad]
+        lo, hi = np.zeros(len(lab_bad), np.float32), np.ones(len(lab_bad), np.float32)
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            ok = inside(cv2.cvtColor((lab_bad * np.stack([np.ones_like(mid), mid, mid], 1))[:, None, :],
+                                     cv2.COLOR_Lab2BGR)[:, 0])
+            lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+        kept = lab_bad * np.stack([np.ones_like(lo), lo, lo], 1)
+        bgr[bad] = cv2.cvtColor(kept[:, None, :], cv2.COLOR_Lab2BGR)[:, 0]
     return bgr
 
 

@@ -125,6 +125,8 @@ def recolor_irises(frame: np.ndarray, points: np.ndarray, color, strength: float
         return flat_fill(frame, eyes, [], color, strength)
     feather = max(1.0, 0.025 * float(np.hypot(*(points[INTEROCULAR[1]] - points[INTEROCULAR[0]]))))
     for eye, state in zip(eyes, states or (None, None)):
+        if state is None and eye_aspect_ratio(eye) < EAR_OPEN:
+            continue                                      # a still image with a closed eye: nothing to find
         box = roi(eye, 2 * feather + 4, frame.shape)
         if box is None:
             continue
