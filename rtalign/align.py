@@ -19,12 +19,12 @@ class FaceAligner:
 
     Args:
         model: a model name ("resnet", "cnn", "cascade"), a file path, or a loaded LandmarkModel.
-        max_faces: at most this many faces, largest first.
+        max_faces: at most this many faces, largest first (None: all).
         runtime: where a model loaded here runs (device=/threads= are its older spelling).
         detector: any object with `detect(image) -> (N, 4) boxes`, largest first (default: Haar).
     """
 
-    def __init__(self, model: str | LandmarkModel = "resnet", *, max_faces: int = 4,
+    def __init__(self, model: str | LandmarkModel = "resnet", *, max_faces: int | None = 4,
                  runtime: RuntimeOptions | None = None, device: str | None = None, threads: int | None = None,
                  detector=None):
         runtime = resolve_runtime(runtime, device, threads)

@@ -112,6 +112,9 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
     rows, curves = [], {}
     progress("effects speed")
     extras = {"effects_ms_per_face_1t": time_effects(stab_samples)}
+    # colour effects (issue 19): quality figures and the before | after sheet
+    from .effects import contact_sheet, effect_figures, sheet_faces
+    extras.update(effect_figures(samples), effects_sheet=contact_sheet(sheet_faces(samples)))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         clip = work / "clip.mp4"
