@@ -56,13 +56,13 @@ class FaceAligner:
 
     Args:
         model: a model name ("resnet", "cnn", "cascade"), a file path, or a loaded LandmarkModel.
-        max_faces: at most this many faces, largest first.
+        max_faces: at most this many faces, largest first (None: all).
         runtime: where a model loaded here runs (device=/threads= are its older spelling).
         detector: a name from rtalign.detectors.DETECTOR_NAMES (default: blazeface), or any object with
             `detect(image) -> (N, 4) boxes`, largest first (and optionally `detect_faces(image)` for the roll).
     """
 
-    def __init__(self, model: str | LandmarkModel = "resnet", *, max_faces: int = 4,
+    def __init__(self, model: str | LandmarkModel = "resnet", *, max_faces: int | None = 4,
                  runtime: RuntimeOptions | None = None, device: str | None = None, threads: int | None = None,
                  detector=DEFAULT_DETECTOR):
         runtime = resolve_runtime(runtime, device, threads)

@@ -273,7 +273,7 @@ def make_effects(lip_color, lip_strength, eye_color, eye_strength, style) -> lis
 @click.argument("dst", type=click.Path(), required=False)
 @model_option
 @click.option("--draw", type=click.Choice(DRAW_STYLES), default="points", show_default=True)
-@click.option("--max-faces", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--max-faces", type=click.IntRange(1), default=None, help="at most this many faces [default: all]")
 @landmarks_option
 @detector_option
 @effect_options

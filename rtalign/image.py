@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 import io
+import logging
 import struct
 import warnings
 from pathlib import Path
@@ -23,6 +24,7 @@ _GREY_ONLY = {".pgm", ".pbm"}
 #: First bytes of PNG, JPEG, GIF, BMP, TIFF and WebP files, which Pillow decodes.
 _PILLOW_SIGNATURES = (b"\x89PNG", b"\xff\xd8", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
 
+log = logging.getLogger(__name__)
 
 def check_image_output(dst) -> None:
     """Refuse, before any work, an output whose extension OpenCV cannot write."""
@@ -110,6 +112,9 @@ def annotate_image(src, dst, aligner: "FaceAligner", draw="points", effects=(), 
     """Faces of photo `src` (with head pose) drawn into `dst` and/or written as rows to `writer`
     (frame 0, time 0, `file` = `label` or the file name). Returns the face count.
 
+    Every face is processed unless the aligner's `max_faces` caps them (the largest first); faces left
+    out that way are reported with a warning, never skipped silently.
+
     Raises:
         InputError: unreadable input, no face found, or a bad output path.
     """
@@ -120,7 +125,11 @@ def annotate_image(src, dst, aligner: "FaceAligner", draw="points", effects=(), 
         check_output(src, Path(dst))
         check_image_output(dst)
     image = load_image(src)
-    faces = aligner.align(image)
+    boxes = aligner.detector.detect(image)
+    if aligner.max_faces is not None and len(boxes) > aligner.max_faces:
+        log.warning("%d faces found in %s; processing the largest %d (--max-faces)", len(boxes), shown(src),
+                    aligner.max_faces)
+    faces = aligner.align(image, boxes[:aligner.max_faces])
     if len(faces) == 0:
         raise InputError(f"no face found in {shown(src)}")
     if writer is not None:
@@ -136,7 +145,7 @@ def annotate_image(src, dst, aligner: "FaceAligner", draw="points", effects=(), 
     return len(faces)
 
 
-def process_image(src, dst, model="resnet", device="cpu", threads=2, draw="points", max_faces=4,
+def process_image(src, dst, model="resnet", device="cpu", threads=2, draw="points", max_faces=None,
                   effects=(), landmarks=None, detector="blazeface") -> int:
     """Find faces in `src`, draw them (and apply `effects`) into `dst` (None: no image) and write their
     landmarks and head pose to the `landmarks` file (.csv/.jsonl/.parquet, optional). Returns the face count.

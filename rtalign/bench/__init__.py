@@ -113,6 +113,9 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
     rows, curves = [], {}
     progress("effects speed")
     extras = {"effects_ms_per_face_1t": time_effects(stab_samples)}
+    # colour effects (issue 19): quality figures and the before | after sheet
+    from .effects import contact_sheet, effect_figures, sheet_faces
+    extras.update(effect_figures(samples), effects_sheet=contact_sheet(sheet_faces(samples)))
     # detector figures (recall by size on 1280×720 frames, false faces, ms per call), the shipped one and Haar
     from .detector import detector_figures
     detector = load_detector(opts.detector)

@@ -144,4 +144,9 @@ How each figure is measured:
 {detector_section(extras.get("detectors"))}"""
     if plot:
         text += f"\n![CED]({plot})\n"
+    if "effects_sheet" in extras:  # colour effects (issue 19)
+        import cv2
+        from .effects import effects_markdown
+        cv2.imwrite(str(Path(path).parent / "effects.png"), extras["effects_sheet"])
+        text += "\n" + effects_markdown(extras)
     Path(path).write_text(text)
