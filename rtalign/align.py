@@ -71,9 +71,11 @@ class FaceAligner:
         self.detector = load_detector(detector) if isinstance(detector, str) else detector
         self.max_faces = max_faces
 
-    def align(self, image: np.ndarray, boxes: np.ndarray | None = None) -> FaceLandmarks:
+    def align(self, image: np.ndarray, boxes: np.ndarray | None = None,
+              detections: Detections | None = None) -> FaceLandmarks:
         """Landmarks and head pose of the faces in a BGR image, each face turned upright by the roll the
-        detector reads from its eyes; pass (N, 4) `boxes` (upright faces) to skip detection (and max_faces).
+        detector reads from its eyes; pass (N, 4) `boxes` (upright faces) or the detector's own `detections`
+        to skip detection (and max_faces).
 
         `track_id` of the result is None: ids belong to a tracker (see FaceTracker).
         """
@@ -82,7 +84,7 @@ class FaceAligner:
                 return FaceLandmarks.empty()
             pts, used, scores = refine(self.model, image, np.asarray(boxes, np.float64))
         else:
-            found = detect_faces(self.detector, image)[: self.max_faces]
+            found = detect_faces(self.detector, image)[: self.max_faces] if detections is None else detections
             if len(found) == 0:
                 return FaceLandmarks.empty()
             (pts, scores), used = upright_from_detections(self.model, image, found), found.boxes

@@ -118,6 +118,7 @@ def annotate_image(src, dst, aligner: "FaceAligner", draw="points", effects=(), 
     Raises:
         InputError: unreadable input, no face found, or a bad output path.
     """
+    from .detectors import detect_faces
     from .render import annotator_for
 
     src = Path(src)
@@ -125,11 +126,11 @@ def annotate_image(src, dst, aligner: "FaceAligner", draw="points", effects=(), 
         check_output(src, Path(dst))
         check_image_output(dst)
     image = load_image(src)
-    boxes = aligner.detector.detect(image)
-    if aligner.max_faces is not None and len(boxes) > aligner.max_faces:
-        log.warning("%d faces found in %s; processing the largest %d (--max-faces)", len(boxes), shown(src),
+    found = detect_faces(aligner.detector, image)
+    if aligner.max_faces is not None and len(found) > aligner.max_faces:
+        log.warning("%d faces found in %s; processing the largest %d (--max-faces)", len(found), shown(src),
                     aligner.max_faces)
-    faces = aligner.align(image, boxes[:aligner.max_faces])
+    faces = aligner.align(image, detections=found[:aligner.max_faces])
     if len(faces) == 0:
         raise InputError(f"no face found in {shown(src)}")
     if writer is not None:
