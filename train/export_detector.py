@@ -146,7 +146,7 @@ def reference_inputs(size: int, n: int = 16) -> np.ndarray:
 
 def decoded(regressors: np.ndarray, logits: np.ndarray, size: int) -> list[np.ndarray]:
     """Raw outputs in the units decoding uses: offsets / input side, probabilities of clipped logits."""
-    return [regressors / size, 1 / (1 + np.exp(-np.clip(logits, -100, 100)))]
+    return [regressors / size, 1 / (1 + np.exp(-np.clip(logits.astype(np.float64), -100, 100)))]
 
 
 def verify(tflite: Path, onnx_path: Path, size: int) -> float:
