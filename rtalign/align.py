@@ -8,20 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from .detect import HaarDetector
-from .landmarks import landmark_box
-from .models import LandmarkModel, load_model
+from .models import LandmarkModel, load_model, refine
+from .runtime import RuntimeOptions, resolve_runtime
 from .types import FaceLandmarks
-
-
-def refine(model: LandmarkModel, frame: np.ndarray, boxes: np.ndarray):
-    """Predict, re-centre each box on its own landmarks, predict again.
-
-    A detector box is only roughly where the model expects the face; one more pass from the
-    landmark box removes most of that offset. Returns (points, boxes of the last pass, scores).
-    """
-    boxes = landmark_box(model.predict(frame, boxes)).astype(np.float64)
-    pts, scores = model.predict_scored(frame, boxes)
-    return pts, boxes, scores
 
 
 class FaceAligner:
@@ -30,16 +19,23 @@ class FaceAligner:
     Args:
         model: a model name ("resnet", "cnn", "cascade"), a file path, or a loaded LandmarkModel.
         max_faces: at most this many faces, largest first.
-        device, threads: passed to the model when it is loaded here.
+        runtime: where a model loaded here runs (device=/threads= are its older spelling).
+        detector: any object with `detect(image) -> (N, 4) boxes`, largest first (default: Haar).
     """
 
-    def __init__(self, model="resnet", max_faces: int = 4, device: str = "cpu", threads: int = 2, detector=None):
-        self.model = load_model(model, device, threads) if isinstance(model, str) else model
+    def __init__(self, model: str | LandmarkModel = "resnet", *, max_faces: int = 4,
+                 runtime: RuntimeOptions | None = None, device: str | None = None, threads: int | None = None,
+                 detector=None):
+        runtime = resolve_runtime(runtime, device, threads)
+        self.model = load_model(model, runtime=runtime) if isinstance(model, str) else model
         self.detector = detector or HaarDetector()
         self.max_faces = max_faces
 
     def align(self, image: np.ndarray, boxes: np.ndarray | None = None) -> FaceLandmarks:
-        """Landmarks of the faces in a BGR image; pass `boxes` to skip detection."""
+        """Landmarks of the faces in a BGR image; pass (N, 4) `boxes` to skip detection (and max_faces).
+
+        `track_id` of the result is None: ids belong to a tracker (see FaceTracker).
+        """
         if boxes is None:
             boxes = self.detector.detect(image)[: self.max_faces]
         if len(boxes) == 0:

@@ -8,10 +8,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .errors import InputError
+from .image import load_image as read_image  # noqa: F401  (datasets read images as photos are read)
 from .landmarks import N_POINTS
 
 #: Where the 300-W crops live unless RTALIGN_DATA says otherwise (relative to the project root).
@@ -50,17 +50,6 @@ def write_pts(path: str | os.PathLike, points: np.ndarray) -> None:
         raise ValueError(f"expected points of shape ({N_POINTS}, 2), got {points.shape}")
     lines = [f"{x + 1:.6f} {y + 1:.6f}" for x, y in points]
     Path(path).write_text("version: 1\nn_points:  68\n{\n" + "\n".join(lines) + "\n}\n")
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as BGR uint8, with one clear error for missing or undecodable files."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"no such file: {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise InputError(f"not a readable image: {path}")
-    return img
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ def process_image(src, dst, model="resnet", device="cpu", threads=2, draw="point
     check_output(src, dst)
     check_image_output(dst)
     image = load_image(src)
-    faces = FaceAligner(model, max_faces, device, threads).align(image)
+    faces = FaceAligner(model, max_faces=max_faces, device=device, threads=threads).align(image)
     if len(faces) == 0:
         raise InputError(f"no face found in {shown(src)}")
     out = image.copy()

@@ -1,5 +1,6 @@
 """Landmark-driven face tracking: the detector only acquires; each face's next box comes from
-its previous landmarks, and each face keeps a stable id and its own temporal smoother."""
+its previous landmarks, and each face keeps a stable id (and, through FaceSmoother, its own
+temporal filter)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,10 +8,11 @@ from itertools import count
 
 import numpy as np
 
-from .align import refine
-from .landmarks import interocular, landmark_box, shape_residual
-from .models import LandmarkModel
-from .smoothing import OneEuroFilter, OneEuroOptions
+from .detect import HaarDetector
+from .landmarks import landmark_box, shape_residual
+from .models import LandmarkModel, load_model, refine
+from .runtime import RuntimeOptions
+from .smoothing import FaceSmoother, OneEuroOptions
 from .types import FaceLandmarks, Frame
 
 
@@ -39,7 +41,6 @@ class _Track:
     id: int
     points: np.ndarray                      # raw (unsmoothed) landmarks of the last frame
     score: float
-    smoother: OneEuroFilter | None
     box: np.ndarray = field(default=None)
 
 
@@ -56,15 +57,21 @@ class FaceTracker:
     """`update(frame) -> FaceLandmarks`: smoothed landmarks of every tracked face, with ids.
 
     Args:
-        model: a LandmarkModel; its `predict_scored` score tells a lost face.
-        detector: any object with `detect(image) -> (N, 4) boxes`.
+        model: a model name or file (loaded on `runtime`), or a LandmarkModel; its `predict_scored`
+            score tells a lost face.
+        detector: any object with `detect(image) -> (N, 4) boxes`, largest first (default: Haar).
         options: TrackerOptions.
         smoothing: One Euro options, or None for raw landmarks.
+        runtime: where a model loaded here runs.
     """
 
-    def __init__(self, model: LandmarkModel, detector, options: TrackerOptions = TrackerOptions(),
-                 smoothing: OneEuroOptions | None = OneEuroOptions()):
-        self.model, self.detector, self.options, self.smoothing = model, detector, options, smoothing
+    def __init__(self, model: str | LandmarkModel = "resnet", detector=None, *,
+                 options: TrackerOptions = TrackerOptions(), smoothing: OneEuroOptions | None = OneEuroOptions(),
+                 runtime: RuntimeOptions = RuntimeOptions()):
+        self.model = load_model(model, runtime=runtime) if isinstance(model, str) else model
+        self.detector = detector or HaarDetector()
+        self.options, self.smoothing = options, smoothing
+        self._smoother = FaceSmoother(smoothing) if smoothing else None
         self.tracks: list[_Track] = []
         self.detector_runs = 0
         self._since_detect = 0
@@ -111,8 +118,7 @@ class FaceTracker:
         pts, used, scores = refine(self.model, image, boxes)
         for p, s, b, ok in zip(pts, scores, used, self._alive(pts, scores, image.shape)):
             if ok:
-                smoother = OneEuroFilter(self.smoothing) if self.smoothing else None
-                self.tracks.append(_Track(next(self._ids), p, float(s), smoother, b))
+                self.tracks.append(_Track(next(self._ids), p, float(s), b))
 
     def update(self, frame: Frame) -> FaceLandmarks:
         image = frame.image
@@ -121,9 +127,9 @@ class FaceTracker:
         if not self.tracks or (len(self.tracks) < self.options.max_faces
                                and self._since_detect >= self.options.redetect_every):
             self._acquire(image)
-        if not self.tracks:
-            return FaceLandmarks.empty(tracked=True)
-        xy = np.stack([t.smoother.update(t.points, frame.timestamp, float(interocular(t.points)))
-                       if t.smoother else t.points for t in self.tracks])
-        return FaceLandmarks(xy, np.stack([t.box for t in self.tracks]),
-                             np.array([t.score for t in self.tracks]), np.array([t.id for t in self.tracks]))
+        if self.tracks:
+            faces = FaceLandmarks(np.stack([t.points for t in self.tracks]), np.stack([t.box for t in self.tracks]),
+                                  np.array([t.score for t in self.tracks]), np.array([t.id for t in self.tracks]))
+        else:
+            faces = FaceLandmarks.empty(tracked=True)
+        return self._smoother.update(faces, frame.timestamp) if self._smoother else faces

@@ -1,5 +1,6 @@
 """The benchmark: the jitter metric on hand-made tracks, and a real quick run of the command."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,3 +48,16 @@ def test_quick_bench_writes_table_json_and_results(tmp_path, test_folder):   # n
     text = (out / "RESULTS.md").read_text()
     assert "Machine:" in text and "rtalign bench --quick" in text and "| NME % |" in text
     assert (out / "ced.png").stat().st_size > 1000
+
+
+def test_the_ced_plot_leaves_the_hosts_matplotlib_backend_alone(tmp_path):
+    """Library code must not switch the backend of the program that imports it (no pyplot, no matplotlib.use)."""
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np, matplotlib; matplotlib.use('svg'); "
+            "from rtalign.bench.report import plot_ced; "
+            f"assert plot_ced({str(tmp_path / 'ced.png')!r}, {{'m': np.array([1.0, 4.0, 12.0])}}); "
+            "assert matplotlib.rcParams['backend'] == 'svg', matplotlib.rcParams['backend']; "
+            "assert 'matplotlib.pyplot' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+    assert (tmp_path / "ced.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

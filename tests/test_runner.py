@@ -20,7 +20,7 @@ class ListSource:
     def __iter__(self):
         for i in range(self.n):
             image = np.zeros((4, 4, 3), np.uint8)
-            image[0, 0, 0] = i
+            image[0, 0, 0] = i % 256
             yield Frame(image, i / 30, i, time.perf_counter())
 
 
@@ -75,3 +75,26 @@ def test_an_error_in_any_stage_reaches_the_caller_and_stops_the_run(tracker, sin
         run(ListSource(10_000, SourceMode.FILE), tracker, sink)
     assert time.perf_counter() - t0 < 2.0                          # the other threads did not run on
     assert len(sink.indices) <= 5
+
+
+def test_timing_samples_stay_bounded_and_estimate_the_whole_run():
+    from rtalign.pipeline.reservoir import Reservoir
+    small = Reservoir(size=8)
+    for v in (5.0, 1.0, 3.0):
+        small.append(v)
+    assert len(small) == 3 and sorted(small.values()) == [1.0, 3.0, 5.0]     # exact until full
+    r = Reservoir(size=1000)
+    stream = np.r_[np.full(50_000, 10.0), np.arange(50_000, dtype=float)]      # a slow second half
+    for v in stream:
+        r.append(v)
+    assert len(r) == 1000 and r.count == 100_000
+    share_late = np.mean(r.values() != 10.0)
+    assert 0.45 < share_late < 0.55                                         # both halves represented, not the last 1000
+
+
+def test_a_long_run_keeps_a_fixed_number_of_timings():
+    stats = run(ListSource(5000, SourceMode.FILE), SlowTracker(), RecordingSink())
+    assert stats.frames_out == 5000 and stats.latency_ms.count == 5000
+    assert {len(v) for v in (stats.latency_ms, *stats.stage_ms.values())} == {4096}
+    s = stats.summary()
+    assert s["frames_out"] == 5000 and 0 < s["latency_ms_p50"] <= s["latency_ms_p95"]

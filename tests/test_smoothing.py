@@ -47,3 +47,26 @@ def test_behaviour_follows_timestamps_not_frame_counts():
 def test_invalid_options_are_rejected():
     with pytest.raises(ValueError):
         OneEuroOptions(min_cutoff=0.0)
+
+
+def test_face_smoother_keeps_one_filter_per_track_id():
+    from rtalign.smoothing import FaceSmoother
+    from rtalign.types import FaceLandmarks
+    face = np.zeros((68, 2))
+    face[45, 0] = 50.0                                   # inter-ocular distance 50 px
+    opts = OneEuroOptions(min_cutoff=1.0, beta=0.0)
+
+    def faces(offsets, ids):
+        return FaceLandmarks(np.stack([face + o for o in offsets]), np.zeros((len(ids), 4)), track_id=ids)
+
+    smoother, alone = FaceSmoother(opts), OneEuroFilter(opts)
+    smoother.update(faces([0.0, 100.0], [0, 1]), 0.0)
+    alone.update(face, 0.0, 50.0)
+    out = smoother.update(faces([10.0, 100.0], [0, 1]), 1 / 30)
+    np.testing.assert_allclose(out.xy[0], alone.update(face + 10.0, 1 / 30, 50.0), atol=1e-5)   # its own filter
+    np.testing.assert_allclose(out.xy[1], face + 100.0, atol=1e-5)                             # the other did not move
+    assert out.track_id.tolist() == [0, 1]
+    new = smoother.update(faces([10.0], [2]), 2 / 30)    # id 2 is new: it starts where it is, unsmoothed
+    np.testing.assert_allclose(new.xy[0], face + 10.0, atol=1e-5)
+    with pytest.raises(ValueError, match="track ids"):
+        smoother.update(FaceLandmarks(face[None], np.zeros((1, 4))), 3 / 30)

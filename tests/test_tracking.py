@@ -32,7 +32,7 @@ def frames_for(path, size=(640, 360)):
 
 def test_steady_state_tracks_from_landmarks_with_few_detector_runs(resnet):
     det = CountingDetector()
-    tracker = FaceTracker(resnet, det, TrackerOptions(max_faces=2, redetect_every=30))
+    tracker = FaceTracker(resnet, det, options=TrackerOptions(max_faces=2, redetect_every=30))
     ids = []
     for frame, _ in frames_for(smooth_similarity_path(90, seed=3)):
         faces = tracker.update(frame)

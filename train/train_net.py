@@ -9,6 +9,7 @@ a slow machine; a checkpoint is written every epoch and --resume continues from 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import queue
@@ -27,6 +28,7 @@ from rtalign.data import data_root
 from rtalign.metrics import summarize
 from train.augment import AugmentConfig, augmented_crop, eval_crop, load_faces, normalize
 from train.nets import Exported, ResNetPIP, SmallCNN
+from train.splits import validation_split
 
 log = logging.getLogger("train")
 
@@ -40,12 +42,16 @@ def mean_shape_neighbours(points: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(d, axis=1)[:, :k]
 
 
-def batches(faces, args, rng_seed: int, out: queue.Queue):
-    """Producer thread: endless augmented batches (cv2 releases the GIL, so this overlaps training)."""
-    rng = np.random.default_rng(rng_seed)
+def batches(faces, args, first_epoch: int, out: queue.Queue):
+    """Producer thread: augmented batches, epoch after epoch (cv2 releases the GIL, so this overlaps training).
+
+    An epoch's batches depend only on (--seed, epoch), so a resumed run sees the batches the
+    uninterrupted run would have seen.
+    """
     cfg = AugmentConfig(rotation_deg=args.rotation, shift=args.box_shift, scale=tuple(args.box_scale))
     n = len(faces.images)
-    while True:
+    for epoch in itertools.count(first_epoch):
+        rng = np.random.default_rng([args.seed, epoch])
         order = rng.permutation(n)
         for start in range(0, n - args.batch + 1, args.batch):
             idx = order[start:start + args.batch]
@@ -53,6 +59,11 @@ def batches(faces, args, rng_seed: int, out: queue.Queue):
                                               args.input_size, cfg, rng) for i in idx))
             out.put((torch.from_numpy(normalize(np.stack(crops))[:, None]), torch.from_numpy(np.stack(pts))))
         out.put(None)  # epoch boundary
+
+
+def cosine_lr(base: float, step: int, total: int) -> float:
+    """The learning rate at optimizer step `step` of `total`: cosine decay from `base` to 0 (steps, never time)."""
+    return float(base * 0.5 * (1 + np.cos(np.pi * min(step / total, 1.0))))
 
 
 def pip_loss(net: ResNetPIP, outputs, pts: torch.Tensor) -> torch.Tensor:
@@ -92,7 +103,8 @@ def evaluate(net, faces, args) -> dict:
 
 
 def presence_threshold(net, faces, args) -> float:
-    """The face-presence score below which a tracker should drop a face, measured on training data.
+    """The face-presence score below which a tracker should drop a face, measured on `faces`
+    (the validation split when there is one).
 
     Halfway between the 2nd percentile of scores on face crops (standard crop) and the 98th
     percentile on background crops (the four image corners at face size, which hold hair,
@@ -115,7 +127,7 @@ def presence_threshold(net, faces, args) -> float:
     return float((lo + hi) / 2)
 
 
-def export(net, args, path: Path, extra: dict, train_faces=None) -> None:
+def export(net, args, path: Path, extra: dict, threshold_faces=None) -> None:
     net.eval()
     x = torch.zeros(1, 1, args.input_size, args.input_size)
     graph = Exported(net)
@@ -124,7 +136,7 @@ def export(net, args, path: Path, extra: dict, train_faces=None) -> None:
                       opset_version=17, dynamo=False)
     model = onnx.load(str(path))
     if hasattr(net, "presence"):
-        extra = {**extra, "rtalign.min_score": round(presence_threshold(net, train_faces, args), 4)}
+        extra = {**extra, "rtalign.min_score": round(presence_threshold(net, threshold_faces, args), 4)}
     meta = {"rtalign.arch": args.arch, "rtalign.input_size": args.input_size,
             "rtalign.crop_scale": args.crop_scale, "rtalign.color": "gray",
             "rtalign.mean": 127.5, "rtalign.std": 127.5,
@@ -139,24 +151,35 @@ def export(net, args, path: Path, extra: dict, train_faces=None) -> None:
         quantize_dynamic(str(path), str(path), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
 
 
+def split_note(args, train, val) -> str:
+    """How the data was divided, as recorded in the checkpoint, the metadata and the history."""
+    return (f"validation split: share {args.val_share} of train, seed {args.val_seed} "
+            f"({len(val.images)} faces; {len(train.images)} trained on)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", choices=["resnet", "cnn"], required=True)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--minutes", type=float, default=80.0)
+    ap.add_argument("--epochs", type=int, required=True, help="length of the run (the learning rate decays over it)")
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="wall-clock cap: stop after the epoch that passes it (recorded as capped)")
     ap.add_argument("--input-size", type=int, default=128)
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--crop-scale", type=float, default=1.3)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--eval-every", type=int, default=10, help="epochs between test_common evaluations")
+    ap.add_argument("--val-share", type=float, default=0.1,
+                    help="share of train held out to evaluate and choose settings (0: train on all, choose on train)")
+    ap.add_argument("--val-seed", type=int, default=0, help="which faces the validation split holds")
+    ap.add_argument("--eval-every", type=int, default=10, help="epochs between validation evaluations")
     ap.add_argument("--rotation", type=float, default=30.0, help="augmentation: max in-plane rotation, degrees")
     ap.add_argument("--box-shift", type=float, default=AugmentConfig.shift,
                     help="augmentation: max box shift, share of the crop side")
     ap.add_argument("--box-scale", type=float, nargs=2, default=AugmentConfig.scale, metavar=("MIN", "MAX"),
                     help="augmentation: range of the crop-size multiplier")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="weights and augmentation")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--quantize-dense", action="store_true",
                     help="store dense-layer weights as int8 (dynamic quantization): the CNN's head is memory-bound")
@@ -168,8 +191,9 @@ def main():
     torch.manual_seed(args.seed)
 
     root = data_root()
-    train, test = load_faces(root / "train"), load_faces(root / "test_common")
-    log.info("train %d faces, test %d faces, args %s", len(train.images), len(test.images), vars(args))
+    train, val = validation_split(load_faces(root / "train"), args.val_share, args.val_seed)
+    split = split_note(args, train, val)
+    log.info("%s; args %s", split, vars(args))
     if args.arch == "resnet":
         net = ResNetPIP(args.input_size, args.width, mean_shape_neighbours(train.points, 10))
         loss_fn = pip_loss
@@ -179,54 +203,70 @@ def main():
     net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     ckpt = args.out.with_suffix(".ckpt")
-    elapsed, epoch = 0.0, 0
+    threshold_faces = val if len(val.images) else train
+    meta = {"rtalign.split": split,
+            "rtalign.min_score_from": "validation split" if len(val.images) else "training faces (no validation split)"}
+    elapsed, epoch, history = 0.0, 0, []
     if args.export_only:
         state = torch.load(ckpt, weights_only=False)  # our own training checkpoint, never a shipped file
         net.load_state_dict(state["net"])
-        final = evaluate(net, test, args)
-        log.info("checkpoint of epoch %d, %.1f min: %s", state["epoch"], state["elapsed"] / 60, final)
-        export(net, args, args.out, {"rtalign.epochs": state["epoch"],
-                                     "rtalign.train_minutes": round(state["elapsed"] / 60, 1)}, train)
+        log.info("checkpoint of epoch %d, %.1f min", state["epoch"], state["elapsed"] / 60)
+        export(net, args, args.out, {**meta, "rtalign.epochs": state["epoch"],
+                                     "rtalign.train_minutes": round(state["elapsed"] / 60, 1)}, threshold_faces)
         return
     if args.resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=True)
-        net.load_state_dict(state["net"]); opt.load_state_dict(state["opt"])
-        elapsed, epoch = state["elapsed"], state["epoch"]
+        if (state["seed"], state["split"]) != (args.seed, split):
+            raise SystemExit(f"{ckpt} was made with seed {state['seed']}, {state['split']}: resume with the same")
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        torch.set_rng_state(state["torch_rng"])
+        elapsed, epoch, history = state["elapsed"], state["epoch"], state["history"]
         log.info("resumed at epoch %d, %.1f min", epoch, elapsed / 60)
 
     q: queue.Queue = queue.Queue(maxsize=8)
-    threading.Thread(target=batches, args=(train, args, args.seed + epoch, q), daemon=True).start()
-    budget = args.minutes * 60
+    threading.Thread(target=batches, args=(train, args, epoch, q), daemon=True).start()
+    steps_per_epoch = len(train.images) // args.batch
+    total_steps = args.epochs * steps_per_epoch
     t0 = time.time() - elapsed
-    history = []
-    while time.time() - t0 < budget:
+    capped = False
+    while epoch < args.epochs:
+        if args.minutes is not None and time.time() - t0 >= args.minutes * 60:
+            capped = True
+            log.info("stopped by the %.0f-minute cap after %d of %d epochs", args.minutes, epoch, args.epochs)
+            break
         losses = []
+        step = epoch * steps_per_epoch
         while (item := q.get()) is not None:
-            frac = min((time.time() - t0) / budget, 1.0)
             for g in opt.param_groups:
-                g["lr"] = float(args.lr * 0.5 * (1 + np.cos(np.pi * frac)))
+                g["lr"] = cosine_lr(args.lr, step, total_steps)
             x, pts = item
             loss = loss_fn(net, net(x.contiguous(memory_format=torch.channels_last)), pts)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             losses.append(loss.item())
+            step += 1
         epoch += 1
         elapsed = time.time() - t0
         msg = f"epoch {epoch} {elapsed / 60:.1f} min loss {np.mean(losses):.4f}"
-        if epoch % args.eval_every == 0:
-            m = evaluate(net, test, args)
+        if len(val.images) and (epoch % args.eval_every == 0 or epoch == args.epochs):
+            m = evaluate(net, val, args)
             history.append({"epoch": epoch, "minutes": round(elapsed / 60, 1), **m})
-            msg += f" test NME {m['nme']:.3f} MSE256 {m['mse256']:.2f} FR10 {m['fr10']:.2f}"
+            msg += f" validation NME {m['nme']:.3f} MSE256 {m['mse256']:.2f} FR10 {m['fr10']:.2f}"
         log.info(msg)
-        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "elapsed": elapsed, "epoch": epoch}, ckpt)
+        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "elapsed": elapsed, "epoch": epoch,
+                    "seed": args.seed, "split": split, "torch_rng": torch.get_rng_state(), "history": history}, ckpt)
 
-    final = evaluate(net, test, args)
-    log.info("final: %s", final)
-    export(net, args, args.out, {"rtalign.epochs": epoch, "rtalign.train_minutes": round(elapsed / 60, 1)}, train)
+    final_val = evaluate(net, val, args) if len(val.images) else None
+    final_test = evaluate(net, load_faces(root / "test_common"), args)   # reported, never used to choose
+    log.info("final: validation %s, test_common %s", final_val, final_test)
+    export(net, args, args.out, {**meta, "rtalign.epochs": epoch, "rtalign.train_minutes": round(elapsed / 60, 1)},
+           threshold_faces)
     args.out.with_suffix(".history.json").write_text(json.dumps(
-        {"args": {k: str(v) for k, v in vars(args).items()}, "epochs": epoch,
-         "minutes": elapsed / 60, "final_test_common": final, "history": history}, indent=1))
+        {"args": {k: str(v) for k, v in vars(args).items()}, "split": split, "epochs": epoch,
+         "capped_by_minutes": capped, "minutes": elapsed / 60, "final_validation": final_val,
+         "final_test_common": final_test, "history": history}, indent=1))
     log.info("exported %s", args.out)
 
 

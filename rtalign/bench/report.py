@@ -58,14 +58,18 @@ def write_json(path: Path, rows: list[dict]) -> None:
 
 
 def plot_ced(path: Path, curves: dict) -> bool:
-    """All models' CED curves on one chart; False when matplotlib is missing."""
+    """All models' CED curves on one chart; False when matplotlib is missing.
+
+    Matplotlib's object API with the Agg canvas: no pyplot, so the host's backend is never switched.
+    """
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    fig = Figure(figsize=(6, 4.5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     for name, nme in curves.items():
         x, y = ced(nme)
         ax.plot(x, y * 100, label=f"{name} (NME {np.mean(nme):.2f} %)")
@@ -78,7 +82,6 @@ def plot_ced(path: Path, curves: dict) -> bool:
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return True
 
 

@@ -6,8 +6,10 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import ModelError
+from ..runtime import RuntimeOptions, resolve_runtime
 from .base import LandmarkModel
 from .onnx_landmarker import OnnxLandmarker
+from .refine import refine
 
 #: Shipped models: CLI name → file in the models folder.
 MODEL_FILES = {"resnet": "resnet.onnx", "cnn": "cnn.onnx", "cascade": "cascade.npz"}
@@ -29,12 +31,17 @@ def models_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "exported"
 
 
-def load_model(name: str, device: str = "cpu", threads: int = 2) -> LandmarkModel:
-    """A shipped model by name, or any .onnx / .npz file by path.
+def load_model(name: str, device: str | None = None, threads: int | None = None, *,
+               runtime: RuntimeOptions | None = None) -> LandmarkModel:
+    """A shipped model by name, or any .onnx / .npz file by path, on `runtime` (default: CPU, 2 threads).
+
+    `device`/`threads` are the older spelling of `runtime` and still work alone.
 
     Raises:
         ModelError: unknown name, or a file that is missing or malformed.
+        DeviceError: the runtime asks for a provider that is missing.
     """
+    runtime = resolve_runtime(runtime, device, threads)
     if name in MODEL_FILES:
         path = models_dir() / MODEL_FILES[name]
     elif name.endswith((".onnx", ".npz")):
@@ -45,8 +52,8 @@ def load_model(name: str, device: str = "cpu", threads: int = 2) -> LandmarkMode
         raise ModelError(f"model file not found: {path}")
     if path.suffix == ".npz":
         from .cascade import CascadeLandmarker  # numba compiles on import: only when asked for
-        return CascadeLandmarker(path, threads=threads, name=name)
-    return OnnxLandmarker(path, device=device, threads=threads, name=name)
+        return CascadeLandmarker(path, threads=runtime.threads, name=name)
+    return OnnxLandmarker(path, runtime=runtime, name=name)
 
 
-__all__ = ["LandmarkModel", "OnnxLandmarker", "load_model", "MODEL_NAMES", "models_dir"]
+__all__ = ["LandmarkModel", "OnnxLandmarker", "load_model", "MODEL_NAMES", "models_dir", "refine"]

@@ -6,6 +6,7 @@ import onnxruntime as ort
 
 from ..crop import apply_affine, frame_crops, invert_affine
 from ..errors import ModelError
+from ..runtime import RuntimeOptions
 from .session import create_session
 
 _REQUIRED = ("rtalign.input_size", "rtalign.crop_scale", "rtalign.color", "rtalign.mean", "rtalign.std")
@@ -17,13 +18,13 @@ class OnnxLandmarker:
     Args:
         path: the .onnx file.
         session: an existing InferenceSession to use instead of creating one (tests, sharing).
-        device: "cpu" or "cuda". threads: intra-op threads.
+        runtime: device, threads and providers of the session created here.
     """
 
-    def __init__(self, path, session: ort.InferenceSession | None = None, device: str = "cpu",
-                 threads: int = 2, name: str | None = None):
-        self.session = session or create_session(path, device, threads)
-        self.threads = self.session.get_session_options().intra_op_num_threads or threads
+    def __init__(self, path, session: ort.InferenceSession | None = None, *, runtime: RuntimeOptions = RuntimeOptions(),
+                 name: str | None = None):
+        self.session = session or create_session(path, runtime)
+        self.threads = self.session.get_session_options().intra_op_num_threads or runtime.threads
         meta = self.session.get_modelmeta().custom_metadata_map
         missing = [k for k in _REQUIRED if k not in meta]
         if missing:

@@ -7,32 +7,44 @@ from pathlib import Path
 import onnxruntime as ort
 
 from ..errors import DeviceError, ModelError
+from ..runtime import DEVICES, RuntimeOptions, resolve_runtime
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("cpu", "cuda")
+__all__ = ["DEVICES", "create_session"]
 
 
-def create_session(path: str | Path, device: str = "cpu", threads: int = 2) -> ort.InferenceSession:
-    """An InferenceSession on `device` with `threads` intra-op threads (one inter-op thread).
+def _providers(runtime: RuntimeOptions) -> list[str]:
+    available = ort.get_available_providers()
+    if runtime.providers:
+        missing = [p for p in runtime.providers if p not in available]
+        if missing:
+            raise DeviceError(f"this onnxruntime has no {', '.join(missing)} (it has {', '.join(available)})")
+        return list(runtime.providers)
+    if runtime.device == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise DeviceError("--device cuda needs onnxruntime-gpu and an NVIDIA GPU: "
+                              f"pip install onnxruntime-gpu (this onnxruntime has only {', '.join(available)})")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def create_session(path: str | Path, runtime: RuntimeOptions | None = None, *, device: str | None = None,
+                   threads: int | None = None) -> ort.InferenceSession:
+    """An InferenceSession on `runtime`'s providers with its intra-op threads (one inter-op thread).
+
+    `device`/`threads` are the older spelling of `runtime` (see resolve_runtime).
 
     Raises:
         ModelError: the file is missing or not a valid ONNX model.
-        DeviceError: CUDA was asked for but onnxruntime-gpu or a GPU is missing.
+        DeviceError: a provider (CUDA, or one named in runtime.providers) is missing or cannot start.
     """
-    if device not in DEVICES:
-        raise DeviceError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
-    providers = ["CPUExecutionProvider"]
-    if device == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise DeviceError("--device cuda needs onnxruntime-gpu and an NVIDIA GPU: "
-                              "pip install onnxruntime-gpu (this onnxruntime has only "
-                              f"{', '.join(ort.get_available_providers())})")
-        providers.insert(0, "CUDAExecutionProvider")
+    runtime = resolve_runtime(runtime, device, threads)
+    providers = _providers(runtime)
     if not Path(path).is_file():
         raise ModelError(f"model file not found: {path}")
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
+    opts.intra_op_num_threads = runtime.threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
@@ -40,7 +52,8 @@ def create_session(path: str | Path, device: str = "cpu", threads: int = 2) -> o
         session = ort.InferenceSession(str(path), opts, providers=providers)
     except Exception as e:  # onnxruntime raises its own untyped errors for corrupt files
         raise ModelError(f"cannot load ONNX model {path}: {str(e).splitlines()[0]}") from None
-    if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
-        raise DeviceError("CUDA provider could not start (no usable GPU or CUDA libraries); use --device cpu")
-    log.info("loaded %s with providers %s, %d threads", path, session.get_providers(), threads)
+    failed = [p for p in providers if p not in session.get_providers()]
+    if failed:
+        raise DeviceError(f"{', '.join(failed)} could not start (no usable GPU or its libraries); use --device cpu")
+    log.info("loaded %s with providers %s, %d threads", path, session.get_providers(), runtime.threads)
     return session

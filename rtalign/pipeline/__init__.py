@@ -26,7 +26,7 @@ def build_tracker(model="resnet", device="cpu", threads=2, max_faces=4,
                   smoothing: OneEuroOptions | None = OneEuroOptions()) -> FaceTracker:
     """Model + Haar acquisition + per-face One Euro smoothing (None: raw landmarks)."""
     lm = load_model(model, device, threads) if isinstance(model, str) else model
-    return FaceTracker(lm, HaarDetector(), TrackerOptions(max_faces=max_faces), smoothing)
+    return FaceTracker(lm, HaarDetector(), options=TrackerOptions(max_faces=max_faces), smoothing=smoothing)
 
 
 @contextmanager

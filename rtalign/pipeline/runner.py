@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .reservoir import Reservoir
 from .sources import SourceMode
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,8 @@ _POLL = 0.05  # seconds between checks of the stop flag
 
 @dataclass
 class RunStats:
-    """What a run measured. Times are per frame, in ms.
+    """What a run measured. Times are per frame, in ms, kept as fixed-size random samples (Reservoir)
+    so that memory stays bounded however long a live run lasts; counts are exact.
 
     Latency runs from capture until every sink has accepted the frame; `events` is the sinks' event
     pumping after it (a window paints there), off the latency path.
@@ -37,9 +39,9 @@ class RunStats:
     frames_out: int = 0
     dropped: int = 0
     wall_s: float = 0.0
-    stage_ms: dict = field(default_factory=lambda: {"capture": [], "landmarks": [], "render": [], "sink": [],
-                                                    "events": []})
-    latency_ms: list = field(default_factory=list)
+    stage_ms: dict = field(default_factory=lambda: {k: Reservoir() for k in
+                                                    ("capture", "landmarks", "render", "sink", "events")})
+    latency_ms: Reservoir = field(default_factory=Reservoir)
     detector_runs: int = 0
     frames_with_faces: int = 0
     interrupted: bool = False
@@ -50,11 +52,11 @@ class RunStats:
 
     def summary(self) -> dict:
         """Medians per stage plus throughput, latency and detector use, as plain numbers."""
-        med = lambda v: float(np.median(v)) if len(v) else float("nan")
-        out = {f"{k}_ms": med(v) for k, v in self.stage_ms.items()}
+        def pct(sample: Reservoir, q: float) -> float:
+            return float(np.percentile(sample.values(), q)) if len(sample) else float("nan")
+        out = {f"{k}_ms": pct(v, 50) for k, v in self.stage_ms.items()}
         out.update(frames_in=self.frames_in, frames_out=self.frames_out, dropped=self.dropped, fps=self.fps,
-                   latency_ms_p50=med(self.latency_ms),
-                   latency_ms_p95=float(np.percentile(self.latency_ms, 95)) if self.latency_ms else float("nan"),
+                   latency_ms_p50=pct(self.latency_ms, 50), latency_ms_p95=pct(self.latency_ms, 95),
                    frames_with_faces=self.frames_with_faces,
                    detector_share=self.detector_runs / self.frames_out if self.frames_out else 0.0)
         return out

@@ -1,0 +1,108 @@
+"""Faces in a stream of frames, from Python: a video file, a camera, or numpy arrays.
+
+    import rtalign
+    with rtalign.track("in.mp4", model="cnn") as stream:
+        for frame, faces in stream:            # frame: Frame (BGR image, timestamp, index)
+            print(frame.index, faces.xy.shape, faces.track_id)
+
+One frame at a time in the caller's thread (MediaPipe's VIDEO mode): every frame of a file is
+processed, in order. For real-time display with dropped frames, threads and sinks, use
+`rtalign.pipeline.run_live`.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from .errors import InputError
+from .models import LandmarkModel
+from .runtime import RuntimeOptions, resolve_runtime
+from .smoothing import OneEuroOptions
+from .tracking import FaceTracker, TrackerOptions
+from .types import FaceLandmarks, Frame
+
+
+def _array_frames(images: Iterable[np.ndarray], fps: float) -> Iterator[Frame]:
+    for i, image in enumerate(images):
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise InputError(f"frame {i}: expected a (H, W, 3) uint8 BGR image, got {image.dtype} {image.shape}")
+        yield Frame(image, i / fps, i, time.perf_counter())
+
+
+class FaceStream:
+    """(frame, faces) for every frame of a source; a context manager that closes the source.
+
+    Iterating to the end also closes it; `close()` is safe to call twice. Made by `track()`.
+
+    Attributes:
+        tracker: the FaceTracker (its `options`, `detector_runs`).
+        fps: frames per second of the source (the `fps` given for arrays).
+    """
+
+    def __init__(self, frames: Iterable[Frame], tracker: FaceTracker, fps: float, source=None):
+        self._frames, self.tracker, self.fps, self._source = frames, tracker, fps, source
+
+    def __iter__(self) -> Iterator[tuple[Frame, FaceLandmarks]]:
+        try:
+            for frame in self._frames:
+                yield frame, self.tracker.update(frame)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        source, self._source = self._source, None
+        if source is not None:
+            source.close()
+
+    def __enter__(self) -> "FaceStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def track(source, *, model: str | LandmarkModel = "resnet", options: TrackerOptions = TrackerOptions(),
+          smoothing: OneEuroOptions | None = OneEuroOptions(), runtime: RuntimeOptions | None = None,
+          live: bool = False, fps: float = 30.0, detector=None, device: str | None = None,
+          threads: int | None = None) -> FaceStream:
+    """Track the faces of `source`, frame by frame, with stable ids and One Euro smoothing.
+
+    Args:
+        source: a video file path or stream URL; an int camera index; one (H, W, 3) uint8 BGR
+            image, an (N, H, W, 3) array, or any iterable of such images.
+        model: "resnet", "cnn", "cascade", a .onnx/.npz path, or a loaded LandmarkModel.
+        options: how faces are found and lost (TrackerOptions). smoothing: None for raw points.
+        runtime: where the model runs (device=/threads= are its older spelling).
+        live: play a file in real time as if it were a camera (timestamps from the clock).
+        fps: frame rate of array input, which gives its timestamps (index / fps).
+        detector: replaces the Haar detector (`detect(image) -> (N, 4) boxes`).
+
+    Returns:
+        A FaceStream yielding (Frame, FaceLandmarks); FaceLandmarks.xy is (n, 68, 2) in frame pixels.
+
+    Raises:
+        InputError: a file that cannot be read, or arrays that are not BGR images.
+        DeviceError: no camera at that index, or a missing runtime provider.
+        ModelError: an unknown or broken model.
+    """
+    from .pipeline.sources import CameraSource, LiveFileSource, VideoFileSource
+
+    tracker = FaceTracker(model, detector, options=options, smoothing=smoothing,
+                          runtime=resolve_runtime(runtime, device, threads))
+    if isinstance(source, (str, os.PathLike)):
+        opened = (LiveFileSource if live else VideoFileSource)(os.fspath(source))
+    elif isinstance(source, int):
+        opened = CameraSource(source)
+    elif isinstance(source, np.ndarray):
+        if source.ndim not in (3, 4):
+            raise InputError(f"expected one (H, W, 3) image or an (N, H, W, 3) array, got shape {source.shape}")
+        return FaceStream(_array_frames(source[None] if source.ndim == 3 else source, fps), tracker, fps)
+    elif isinstance(source, Iterable):
+        return FaceStream(_array_frames(source, fps), tracker, fps)
+    else:
+        raise InputError(f"cannot track {type(source).__name__}: give a path, a camera index or BGR images")
+    return FaceStream(opened, tracker, float(opened.fps), opened)

@@ -1,0 +1,85 @@
+"""The public streaming API, `rtalign.track`, on a real clip, on arrays, and as the README shows it."""
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rtalign
+from rtalign.errors import InputError
+from rtalign.synth import ASSET, asset_frames, smooth_similarity_path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_a_file_gives_every_frame_in_order_with_one_stable_id(face_clip):
+    with rtalign.track(face_clip, model="cnn", runtime=rtalign.RuntimeOptions(threads=1)) as stream:
+        assert stream.fps == 30.0
+        seen = [(frame.index, frame.timestamp, faces.track_id.tolist(), faces.xy.shape) for frame, faces in stream]
+    assert [s[0] for s in seen] == list(range(45))
+    assert [s[1] for s in seen] == pytest.approx([i / 30 for i in range(45)])
+    assert all(s[2] == seen[0][2] and s[3] == (1, 68, 2) for s in seen)
+    assert stream._source is None                                   # closed at the end of the loop
+
+
+def test_leaving_the_loop_early_closes_the_file_once(face_clip, monkeypatch):
+    from rtalign.pipeline.sources import VideoFileSource
+    closed = []
+    real_close = VideoFileSource.close
+    monkeypatch.setattr(VideoFileSource, "close", lambda self: (closed.append(self.path), real_close(self)))
+    with rtalign.track(str(face_clip), model="cnn") as stream:
+        for frame, _ in stream:
+            if frame.index == 2:
+                break
+    assert closed == [str(face_clip)]                               # closed once, at the break
+    for frame, _ in rtalign.track(str(face_clip), model="cnn"):     # no `with`: the loop's end closes it
+        pass
+    assert len(closed) == 2
+
+
+def test_arrays_one_image_and_an_iterable_give_the_same_faces():
+    frames = [f for f, _ in asset_frames((320, 240), smooth_similarity_path(5, seed=2))]
+    model = rtalign.load_model("cnn", runtime=rtalign.RuntimeOptions(threads=1))
+    from_list = [faces.xy for _, faces in rtalign.track(iter(frames), model=model, smoothing=None)]
+    from_array = [faces.xy for _, faces in rtalign.track(np.stack(frames), model=model, smoothing=None)]
+    [(frame, one)] = list(rtalign.track(frames[0], model=model, fps=10.0))
+    assert len(from_list) == 5 and all(xy.shape == (1, 68, 2) for xy in from_list)
+    np.testing.assert_array_equal(np.stack(from_list), np.stack(from_array))
+    np.testing.assert_array_equal(one.xy, from_list[0])
+    assert frame.timestamp == 0.0 and one.track_id.tolist() == [0]
+
+
+@pytest.mark.parametrize("source,message", [
+    ("no/such/clip.mp4", "no such file"),
+    ([np.zeros((8, 8), np.uint8)], r"expected a \(H, W, 3\) uint8 BGR image"),
+    (np.zeros((4, 4, 4, 4, 3), np.uint8), "got shape"),
+    (3.5, "cannot track float"),
+])
+def test_unusable_sources_are_clear_errors(source, message):
+    with pytest.raises(InputError, match=message):
+        list(rtalign.track(source, model="cnn"))
+
+
+def test_runtime_or_the_older_keywords_but_not_both():
+    assert rtalign.FaceAligner("cnn", threads=1).model.threads == 1
+    assert rtalign.FaceAligner("cnn", runtime=rtalign.RuntimeOptions(threads=1)).model.threads == 1
+    with pytest.raises(ValueError, match="not both"):
+        rtalign.FaceAligner("cnn", runtime=rtalign.RuntimeOptions(), threads=1)
+    with pytest.raises(rtalign.DeviceError, match="unknown device"):
+        rtalign.RuntimeOptions(device="tpu")
+    with pytest.raises(rtalign.DeviceError, match="has no NoSuchExecutionProvider"):
+        rtalign.load_model("cnn", runtime=rtalign.RuntimeOptions(providers=["NoSuchExecutionProvider"]))
+
+
+def test_the_readme_python_examples_run(face_clip, tmp_path, monkeypatch, capsys):
+    section = README.read_text().split("## Python", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2 and "rtalign.track(" in blocks[1]
+    (tmp_path / "photo.jpg").symlink_to(ASSET)
+    (tmp_path / "in.mp4").symlink_to(face_clip)
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "(1, 68, 2)"
+    assert lines[1:] == [f"{i} [0] (1, 68, 2)" for i in range(45)]
