@@ -485,9 +485,13 @@ def main() -> int:
     parser.add_argument("--short", action="store_true", help="every 8th case only")
     parser.add_argument("--jobs", type=int, default=3)
     parser.add_argument("-k", dest="only", default="", help="only cases whose name contains this")
+    parser.add_argument("-v", dest="verbose", action="store_true", help="one line per case: exit code, name, last line")
     args = parser.parse_args()
     t0 = time.perf_counter()
     verdicts = sweep(args.short, args.jobs, args.only)
+    if args.verbose:
+        for v in verdicts:
+            print(f"{v.code!s:>4} {v.seconds:5.1f}s {v.case}: {v.tail}")
     bad = [v for v in verdicts if v.problems]
     kinds = {}
     for v in bad:
