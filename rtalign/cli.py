@@ -232,6 +232,18 @@ def effect_options(f):
     return f
 
 
+def landmarks_option(f):
+    """--landmarks FILE, shared by image, video and webcam."""
+    return click.option("--landmarks", type=click.Path(dir_okay=False), default=None,
+                        help="also write every face's landmarks and head pose, one row per face per frame "
+                             "(.csv, .jsonl, or .parquet with pyarrow)")(f)
+
+
+def _effect_pairs(effects: dict) -> tuple:
+    """The colour options as the (name, value) pairs BatchOptions carries to worker processes."""
+    return tuple(sorted(effects.items())) if make_effects(**effects) else ()
+
+
 def make_effects(lip_color, lip_strength, eye_color, eye_strength, style) -> list:
     from .effects import Recolor
     if lip_color is None and eye_color is None:
@@ -241,19 +253,59 @@ def make_effects(lip_color, lip_strength, eye_color, eye_strength, style) -> lis
 
 @main.command("image")
 @click.argument("src", type=click.Path())
-@click.argument("dst", type=OutputFile(_image_output))
+@click.argument("dst", type=click.Path(), required=False)
 @model_option
 @click.option("--draw", type=click.Choice(DRAW_STYLES), default="points", show_default=True)
-@click.option("--max-faces", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--max-faces", type=click.IntRange(1), default=None, help="at most this many faces [default: all]")
+@landmarks_option
 @effect_options
-def image_cmd(src, dst, model, device, threads, draw, max_faces, **effects):
-    """Draw the landmarks of every face found in photo SRC into DST (a .png DST is lossless)."""
+def image_cmd(src, dst, model, device, threads, draw, max_faces, landmarks, **effects):
+    """Draw the landmarks of every face found in photo SRC into DST (a .png DST is lossless).
+
+    SRC may be a folder of photos: DST is then a folder (same names), and --landmarks one file for all."""
+    from pathlib import Path
     from .image import process_image
 
+    if Path(src).is_dir():
+        _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, effects)
+        return
+    if dst is None and landmarks is None:
+        raise click.UsageError("give DST and/or --landmarks FILE")
+    if dst is not None:
+        OutputFile(_image_output).convert(dst, None, click.get_current_context())
     with _StopSignals(unwind=True):
         n = process_image(src, dst, model=model, device=device, threads=threads, draw=draw, max_faces=max_faces,
-                          effects=make_effects(**effects))
-    click.echo(f"{n} face(s) → {shown(dst)}")
+                          effects=make_effects(**effects), landmarks=landmarks)
+    click.echo(f"{n} face(s) → {', '.join(shown(p) for p in (dst, landmarks) if p)}")
+
+
+def _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, effects):
+    from .batch import IMAGE_SUFFIXES, BatchOptions, align_folder, plan
+    if dst is None and landmarks is None:
+        raise click.UsageError("give an output folder and/or --landmarks FILE")
+    opts = BatchOptions(model=model, device=device, threads=threads, max_faces=max_faces, draw=draw,
+                        effects=_effect_pairs(effects), media=dst is not None)
+    total = len(plan(src, dst or src, opts, IMAGE_SUFFIXES))
+    _report_files(_with_bar(total, lambda bar: align_folder(src, dst or src, opts, landmarks, bar)))
+
+
+def _with_bar(total: int, run):
+    """Call run(progress) with a progress bar over files; returns what run returns."""
+    from tqdm import tqdm
+    with tqdm(total=total, unit="file", desc="files", dynamic_ncols=True) as bar:
+        return run(lambda result: bar.update(1))
+
+
+def _report_files(results) -> None:
+    """One line per failed file with its reason, a summary line, and exit code 1 if any failed."""
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        click.echo(f"failed: {r.src}: {r.reason}", err=True)
+    skipped = sum(r.skipped for r in results)
+    click.echo(f"{len(results) - len(failed) - skipped} done, {skipped} skipped (already complete), "
+               f"{len(failed)} failed")
+    if failed:
+        sys.exit(1)
 
 
 def tracking_options(f):
@@ -292,27 +344,33 @@ def _report(stats, show: bool) -> None:
 
 @main.command("video")
 @click.argument("src", type=click.Path())
-@click.argument("dst", type=OutputFile(_video_output))
+@click.argument("dst", type=OutputFile(_video_output), required=False)
 @model_option(threads=1)
 @tracking_options
 @effect_options
+@landmarks_option
 @click.option("--preset", type=click.Choice(X264_PRESETS), default="veryfast", show_default=True,
               help="encoder speed (x264 preset; for .webm it sets VP9's cpu-used)")
 @click.option("--crf", type=click.IntRange(0, 51), default=20, show_default=True, help="x264 quality (lower: better)")
 @click.option("--allow-truncated", is_flag=True,
               help="accept an input that ends early or stops decoding: write DST from the frames that decode")
-def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cutoff, beta, stats, preset, crf,
-              allow_truncated, **effects):
+def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cutoff, beta, stats, landmarks, preset,
+              crf, allow_truncated, **effects):
     """Landmarks (and colour effects) on every frame of SRC, written to DST (.mp4/.mov/.mkv H.264, .webm VP9)
     with SRC's audio, each frame at its input time. Interrupted (Ctrl-C, SIGTERM, SIGHUP): what was done
-    goes to DST.partial.EXT."""
+    goes to DST.partial.EXT.
+
+    With --landmarks F.csv and no DST: analysis only (no drawing, no encoding), much faster."""
     from tqdm import tqdm
     from .io_safety import check_input_file, check_output
-    from .pipeline import process_video
+    from .pipeline import analyze_video, process_video
 
+    if dst is None and landmarks is None:
+        raise click.UsageError("give DST and/or --landmarks FILE")
     if "://" not in src:                        # both before the model loads
         check_input_file(src)
-    check_output(src, dst)
+    if dst is not None:
+        check_output(src, dst)
     bars = []
 
     def progress(run_stats, total):  # the bar appears with the first frame, not before an input error
@@ -322,15 +380,19 @@ def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cut
     with _StopSignals() as signals:
         tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta)
         try:
-            result = process_video(src, dst, tracker=tracker, draw=draw, effects=make_effects(**effects),
-                                   progress=progress, preset=preset, crf=crf, stop=signals.event,
-                                   allow_truncated=allow_truncated)
+            if dst is None:
+                result = analyze_video(src, landmarks, tracker=tracker, progress=progress, stop=signals.event)
+            else:
+                result = process_video(src, dst, tracker=tracker, draw=draw, effects=make_effects(**effects),
+                                       progress=progress, preset=preset, crf=crf, stop=signals.event,
+                                       allow_truncated=allow_truncated, landmarks=landmarks)
         finally:
             for bar in bars:
                 bar.close()
     _report(result, stats)
     _exit_if_interrupted(result, signals)
-    click.echo(f"{result.frames_out} frames → {shown(dst)} ({result.fps:.1f} FPS)")
+    outputs = ", ".join(shown(p) for p in (dst, landmarks) if p)
+    click.echo(f"{result.frames_out} frames → {outputs} ({result.fps:.1f} FPS)")
 
 
 def _exit_if_interrupted(result, signals: _StopSignals) -> None:
@@ -340,6 +402,41 @@ def _exit_if_interrupted(result, signals: _StopSignals) -> None:
         done = f"{result.frames_out} frames in {shown(where)}" if where else "nothing written"
         click.echo(f"interrupted: {done}", err=True)
         sys.exit(signals.exit_code)
+
+
+@main.command("batch")
+@click.argument("in_dir", type=click.Path())
+@click.argument("out_dir", type=click.Path())
+@model_option(threads=1)
+@click.option("--draw", type=click.Choice(DRAW_STYLES), default="points", show_default=True)
+@click.option("--max-faces", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--smooth", type=click.Choice(SMOOTHERS), default="oneeuro", show_default=True)
+@effect_options
+@click.option("--landmarks", type=click.Choice(["csv", "jsonl", "parquet"]), default=None,
+              help="one landmarks file per input, named after it (clip.mp4 → clip.mp4.csv)")
+@click.option("--only-landmarks", is_flag=True, help="write the landmarks files only: no drawn photos or videos")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="local worker processes (with --ray on a local instance: its CPUs)")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="run the files as Ray tasks: a new local Ray instance, or the cluster at --ray=ADDRESS (or 'auto')")
+def batch_cmd(in_dir, out_dir, model, device, threads, draw, max_faces, smooth, landmarks, only_landmarks, workers,
+              ray_address, **effects):
+    """Every video and photo under IN_DIR, drawn into OUT_DIR (same relative paths) and/or as landmarks.
+
+    Resumable: inputs whose outputs all exist are skipped. A file that fails is listed with its reason
+    at the end, after all the others ran; the exit code is then 1."""
+    from .batch import BatchOptions, plan, run_batch
+
+    if only_landmarks and landmarks is None:
+        raise click.UsageError("--only-landmarks needs --landmarks csv|jsonl|parquet")
+    opts = BatchOptions(model=model, device=device, threads=threads, max_faces=max_faces, draw=draw,
+                        smoothing=OneEuroOptions() if smooth == "oneeuro" else None, effects=_effect_pairs(effects),
+                        landmarks=f".{landmarks}" if landmarks else None, media=not only_landmarks)
+    jobs = plan(in_dir, out_dir, opts)
+    if not jobs:
+        raise click.UsageError(f"no videos or photos in {in_dir}")
+    address = False if ray_address is None else (None if ray_address == "local" else ray_address)
+    _report_files(_with_bar(len(jobs), lambda bar: run_batch(jobs, opts, workers, address, bar)))
 
 
 @main.command("demo")
@@ -373,8 +470,9 @@ def demo_cmd(dst, model, device, threads):
 @click.option("--serve", type=Address(), default=None,
               help="MJPEG preview over HTTP, e.g. 127.0.0.1:8080 or [::1]:8080")
 @click.option("--no-window", is_flag=True, help="no preview window")
+@landmarks_option
 def webcam_cmd(camera, model, device, threads, draw, max_faces, smooth, min_cutoff, beta, stats, vcam, serve,
-               no_window, **effects):
+               no_window, landmarks, **effects):
     """Live landmarks from a camera to a window, a virtual camera and/or a browser."""
     from .pipeline import run_live
 
@@ -384,14 +482,14 @@ def webcam_cmd(camera, model, device, threads, draw, max_faces, smooth, min_cuto
             host = f"[{serve[0]}]" if ":" in serve[0] else serve[0]
             click.echo(f"preview at http://{host}:{serve[1]}/", err=True)
         result = run_live(camera, tracker=tracker, draw=draw, effects=make_effects(**effects), window=not no_window,
-                          vcam=vcam, serve=serve, stop=signals.event)
+                          vcam=vcam, serve=serve, stop=signals.event, landmarks=landmarks)
     _report(result, stats)
     if signals.signum not in (None, signal.SIGINT):   # Ctrl-C is how a live session normally ends: exit 0
         sys.exit(signals.exit_code)
 
 
 @main.command("bench")
-@click.option("--models", default="resnet,cnn", show_default=True, help="comma-separated model names")
+@click.option("--models", default=",".join(MODEL_NAMES), show_default=True, help="comma-separated model names")
 @click.option("--peers", default="dlib", show_default=True, help="comma-separated peers ('' for none)")
 @click.option("--quick", is_flag=True, help="a reduced run (≤ 2 min) for CI")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)

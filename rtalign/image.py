@@ -1,8 +1,10 @@
-"""`rtalign image`: one photo in, the annotated photo out. Files go through bytes (read + decode,
-cv2.imencode + write), so any name the OS accepts works, UTF-8 or not."""
+"""`rtalign image`: one photo in, the annotated photo (and/or its landmarks as data) out. Files go
+through bytes (read + decode, cv2.imencode + write), so any name the OS accepts works, UTF-8 or not."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 import io
+import logging
 import struct
 import warnings
 from pathlib import Path
@@ -11,6 +13,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError, shown
+from .export import open_writer
 from .io_safety import check_input_file, check_output, write_bytes_atomic
 
 #: Images larger than this many pixels are refused before decoding (a header can claim 60000x60000);
@@ -21,6 +24,7 @@ _GREY_ONLY = {".pgm", ".pbm"}
 #: First bytes of PNG, JPEG, GIF, BMP, TIFF and WebP files, which Pillow decodes.
 _PILLOW_SIGNATURES = (b"\x89PNG", b"\xff\xd8", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
 
+log = logging.getLogger(__name__)
 
 def check_image_output(dst) -> None:
     """Refuse, before any work, an output whose extension OpenCV cannot write."""
@@ -104,28 +108,56 @@ def save_image(dst, image: np.ndarray) -> None:
     write_bytes_atomic(dst, buf.tobytes())
 
 
-def process_image(src, dst, model="resnet", device="cpu", threads=2, draw="points", max_faces=4,
-                  effects=()) -> int:
-    """Find faces in `src`, draw them (and apply `effects`) and write `dst`. Returns the face count.
+def annotate_image(src, dst, aligner: "FaceAligner", draw="points", effects=(), writer=None, label=None) -> int:
+    """Faces of photo `src` (with head pose) drawn into `dst` and/or written as rows to `writer`
+    (frame 0, time 0, `file` = `label` or the file name). Returns the face count.
+
+    Every face is processed unless the aligner's `max_faces` caps them (the largest first); faces left
+    out that way are reported with a warning, never skipped silently.
 
     Raises:
         InputError: unreadable input, no face found, or a bad output path.
     """
-    from .align import FaceAligner
     from .render import annotator_for
 
-    src, dst = Path(src), Path(dst)
-    check_output(src, dst)
-    check_image_output(dst)
+    src = Path(src)
+    if dst is not None:
+        check_output(src, Path(dst))
+        check_image_output(dst)
     image = load_image(src)
-    faces = FaceAligner(model, max_faces=max_faces, device=device, threads=threads).align(image)
+    boxes = aligner.detector.detect(image)
+    if aligner.max_faces is not None and len(boxes) > aligner.max_faces:
+        log.warning("%d faces found in %s; processing the largest %d (--max-faces)", len(boxes), shown(src),
+                    aligner.max_faces)
+    faces = aligner.align(image, boxes[:aligner.max_faces])
     if len(faces) == 0:
         raise InputError(f"no face found in {shown(src)}")
-    out = image.copy()
-    for effect in effects:
-        out = effect.annotate(out, faces)
-    annotator = annotator_for(draw)
-    if annotator is not None:
-        out = annotator.annotate(out, faces)
-    save_image(dst, out)
+    if writer is not None:
+        writer.write(label or src.name, 0, 0.0, faces)
+    if dst is not None:
+        out = image.copy()
+        for effect in effects:
+            out = effect.annotate(out, faces)
+        annotator = annotator_for(draw)
+        if annotator is not None:
+            out = annotator.annotate(out, faces)
+        save_image(dst, out)
     return len(faces)
+
+
+def process_image(src, dst, model="resnet", device="cpu", threads=2, draw="points", max_faces=None,
+                  effects=(), landmarks=None) -> int:
+    """Find faces in `src`, draw them (and apply `effects`) into `dst` (None: no image) and write their
+    landmarks and head pose to the `landmarks` file (.csv/.jsonl/.parquet, optional). Returns the face count.
+
+    Raises:
+        InputError: unreadable input, no face found, or a bad output path.
+    """
+    if dst is None and landmarks is None:
+        raise InputError("nothing to write: give an output image and/or a landmarks file")
+    if landmarks is not None:
+        check_output(Path(src), Path(landmarks))
+    from .align import FaceAligner
+    aligner = FaceAligner(model, max_faces=max_faces, device=device, threads=threads)
+    with open_writer(landmarks) if landmarks is not None else nullcontext() as writer:
+        return annotate_image(src, dst, aligner, draw, effects, writer)

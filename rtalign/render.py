@@ -7,10 +7,11 @@ import time
 import cv2
 import numpy as np
 
-from .landmarks import CONTOURS
+from .landmarks import CONTOURS, interocular
+from .pose import head_pose, rotation_from_angles
 from .types import FaceLandmarks
 
-DRAW_STYLES = ("points", "mesh", "none")
+DRAW_STYLES = ("points", "mesh", "pose", "none")
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -54,11 +55,34 @@ class MeshAnnotator:
         return scene
 
 
+class PoseAnnotator:
+    """The landmarks as points plus the head's axes from the nose tip: red to the person's left,
+    green up, blue forward (out of the face); each axis as long as the inter-ocular distance,
+    drawn in orthographic projection. Uses `faces.pose`, or estimates it when absent."""
+
+    def __init__(self, thickness: int = 2):
+        self.thickness = thickness
+        self._points = PointsAnnotator()
+
+    def annotate(self, scene: np.ndarray, faces: FaceLandmarks) -> np.ndarray:
+        self._points.annotate(scene, faces)
+        pose = faces.pose if faces.pose is not None else head_pose(faces.xy, scene.shape[1::-1])
+        for xy, angles in zip(faces.xy, pose):
+            # face axes: left (+x), up (-y), forward (-z), as columns; the camera's image plane is x, y
+            axes = rotation_from_angles(*angles) @ np.diag([1.0, -1.0, -1.0]) * float(interocular(xy))
+            shift = 4
+            start = np.rint(xy[30] * (1 << shift)).astype(np.int32)
+            for axis, color in zip(axes.T, ((0, 0, 255), (0, 255, 0), (255, 0, 0))):
+                end = np.rint((xy[30] + axis[:2]) * (1 << shift)).astype(np.int32)
+                cv2.line(scene, tuple(start.tolist()), tuple(end.tolist()), color, self.thickness, cv2.LINE_AA, shift)
+        return scene
+
+
 def annotator_for(style: str):
     """The annotator for a --draw style, or None for "none"."""
     if style not in DRAW_STYLES:
         raise ValueError(f"unknown draw style {style!r}; expected one of {DRAW_STYLES}")
-    return {"points": PointsAnnotator, "mesh": MeshAnnotator}.get(style, lambda: None)()
+    return {"points": PointsAnnotator, "mesh": MeshAnnotator, "pose": PoseAnnotator}.get(style, lambda: None)()
 
 
 class FpsAnnotator:

@@ -63,6 +63,33 @@ def asset_frames(size: tuple[int, int], path: np.ndarray, face_height: float = 0
     return render_face_frames(cv2.imread(str(ASSET)), size, path, anchor=(cx, cy), zoom=face_height * size[1] / side)
 
 
+def turn_face(image: np.ndarray, points: np.ndarray, yaw_deg: float, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`image` with its face (landmarks `points`, (68, 2)) turned by `yaw_deg` about the vertical axis
+    (> 0: towards the person's left, the image's right), and the turned landmarks.
+
+    Each landmark gets the depth `depth` (68,), in inter-ocular distances, away from the camera; the
+    points are turned in 3-D and projected orthographically, and the image follows by a piecewise-affine
+    warp (a ring around the face and the image's border stay put). A head-pose check with a known turn;
+    needs scikit-image (the test extra).
+    """
+    from skimage.transform import PiecewiseAffineTransform, warp
+    from .landmarks import interocular
+    h, w = image.shape[:2]
+    centre = points.mean(axis=0)
+    p3 = np.c_[points - centre, (depth - depth.mean()) * float(interocular(points))]
+    a = np.radians(yaw_deg)      # the person's left is the image's right: the nose (depth < 0) moves to +x
+    turned = p3 @ np.array([[np.cos(a), 0, -np.sin(a)], [0, 1, 0], [np.sin(a), 0, np.cos(a)]]).T
+    new = turned[:, :2] + centre
+    radius = 1.6 * float(np.linalg.norm(points - centre, axis=1).max())
+    ring = centre + radius * np.c_[np.cos(np.linspace(0, 2 * np.pi, 24, endpoint=False)),
+                                   np.sin(np.linspace(0, 2 * np.pi, 24, endpoint=False))]
+    border = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1], [(w - 1) / 2, 0], [(w - 1) / 2, h - 1],
+                       [0, (h - 1) / 2], [w - 1, (h - 1) / 2]], np.float64)
+    tform = PiecewiseAffineTransform.from_estimate(np.vstack([new, ring, border]), np.vstack([points, ring, border]))
+    out = warp(image, tform, output_shape=(h, w), order=1, mode="edge", preserve_range=True)
+    return out.astype(image.dtype), new.astype(np.float32)
+
+
 def write_clip(path, frames, fps: float = 30.0, audio: bool = True, crf: int = 18) -> int:
     """Encode BGR frames (all one size) as H.264 (+ a 440 Hz AAC tone). Returns the frame count."""
     fps_q = Fraction(fps).limit_denominator(1001)

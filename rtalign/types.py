@@ -26,11 +26,14 @@ class FaceLandmarks:
         bbox: (n, 4) float64 [x0, y0, x1, y1] boxes the model was given.
         score: (n,) float32 face-presence / plausibility score in [0, 1].
         track_id: (n,) int64 stable ids, or None outside a tracker.
+        pose: (n, 3) float32 head pose [yaw, pitch, roll] in degrees (see rtalign.pose), or None
+            where it was not estimated.
     """
     xy: np.ndarray
     bbox: np.ndarray
     score: np.ndarray = None
     track_id: np.ndarray | None = field(default=None)
+    pose: np.ndarray | None = field(default=None)
 
     def __post_init__(self):
         self.xy = np.asarray(self.xy, np.float32)
@@ -47,6 +50,10 @@ class FaceLandmarks:
             self.track_id = np.asarray(self.track_id, np.int64)
             if self.track_id.shape != (n,):
                 raise ValueError(f"FaceLandmarks.track_id must have shape ({n},) for {n} faces, got {self.track_id.shape}")
+        if self.pose is not None:
+            self.pose = np.asarray(self.pose, np.float32)
+            if self.pose.shape != (n, 3):
+                raise ValueError(f"FaceLandmarks.pose must have shape ({n}, 3) for {n} faces, got {self.pose.shape}")
 
     def __len__(self) -> int:
         return len(self.xy)

@@ -41,7 +41,7 @@ def test_quick_bench_writes_table_json_and_results(tmp_path, test_folder):   # n
     assert result.exit_code == 0, result.output
     rows = json.loads(js.read_text())
     keys = {"name", "nme", "mse256", "fr10", "auc10", "ms_per_face_1t", "ms_per_face_2t", "pipeline_fps",
-            "codec_fps", "latency_ms_p50", "static_jitter", "motion_jitter", "motion_nme"}
+            "analysis_fps", "codec_fps", "latency_ms_p50", "static_jitter", "motion_jitter", "motion_nme"}
     assert rows[0]["name"] == "cnn" and keys <= rows[0].keys()
     assert all(isinstance(rows[0][k], float) and rows[0][k] > 0 for k in keys - {"name", "fr10"}), rows[0]
     assert 0 <= rows[0]["fr10"] <= 100

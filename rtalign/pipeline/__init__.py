@@ -8,16 +8,19 @@ from pathlib import Path
 
 from ..detect import HaarDetector
 from ..errors import TruncatedInputError, shown
+from ..export import open_writer
 from ..io_safety import check_output
 from ..models import load_model
+from ..pose import PoseTracker
 from ..render import Compose, FpsAnnotator, annotator_for
 from ..smoothing import OneEuroOptions
 from ..tracking import FaceTracker, TrackerOptions
+from .landmark_sink import LandmarkRecorder
 from .runner import Runner, RunStats
 from .sinks import MjpegServerSink, VideoFileSink, VirtualCameraSink, WindowSink, check_video_output
 from .sources import SourceMode, VideoFileSource, open_source
 
-__all__ = ["process_video", "run_live", "Runner", "RunStats", "SourceMode", "build_tracker"]
+__all__ = ["process_video", "analyze_video", "run_live", "Runner", "RunStats", "SourceMode", "build_tracker"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,13 @@ def build_tracker(model="resnet", device="cpu", threads=2, max_faces=4,
     """Model + Haar acquisition + per-face One Euro smoothing (None: raw landmarks)."""
     lm = load_model(model, device, threads) if isinstance(model, str) else model
     return FaceTracker(lm, HaarDetector(), options=TrackerOptions(max_faces=max_faces), smoothing=smoothing)
+
+
+def _landmark_stage(stack: ExitStack, tracker, landmarks, label: str, draw: str):
+    """The tracker, wrapped to add head pose and write rows to the `landmarks` file when asked."""
+    if landmarks is not None:
+        return LandmarkRecorder(tracker, stack.enter_context(open_writer(landmarks)), label)
+    return PoseTracker(tracker) if draw == "pose" else tracker
 
 
 @contextmanager
@@ -53,7 +63,7 @@ def _stopped_by(event: threading.Event | None, runner: Runner):
 
 def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effects=(), progress=None,
                   preset: str = "veryfast", crf: int = 20, stop: threading.Event | None = None,
-                  allow_truncated: bool = False) -> RunStats:
+                  allow_truncated: bool = False, landmarks=None) -> RunStats:
     """Every frame of `src` through the tracker, drawn, into `dst` (format by extension, audio kept in sync,
     each frame at its input time, rotation metadata applied to the pixels).
 
@@ -66,6 +76,8 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
         stop: set it to end the run early (from a signal handler, another thread, a UI).
         allow_truncated: accept an input that ends early or stops decoding: write `dst` from the
             frames that decoded (with a logged warning) instead of raising TruncatedInputError.
+        landmarks: optional .csv / .jsonl / .parquet path for every frame's landmarks and head pose
+            (rtalign.export), holding the frames done when the run ends for any reason.
 
     Raises:
         InputError: unusable input or output (nothing is left behind).
@@ -74,7 +86,11 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
     src, dst = Path(src), Path(dst)
     check_output(src, dst)
     check_video_output(dst)
-    with VideoFileSource(str(src)) as source:
+    if landmarks is not None:
+        check_output(src, Path(landmarks))
+    with ExitStack() as stack:
+        source = stack.enter_context(VideoFileSource(str(src)))
+        tracker = _landmark_stage(stack, tracker, landmarks, src.name, draw)
         sink = VideoFileSink(dst, source.size, source.fps, audio_from=str(src) if source.has_audio else None,
                              preset=preset, crf=crf, time_base=source.time_base)
         try:
@@ -107,14 +123,37 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
     return stats
 
 
+def analyze_video(src, landmarks, *, tracker: FaceTracker, progress=None,
+                  stop: threading.Event | None = None) -> RunStats:
+    """Analysis only: every frame of `src` decoded and tracked, landmarks and head pose written to
+    `landmarks` (rtalign.export); nothing drawn, nothing encoded.
+
+    When `stop` is set the file holds the frames done (stats.interrupted is then True).
+
+    Raises:
+        InputError: unusable input or landmarks path (nothing is left under `landmarks`).
+    """
+    src = Path(src)
+    check_output(src, Path(landmarks))
+    with ExitStack() as stack:
+        source = stack.enter_context(VideoFileSource(str(src)))
+        tracker = _landmark_stage(stack, tracker, landmarks, src.name, "none")
+        on_frame = (lambda stats: progress(stats, source.expected)) if progress else None
+        runner = Runner(source, tracker, Compose([]), [], on_frame)
+        with _stopped_by(stop, runner):
+            return runner.run()
+
+
 def run_live(spec: str, *, tracker: FaceTracker, draw: str = "points", effects=(), window: bool = True,
              vcam: bool = False, serve: tuple[str, int] | None = None, on_frame=None,
-             stop: threading.Event | None = None) -> RunStats:
-    """A camera index, stream URL or file played in real time, to a window / virtual camera / MJPEG server.
+             stop: threading.Event | None = None, landmarks=None) -> RunStats:
+    """A camera index, stream URL or file played in real time, to a window / virtual camera / MJPEG server
+    (and every processed frame's landmarks to the `landmarks` file, when given).
 
     Set `stop` to end the run (from a signal handler, another thread, a UI)."""
     with ExitStack() as stack:
         source = stack.enter_context(open_source(spec, live=True))
+        tracker = _landmark_stage(stack, tracker, landmarks, spec, draw)
         sinks = []
         if window:
             sinks.append(stack.enter_context(WindowSink()))

@@ -1,0 +1,257 @@
+"""Whole folders: every video and photo under a folder, one by one, in local worker processes, or as
+Ray tasks on a cluster. `process_file` is the one per-file function all three paths run, so their
+results are the same bytes.
+
+An output appears under its final name only when complete, so a rerun skips every input whose
+outputs all exist (resumable); an input that fails is reported with a one-line reason and never
+stops the others.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError, RtalignError
+from .export import FORMATS, open_writer
+from .smoothing import OneEuroOptions
+
+log = logging.getLogger(__name__)
+
+#: Videos are written back under the same name (H.264 in these containers); other files are ignored.
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".avi")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """What to do with every file. `landmarks`: a format (".csv", ".jsonl", ".parquet") for one landmarks
+    file per input, named after it (`clip.mp4` → `clip.mp4.csv`), or None. `media`: also write the drawn
+    photo / video. `effects`: keyword arguments of rtalign.effects.Recolor as (name, value) pairs, or ()."""
+    model: str = "resnet"
+    device: str = "cpu"
+    threads: int = 1
+    max_faces: int = 4
+    draw: str = "points"
+    smoothing: OneEuroOptions | None = field(default_factory=OneEuroOptions)
+    effects: tuple = ()
+    landmarks: str | None = None
+    media: bool = True
+    preset: str = "veryfast"
+    crf: int = 20
+
+    def __post_init__(self):
+        if self.landmarks is not None and self.landmarks not in FORMATS:
+            raise InputError(f"landmarks format {self.landmarks!r}: expected one of {', '.join(FORMATS)}")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input and the outputs it should produce (None: not wanted)."""
+    src: Path
+    label: str                  # the landmarks' `file` column: the path relative to the input folder
+    media: Path | None
+    landmarks: Path | None
+
+    @property
+    def is_video(self) -> bool:
+        return self.src.suffix.lower() in VIDEO_SUFFIXES
+
+    @property
+    def done(self) -> bool:
+        return all(p.exists() for p in (self.media, self.landmarks) if p is not None)
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What became of one input: ok, skipped (outputs already there), or failed with `reason`."""
+    src: str
+    ok: bool
+    reason: str = ""
+    skipped: bool = False
+    frames: int = 0
+    seconds: float = 0.0
+
+
+def plan(in_dir, out_dir, options: BatchOptions, suffixes=VIDEO_SUFFIXES + IMAGE_SUFFIXES) -> list[Job]:
+    """Every file with one of `suffixes` under `in_dir` (sorted, hidden files and `out_dir` left out),
+    its outputs at the same relative path under `out_dir`.
+
+    Raises:
+        InputError: `in_dir` is not a folder, or `out_dir` is `in_dir` while drawn outputs are on.
+    """
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    if not in_dir.is_dir():
+        raise InputError(f"no such folder: {in_dir}")
+    if options.media and out_dir.resolve() == in_dir.resolve():
+        raise InputError(f"output folder {out_dir} is the input folder; choose another")
+    skip = out_dir.resolve()
+    jobs = []
+    for src in sorted(in_dir.rglob("*")):
+        rel = src.relative_to(in_dir)
+        if (src.suffix.lower() not in suffixes or not src.is_file() or any(p.startswith(".") for p in rel.parts)
+                or skip in src.resolve().parents):
+            continue
+        jobs.append(Job(src, rel.as_posix(), out_dir / rel if options.media else None,
+                        out_dir / f"{rel}{options.landmarks}" if options.landmarks else None))
+    return jobs
+
+
+_MODELS: dict = {}
+
+
+def _model(options: BatchOptions):
+    """The landmark model, loaded once per process (workers run many files)."""
+    from .models import load_model
+    key = (options.model, options.device, options.threads)
+    if key not in _MODELS:
+        _MODELS[key] = load_model(*key)
+    return _MODELS[key]
+
+
+def _effects(options: BatchOptions) -> list:
+    from .effects import Recolor
+    return [Recolor(**dict(options.effects))] if options.effects else []
+
+
+def _run_video(job: Job, options: BatchOptions) -> int:
+    from .pipeline import analyze_video, build_tracker, process_video
+    tracker = build_tracker(_model(options), max_faces=options.max_faces, smoothing=options.smoothing)
+    if job.media is not None:
+        stats = process_video(job.src, job.media, tracker=tracker, draw=options.draw, effects=_effects(options),
+                              preset=options.preset, crf=options.crf, landmarks=job.landmarks)
+    else:
+        stats = analyze_video(job.src, job.landmarks, tracker=tracker)
+    if stats.interrupted:        # a partial output must not pass for a complete one on the rerun
+        for p in (job.media, job.landmarks):
+            if p is not None:
+                p.unlink(missing_ok=True)
+        raise KeyboardInterrupt
+    return stats.frames_out
+
+
+def _run_image(job: Job, options: BatchOptions, writer=None) -> int:
+    from .align import FaceAligner
+    from .image import annotate_image
+    aligner = FaceAligner(_model(options), max_faces=options.max_faces)
+    with open_writer(job.landmarks) if job.landmarks is not None else nullcontext(writer) as out:
+        annotate_image(job.src, job.media, aligner, options.draw, _effects(options), out, job.label)
+    return 1
+
+
+def _attempt(job: Job, work) -> FileResult:
+    """Run `work()` for `job`, turning any failure into a one-line reason (Ctrl-C still stops everything)."""
+    t0 = time.perf_counter()
+    try:
+        frames = work()
+    except RtalignError as e:
+        return FileResult(str(job.src), False, str(e))
+    except Exception as e:  # one bad file must never stop the batch
+        log.debug("%s failed", job.src, exc_info=True)
+        first = (str(e).strip().splitlines() or [""])[0]
+        return FileResult(str(job.src), False, f"{type(e).__name__}: {first}" if first else type(e).__name__)
+    return FileResult(str(job.src), True, frames=frames, seconds=time.perf_counter() - t0)
+
+
+def process_file(job: Job, options: BatchOptions) -> FileResult:
+    """The per-file work, the same in-process, in a worker process and in a Ray task."""
+    for p in (job.media, job.landmarks):
+        if p is not None:
+            p.parent.mkdir(parents=True, exist_ok=True)
+    return _attempt(job, lambda: (_run_video if job.is_video else _run_image)(job, options))
+
+
+def _local(jobs, options, workers, report):
+    if workers == 1:
+        for i, job in enumerate(jobs):
+            report(i, process_file(job, options))
+        return
+    # spawn: a forked child would inherit the parent's ONNX / OpenCV thread pools mid-state
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(process_file, job, options): i for i, job in enumerate(jobs)}
+        try:
+            for f in as_completed(futures):
+                report(futures[f], f.result())
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _ray(jobs, options, workers, address, report):
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--ray needs Ray: pip install 'rtalign[ray]'") from None
+    local = address is None
+    try:
+        ray.init(address=address, num_cpus=workers if local else None, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise InputError(f"cannot reach the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+    try:
+        task = ray.remote(num_cpus=1)(process_file)
+        pending = {task.remote(job, options): i for i, job in enumerate(jobs)}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                report(pending.pop(ref), ray.get(ref))
+    finally:
+        ray.shutdown()
+
+
+def run_batch(jobs: list[Job], options: BatchOptions, workers: int = 1, ray_address: str | None | bool = False,
+              progress=None) -> list[FileResult]:
+    """Process every job not already done; returns one FileResult per job, in job order.
+
+    Args:
+        workers: local processes (1: in this process); with Ray, the CPUs of a local Ray instance.
+        ray_address: False for local processes; None for a new local Ray instance; "HOST:PORT" or
+            "auto" for an existing cluster (its nodes need rtalign installed and the same paths).
+        progress: optional callable(FileResult) after each file, skipped ones included.
+    """
+    results: list[FileResult | None] = [None] * len(jobs)
+    todo = []
+    for i, job in enumerate(jobs):
+        if job.done:
+            results[i] = FileResult(str(job.src), True, skipped=True)
+            if progress:
+                progress(results[i])
+        else:
+            todo.append(i)
+
+    def report(k: int, result: FileResult) -> None:
+        results[todo[k]] = result
+        if progress:
+            progress(result)
+
+    pending = [jobs[i] for i in todo]
+    if pending and ray_address is not False:
+        _ray(pending, options, workers, ray_address, report)
+    elif pending:
+        _local(pending, options, workers, report)
+    return results
+
+
+def align_folder(in_dir, out_dir, options: BatchOptions, landmarks=None, progress=None) -> list[FileResult]:
+    """`rtalign image` on a folder: every photo drawn into `out_dir` (when `options.media`) and, when
+    `landmarks` names a file, every photo's rows in that one file (`file` = the photo's relative path).
+
+    Without a landmarks file, photos whose output exists are skipped; with one, every photo is read
+    again so the file is whole.
+    """
+    jobs = plan(in_dir, out_dir, options, IMAGE_SUFFIXES)
+    if landmarks is None:
+        return run_batch(jobs, options, progress=progress)
+    results = []
+    with open_writer(landmarks) as writer:
+        for job in jobs:
+            if job.media is not None:
+                job.media.parent.mkdir(parents=True, exist_ok=True)
+            results.append(_attempt(job, lambda: _run_image(job, options, writer)))
+            if progress:
+                progress(results[-1])
+    return results

@@ -1,0 +1,141 @@
+"""What lip and iris recolouring share: regions of interest, polygon masks and distances, and the
+Lab blend with a target adapted to the face's lighting."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..color import parse_color
+
+_SHIFT = 4  # fixed-point bits for sub-pixel polygon filling
+#: Luminance Y of well-lit skin (L* ≈ 65): a face lit like this gets the target colour as given.
+REFERENCE_SKIN_Y = 0.34
+
+
+def target_bgr(color) -> np.ndarray:
+    """A colour string or BGR triple as float32 BGR in [0, 1]."""
+    return np.array(parse_color(color) if isinstance(color, str) else color, np.float32) / 255.0
+
+
+def lab_of(bgr01: np.ndarray) -> np.ndarray:
+    """Lab (L in 0..100) of BGR float32 in [0, 1], any leading shape."""
+    return cv2.cvtColor(np.asarray(bgr01, np.float32).reshape(-1, 1, 3), cv2.COLOR_BGR2Lab).reshape(np.shape(bgr01))
+
+
+def quantiles(values: np.ndarray, qs) -> np.ndarray:
+    """Quantiles (0..1) of a 1-D array, or per column of a 2-D one, by one partition: np.percentile
+    and np.median cost more than the rest of an eye's work on these small samples."""
+    ks = [min(int(q * len(values)), len(values) - 1) for q in qs]
+    return np.partition(values, ks, axis=0)[ks]
+
+
+def grey_lightness(grey: float) -> float:
+    """L* of an 8-bit sRGB grey level."""
+    v = grey / 255.0
+    y = v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+    return 116.0 * y ** (1 / 3) - 16.0 if y > 0.008856 else 903.3 * y
+
+
+def light_gain(skin_lightness: float) -> float:
+    """The face's light relative to well-lit skin (luminance ratio, at most 1), read from its skin's L*."""
+    y = ((max(float(skin_lightness), 8.0) + 16.0) / 116.0) ** 3
+    return float(np.clip(y / REFERENCE_SKIN_Y, 0.02, 1.0))
+
+
+def lit_target(color, skin_lightness: float) -> np.ndarray:
+    """Lab of the target colour as it would look under the face's light.
+
+    Skin darker than well-lit skin scales the target's linear RGB down by the same factor (never
+    up), so in a dim scene the lipstick is dim too and loses chroma the way real colours do,
+    instead of glowing at full brightness.
+    """
+    srgb = target_bgr(color)
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4) * light_gain(skin_lightness)
+    srgb = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return lab_of(srgb.astype(np.float32))
+
+
+def roi(points: np.ndarray, margin: float, shape) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) box around `points` grown by `margin` px and clipped to the frame; None if empty."""
+    h, w = shape[:2]
+    x0, y0 = np.floor(points.min(0) - margin).astype(int)
+    x1, y1 = np.ceil(points.max(0) + margin).astype(int) + 1
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def polygon_mask(shape, origin, polygons, values, antialias: bool = True) -> np.ndarray:
+    """uint8 mask of the ROI with each polygon filled in turn with its value."""
+    mask = np.zeros(shape, np.uint8)
+    for poly, value in zip(polygons, values):
+        fixed = np.rint((poly - origin) * (1 << _SHIFT)).astype(np.int32)
+        cv2.fillPoly(mask, [fixed], int(value), cv2.LINE_AA if antialias else cv2.LINE_8, _SHIFT)
+    return mask
+
+
+def signed_distance(shape, origin, polygon) -> np.ndarray:
+    """float32 distance in px to the polygon's outline: positive inside, negative outside."""
+    inside = polygon_mask(shape, origin, [polygon], [1], antialias=False)
+    d_in = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_3)
+    d_out = cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_3)
+    return np.where(inside > 0, d_in - 0.5, 0.5 - d_out)
+
+
+def blend_lab(roi_bgr: np.ndarray, weight: np.ndarray, target: np.ndarray, chroma_keep: float,
+              lightness_pull: float) -> None:
+    """Recolour `roi_bgr` (BGR uint8, in place) where `weight` (float32 in [0, 1]) is positive.
+
+    a, b take the target's hue and chroma, scaled by each pixel's saturation relative to the
+    weighted mean (`chroma_keep` of that variation kept); L moves by `lightness_pull` of the gap
+    between the target and the weighted mean, so the lightness detail (texture, shading, gloss)
+    is kept exactly.
+    """
+    sel = weight > 1 / 255.0          # less can not move a pixel by half a level
+    if not sel.any():
+        return
+    w = weight[sel][:, None]
+    px = cv2.cvtColor(roi_bgr[sel][:, None, :].astype(np.float32) * (1 / 255.0), cv2.COLOR_BGR2Lab)[:, 0]
+    mean = (w[:, 0] @ px) / float(w.sum())
+    new = np.empty_like(px)
+    new[:, 0] = px[:, 0] + lightness_pull * (target[0] - mean[0])
+    # the hue becomes the target's; each pixel keeps `chroma_keep` of its relative saturation
+    ratio = np.hypot(px[:, 1], px[:, 2]) / max(float(np.hypot(mean[1], mean[2])), 1.0)
+    new[:, 1:] = target[1:] * (1.0 + chroma_keep * (np.minimum(ratio, 3.0) - 1.0))[:, None]
+    out = _in_gamut_bgr((px + w * (new - px)).astype(np.float32))
+    roi_bgr[sel] = np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _in_gamut_bgr(lab: np.ndarray, steps: int = 4) -> np.ndarray:
+    """BGR in [0, 1] of (N, 3) Lab; colours outside sRGB lose chroma (hue and lightness kept)
+    instead of being clipped per channel, which would shift their hue. The chroma kept is found
+    by bisection, to 1/2**steps."""
+    inside = lambda bgr: ((bgr >= -1e-3) & (bgr <= 1.001)).all(1)
+    bgr = cv2.cvtColor(lab[:, None, :], cv2.COLOR_Lab2BGR)[:, 0]
+    bad = ~inside(bgr)
+    if bad.any():
+        lab_bad = lab[bad]
+        lo, hi = np.zeros(len(lab_bad), np.float32), np.ones(len(lab_bad), np.float32)
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            ok = inside(cv2.cvtColor((lab_bad * np.stack([np.ones_like(mid), mid, mid], 1))[:, None, :],
+                                     cv2.COLOR_Lab2BGR)[:, 0])
+            lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+        kept = lab_bad * np.stack([np.ones_like(lo), lo, lo], 1)
+        bgr[bad] = cv2.cvtColor(kept[:, None, :], cv2.COLOR_Lab2BGR)[:, 0]
+    return bgr
+
+
+def flat_fill(frame, polygons, holes, color, strength) -> np.ndarray:
+    """The study's look: polygons filled with a flat colour (blended by strength), for comparison."""
+    bgr = target_bgr(color) * 255.0
+    box = roi(np.concatenate(polygons), 2, frame.shape)
+    if box is None:
+        return frame
+    x0, y0, x1, y1 = box
+    mask = polygon_mask((y1 - y0, x1 - x0), np.array([x0, y0]), polygons + holes,
+                        [255] * len(polygons) + [0] * len(holes))
+    sel = mask > 0
+    part = frame[y0:y1, x0:x1]
+    w = (mask[sel].astype(np.float32) / 255.0 * float(strength))[:, None]
+    part[sel] = np.clip(part[sel] * (1 - w) + bgr * w + 0.5, 0, 255).astype(np.uint8)
+    return frame

@@ -1,0 +1,178 @@
+"""Lip recolouring whose mask follows the real lip edge, not just the landmark polygon.
+
+Points are often a few pixels off the true lip line, and the inner line sits on the teeth of a
+smile. So the polygon only proposes: in a band around its outline, each pixel is decided by colour,
+comparing a model of the lip (the polygon's confident core) with one of the skin just outside.
+Teeth and the mouth's dark cavity fall on the skin side of that comparison or are unlike both, and
+pixels unlike both lip and skin (a hand, a microphone, moustache hair) are left alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..landmarks import INNER_LIPS, INTEROCULAR, OUTER_LIPS
+from .common import blend_lab, flat_fill, light_gain, lit_target, quantiles, roi, signed_distance
+
+#: Band half-width around the polygon's outline, in inter-ocular distances: how far off the points may be.
+BAND = 0.05
+#: Log-odds the polygon adds for "lip" deep inside it (and against, a band's width outside).
+PRIOR = 4.0
+#: Share of each pixel's chroma deviation kept (texture), and of the lightness gap to the target closed.
+CHROMA_KEEP, LIGHTNESS_PULL = 0.5, 0.3
+#: Factor on the colour models' log-likelihood ratio: lip and skin pixels are not independent draws,
+#: a whole neighbourhood agrees, so the per-pixel evidence is worth more than one sample's.
+SHARPNESS = 4.0
+#: Squared separation of the lip and skin models below which the polygon's prior gains weight.
+SEPARATION = 100.0
+#: Depth from which polygon pixels sample the lip colour: this share of the deepest, or of the
+#: band, whichever is less (so full lips are sampled along their length, not only at the centre,
+#: where a microphone or finger would dominate).
+CORE = (0.6, 0.5)
+#: Pixels inside the inner lip line that may still be lip.
+INNER_REACH = 1.5
+#: Mahalanobis distances to the nearer of lip and skin between which a pixel fades out as "unlike both".
+UNLIKE = (4.0, 6.0)
+#: Lab variance added to each colour model (JPEG noise, few samples).
+REGULARIZE = 4.0
+#: Inter-ocular distance (px) at which larger faces' lip masks are computed.
+WORK_IOD = 110.0
+
+_REGULARIZE = REGULARIZE * np.eye(3)
+_ONES = np.ones(3, np.float32)
+_LAB8_SCALE = np.array([100 / 255, 1, 1], np.float32)
+_LAB8_OFFSET = np.array([0, 128, 128], np.float32)
+
+
+@dataclass
+class LipMask:
+    """box: (x0, y0, x1, y1) in the frame; weight: float32 (h, w) in [0, 1];
+    skin_lightness: median L* of the skin around the mouth (the face's light)."""
+    box: tuple
+    weight: np.ndarray
+    skin_lightness: float
+
+
+def _model(pixels: np.ndarray):
+    """(mean, covariance, whitening matrix) of Lab pixels, fitted to those within 3 robust standard
+    deviations of the median (not highlights, stray skin or an occluder over part of the sample).
+    The whitening W makes |W (x - mean)|² the Mahalanobis distance."""
+    median = quantiles(pixels, [0.5])[0]
+    spread = 1.4826 * quantiles(np.abs(pixels - median), [0.5])[0] + np.sqrt(REGULARIZE)
+    kept = pixels[((np.abs(pixels - median) / spread) ** 2 @ _ONES) < 9.0]
+    if len(kept) >= 8:
+        pixels = kept
+    cov, mean = cv2.calcCovarMatrix(pixels, None, cv2.COVAR_NORMAL | cv2.COVAR_ROWS | cv2.COVAR_SCALE)
+    cov += _REGULARIZE
+    _, values, vectors = cv2.eigen(cov)
+    return mean[0], cov, vectors / np.sqrt(values)
+
+
+def _affine(matrix: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """[M | -M mean] as float32 for cv2.transform: M (x - mean) per pixel."""
+    return np.hstack([matrix, -(matrix @ mean)[:, None]]).astype(np.float32)
+
+
+def _discriminant(m_lip, c_lip, m_skin, c_skin) -> np.ndarray:
+    """1x4 affine map of a Lab pixel to its log-likelihood ratio lip : skin (shared covariance)."""
+    w = cv2.solve((c_lip + c_skin) / 2, (m_lip - m_skin)[:, None], flags=cv2.DECOMP_CHOLESKY)[1][:, 0]
+    return _affine(w[None, :], (m_skin + m_lip) / 2)
+
+
+def _distance2(image: np.ndarray, mean, white) -> np.ndarray:
+    y = cv2.transform(image, _affine(white, mean))
+    return cv2.transform(y * y, np.ones((1, 3), np.float32))
+
+
+def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
+    """The per-pixel lip weight of one face; None when the mouth is off-frame or degenerate.
+
+    Large faces are decided at a resolution where the inter-ocular distance is WORK_IOD px (the
+    weight is smooth, the cost stays flat), then the weight is scaled back to the frame.
+
+    Args:
+        image: (H, W, 3) BGR uint8 frame (read only).
+        points: (68, 2) landmarks in frame pixels.
+    """
+    iod = float(np.hypot(*(points[INTEROCULAR[1]] - points[INTEROCULAR[0]])))
+    band = max(2.0, BAND * iod)
+    box = roi(points[OUTER_LIPS], 2 * band + 2, image.shape)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    scale = min(1.0, WORK_IOD / max(iod, 1e-6))
+    size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+    part = image[y0:y1, x0:x1]
+    if scale < 1.0:
+        part = cv2.resize(part, size, interpolation=cv2.INTER_LINEAR)
+    k = np.array([size[0] / (x1 - x0), size[1] / (y1 - y0)])
+    pts = (points - [x0, y0] + 0.5) * k - 0.5
+    band, reach_in = band * scale, INNER_REACH * scale
+    lab = cv2.cvtColor(part, cv2.COLOR_BGR2Lab).astype(np.float32)    # 8-bit Lab: precise enough to decide
+    lab *= _LAB8_SCALE
+    lab -= _LAB8_OFFSET
+    smooth = cv2.GaussianBlur(lab, (0, 0), 0.8)          # decide with less JPEG noise
+    d_out = signed_distance(size[::-1], np.zeros(2), pts[OUTER_LIPS])
+    d_in = signed_distance(size[::-1], np.zeros(2), pts[INNER_LIPS])
+    d_lip = np.minimum(d_out, -d_in)                     # > 0 on the lips
+    if d_lip.max() <= 0.0:
+        return None
+    prior = PRIOR * np.clip(d_lip / band, -1.0, 1.0)
+    core = smooth[d_lip >= min(CORE[0] * d_lip.max(), CORE[1] * band)]
+    ring = (d_out <= -band) & (d_out >= -2 * band)
+    skin_lightness = float(quantiles(smooth[ring][:, 0] if ring.any() else lab[..., 0].ravel(), [0.5])[0])
+    # skin above and below the mouth apart: the chin under the lower lip is often in shadow
+    corner = pts[OUTER_LIPS[6]] - pts[OUTER_LIPS[0]]
+    ys, xs = np.ogrid[:size[1], :size[0]]
+    below = (xs - pts[OUTER_LIPS[0], 0]) * corner[1] - (ys - pts[OUTER_LIPS[0], 1]) * corner[0] < 0
+    skins = [smooth[ring & below], smooth[ring & ~below]]
+    skins = [sk for sk in skins if len(sk) >= 8] or ([smooth[ring]] if ring.sum() >= 8 else [])
+    if len(core) >= 8 and skins:
+        m_lip, c_lip, w_lip = _model(core)
+        llr, nearer, separation = None, _distance2(smooth, m_lip, w_lip), np.inf
+        for sk in skins:
+            m_skin, c_skin, w_skin = _model(sk)
+            affine = _discriminant(m_lip, c_lip, m_skin, c_skin)
+            side = cv2.transform(smooth, affine)              # log-likelihood ratio lip : this skin
+            llr = side if llr is None else np.minimum(llr, side)
+            nearer = np.minimum(nearer, _distance2(smooth, m_skin, w_skin))
+            separation = min(separation, float(affine[0, :3] @ (m_lip - m_skin)))  # squared Mahalanobis
+        prior = prior * float(np.clip(SEPARATION / max(separation, 1e-6), 1.0, 4.0))  # alike models: trust the points
+        alike = np.clip((UNLIKE[1] - np.sqrt(nearer)) / (UNLIKE[1] - UNLIKE[0]), 0.0, 1.0)
+        logit = np.clip(SHARPNESS * llr, -10.0, 10.0) + prior
+    else:
+        alike, logit = 1.0, 2 * prior
+    # nothing beyond the band outside; inside the mouth, only a pixel or two (the inner line errs
+    # towards the teeth, and the tongue is lip-coloured)
+    reach = np.clip(np.minimum((d_out + band) / (0.5 * band), reach_in - d_in), 0.0, 1.0)
+    weight = cv2.GaussianBlur((alike * reach / (1.0 + np.exp(-logit))).astype(np.float32), (0, 0), 0.7 * scale)
+    if scale < 1.0:
+        weight = cv2.resize(weight, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    return LipMask(box, weight, skin_lightness)
+
+
+def recolor_lips(frame: np.ndarray, points: np.ndarray, color, strength: float = 0.6,
+                 style: str = "natural") -> np.ndarray:
+    """Recolour the lips of one face, keeping teeth, tongue, occluders and the skin around them.
+
+    Args:
+        frame: (H, W, 3) BGR uint8, **modified in place**.
+        points: (68, 2) landmarks in frame pixels.
+        color: CSS name, '#rrggbb' or a BGR tuple.
+        strength: 0 (no change) to 1 (full target colour).
+        style: "natural" (Lab shift, texture kept, lit like the face) or "flat" (the study's polygon fill).
+
+    Returns:
+        frame.
+    """
+    if style == "flat":
+        return flat_fill(frame, [points[OUTER_LIPS]], [points[INNER_LIPS]], color, strength)
+    mask = lip_mask(frame, points)
+    if mask is not None:
+        x0, y0, x1, y1 = mask.box
+        blend_lab(frame[y0:y1, x0:x1], mask.weight * float(strength),
+                  lit_target(color, mask.skin_lightness), chroma_keep=CHROMA_KEEP,
+                  lightness_pull=LIGHTNESS_PULL * light_gain(mask.skin_lightness))  # dim: own lightness
+    return frame

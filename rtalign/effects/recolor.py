@@ -1,0 +1,46 @@
+"""The annotator the pipeline uses: lip and iris colour on every face, with per-track eye state."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..color import parse_color
+from ..types import FaceLandmarks
+from .irises import EyeState, recolor_irises
+from .lips import recolor_lips
+
+STYLES = ("natural", "flat")
+
+
+class Recolor:
+    """Annotator applying lip and/or iris colour to every face: `annotate(scene, faces) -> scene` (in place).
+
+    Eye state (open or closed, the tracked iris circle) is kept per track id, so blinks and iris
+    positions are judged across frames in a video; faces without ids are judged frame by frame.
+
+    Args:
+        lip_color, eye_color: CSS name / '#rrggbb' / None to skip. Validated here, at construction.
+        lip_strength, eye_strength: 0..1.
+        style: "natural" or "flat".
+    """
+
+    def __init__(self, lip_color=None, eye_color=None, lip_strength: float = 0.6, eye_strength: float = 0.6,
+                 style: str = "natural"):
+        if style not in STYLES:
+            raise ValueError(f"unknown style {style!r}; expected one of {STYLES}")
+        for c in (lip_color, eye_color):
+            if c is not None:
+                parse_color(c)
+        self.lip_color, self.eye_color = lip_color, eye_color
+        self.lip_strength, self.eye_strength, self.style = lip_strength, eye_strength, style
+        self._eyes: dict[int, tuple[EyeState, EyeState]] = {}
+
+    def annotate(self, scene: np.ndarray, faces: FaceLandmarks) -> np.ndarray:
+        ids = faces.track_id if faces.track_id is not None else [None] * len(faces)
+        self._eyes = {i: self._eyes.get(i) or (EyeState(), EyeState()) for i in ids if i is not None}
+        for xy, i in zip(faces.xy, ids):
+            if self.lip_color is not None:
+                recolor_lips(scene, xy, self.lip_color, self.lip_strength, self.style)
+            if self.eye_color is not None:
+                recolor_irises(scene, xy, self.eye_color, self.eye_strength, self.style,
+                               None if i is None else self._eyes[i])
+        return scene

@@ -1,0 +1,143 @@
+"""Landmarks as data: the files hold what the API returned, and an interrupted run leaves a valid file."""
+import threading
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rtalign.cli import main
+from rtalign.errors import InputError
+from rtalign.export import COLUMNS, open_writer, read_landmarks
+from rtalign.pipeline import analyze_video, build_tracker, process_video, run_live
+from rtalign.pose import PoseTracker
+from rtalign.types import FaceLandmarks
+
+
+def two_faces(seed=0) -> FaceLandmarks:
+    rng = np.random.default_rng(seed)
+    return FaceLandmarks(rng.uniform(0, 640, (2, 68, 2)), np.zeros((2, 4)), [0.9, 0.25], track_id=[3, 8],
+                         pose=[[12.345, -3.21, 0.5], [-40.0, 7.777, 179.9]])
+
+
+def test_columns_are_the_contract():
+    assert COLUMNS[:8] == ("file", "frame", "time_s", "face_id", "score", "yaw", "pitch", "roll")
+    assert COLUMNS[8:12] == ("x0", "y0", "x1", "y1") and COLUMNS[-1] == "y67" and len(COLUMNS) == 8 + 136
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_round_trip_holds_every_face_and_frame(tmp_path, suffix):
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow", reason="Parquet is the optional [parquet] extra")
+    frames = [two_faces(k) for k in range(3)]
+    with open_writer(tmp_path / f"lm{suffix}") as w:
+        for k, faces in enumerate(frames):
+            w.write('odd, "name".mp4', k, k / 30, faces)
+        w.write("empty.mp4", 3, 0.1, FaceLandmarks.empty())       # a frame without faces adds no row
+    back = read_landmarks(tmp_path / f"lm{suffix}")
+    assert back["file"] == ['odd, "name".mp4'] * 6
+    np.testing.assert_array_equal(back["frame"], [0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(back["face_id"], [3, 8] * 3)
+    np.testing.assert_allclose(back["time_s"], np.repeat(np.arange(3) / 30, 2), atol=5e-7)
+    tol = 1e-6 if suffix == ".parquet" else 1   # text keeps 0.001 px, 0.01°, 1e-4 of a score
+    np.testing.assert_allclose(back["xy"], np.concatenate([f.xy for f in frames]), atol=5e-4 * tol + 1e-9, rtol=0)
+    np.testing.assert_allclose(back["pose"], np.concatenate([f.pose for f in frames]), atol=5e-3 * tol + 1e-9, rtol=0)
+    np.testing.assert_allclose(back["score"], [0.9, 0.25] * 3, atol=5e-5 * tol + 1e-9)
+
+
+def test_text_formats_write_the_same_numbers(tmp_path):
+    for suffix in (".csv", ".jsonl"):
+        with open_writer(tmp_path / f"lm{suffix}") as w:
+            w.write("a.mp4", 0, 0.0, two_faces())
+    csv, jsonl = read_landmarks(tmp_path / "lm.csv"), read_landmarks(tmp_path / "lm.jsonl")
+    for key in ("xy", "pose", "score", "time_s"):
+        np.testing.assert_array_equal(csv[key], jsonl[key])
+    first = (tmp_path / "lm.csv").read_text().splitlines()[1]
+    assert first.startswith("a.mp4,0,0.000000,3,0.9000,12.35,-3.21,0.50,")
+
+
+def test_unknown_extension_is_one_clear_error(tmp_path):
+    with pytest.raises(InputError, match="expected one of .csv, .jsonl, .parquet"):
+        open_writer(tmp_path / "lm.txt")
+
+
+def test_a_killed_writer_leaves_whole_rows_in_its_temporary_file(tmp_path):
+    w = open_writer(tmp_path / "lm.csv")
+    w.write("a.mp4", 0, 0.0, two_faces())
+    w.write("a.mp4", 1, 0.033, two_faces(1))     # never closed: as if the process were killed here
+    assert not (tmp_path / "lm.csv").exists()
+    hidden = list(tmp_path.glob(".lm.*.csv"))
+    assert len(hidden) == 1 and len(read_landmarks(hidden[0])["frame"]) == 4
+    w.abort()
+    assert not list(tmp_path.iterdir())
+
+
+class _Spy:
+    """Records what the (pose-adding) tracker returned for every frame; sets `stop` at frame `stop_after`,
+    as a signal handler or a UI would."""
+
+    def __init__(self, tracker, stop_after=None):
+        self.tracker, self.seen, self.stop_after = PoseTracker(tracker), [], stop_after
+        self.stop = threading.Event()
+
+    def update(self, frame):
+        if frame.index == self.stop_after:
+            self.stop.set()
+        faces = self.tracker.update(frame)
+        self.seen.append((frame.index, frame.timestamp, faces))
+        return faces
+
+
+def test_analysis_only_file_equals_what_the_tracker_returned(tmp_path, face_clip):
+    spy = _Spy(build_tracker("cnn", threads=1))
+    stats = analyze_video(face_clip, tmp_path / "lm.csv", tracker=spy)
+    back = read_landmarks(tmp_path / "lm.csv")
+    assert stats.frames_out == 45 and len(spy.seen) == 45 and not list(tmp_path.glob("*.mp4"))
+    want = [(i, t, f) for i, t, f in spy.seen for _ in range(len(f))]
+    assert len(back["frame"]) == len(want) >= 40
+    np.testing.assert_array_equal(back["frame"], [i for i, _, _ in want])
+    np.testing.assert_allclose(back["time_s"], [t for _, t, _ in want], atol=5e-7)
+    np.testing.assert_allclose(back["xy"], np.concatenate([f.xy for _, _, f in spy.seen]), atol=5e-4 + 1e-6, rtol=0)
+    np.testing.assert_allclose(back["pose"], np.concatenate([f.pose for _, _, f in spy.seen]), atol=5e-3 + 1e-4, rtol=0)
+    assert set(back["file"]) == {face_clip.name}
+
+
+def test_video_with_landmarks_writes_the_same_rows_as_analysis_only(tmp_path, face_clip):
+    analyze_video(face_clip, tmp_path / "a.csv", tracker=build_tracker("cnn", threads=1))
+    process_video(face_clip, tmp_path / "out.mp4", tracker=build_tracker("cnn", threads=1), draw="pose",
+                  landmarks=tmp_path / "b.csv")
+    assert (tmp_path / "out.mp4").stat().st_size > 0
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_interrupted_run_leaves_a_valid_file_with_the_frames_done(tmp_path, face_clip):
+    spy = _Spy(build_tracker("cnn", threads=1), stop_after=20)
+    stats = analyze_video(face_clip, tmp_path / "lm.csv", tracker=spy, stop=spy.stop)
+    back = read_landmarks(tmp_path / "lm.csv")
+    assert stats.interrupted and 20 < len(spy.seen) < 45
+    np.testing.assert_array_equal(np.unique(back["frame"]), [i for i, _, f in spy.seen if len(f)])
+    assert not list(tmp_path.glob(".*"))                 # no temporary file left behind
+
+
+def test_cli_video_without_output_runs_analysis_only(tmp_path, face_clip):
+    out = tmp_path / "lm.jsonl"
+    result = CliRunner().invoke(main, ["video", str(face_clip), "--landmarks", str(out), "-m", "cnn"])
+    assert result.exit_code == 0, result.output
+    assert len(read_landmarks(out)["frame"]) >= 40 and list(tmp_path.iterdir()) == [out]
+    result = CliRunner().invoke(main, ["video", str(face_clip)])
+    assert result.exit_code == 2 and "give DST and/or --landmarks FILE" in result.output
+
+
+def test_cli_image_landmarks(tmp_path, astronaut_file):
+    out = tmp_path / "lm.csv"
+    result = CliRunner().invoke(main, ["image", str(astronaut_file), "--landmarks", str(out), "-m", "cnn"])
+    assert result.exit_code == 0, result.output
+    back = read_landmarks(out)
+    assert back["file"] == ["astronaut.png"] and back["frame"].tolist() == [0] and np.isfinite(back["pose"]).all()
+
+
+def test_live_source_writes_the_frames_it_processed(tmp_path, face_clip):
+    stats = run_live(str(face_clip), tracker=build_tracker("cnn", threads=1), window=False,
+                     landmarks=tmp_path / "live.csv")
+    back = read_landmarks(tmp_path / "live.csv")
+    assert back["file"][0] == str(face_clip) and 0 < len(set(back["frame"])) <= stats.frames_in
+    assert np.all(np.diff(back["time_s"]) >= 0)
