@@ -304,6 +304,8 @@ def _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, 
     opts = BatchOptions(model=model, device=device, threads=threads, max_faces=max_faces, draw=draw,
                         effects=_effect_pairs(effects), media=dst is not None)
     total = len(plan(src, dst or src, opts, IMAGE_SUFFIXES))
+    if not total:
+        raise click.UsageError(f"no photos in {shown(src)}")
     _report_files(_with_bar(total, lambda bar: align_folder(src, dst or src, opts, landmarks, bar)))
 
 
@@ -417,7 +419,7 @@ def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cut
 def _exit_if_interrupted(result, signals: _StopSignals) -> None:
     """Say where the partial output went (never under the final name), then exit 128 + the signal."""
     if result.interrupted:
-        where = getattr(result, "partial", None)
+        where = result.partial
         done = f"{result.frames_out} frames in {shown(where)}" if where else "nothing written"
         click.echo(f"interrupted: {done}", err=True)
         sys.exit(signals.exit_code)

@@ -8,6 +8,7 @@ import logging
 import struct
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -15,6 +16,9 @@ import numpy as np
 from .errors import InputError, shown
 from .export import open_writer
 from .io_safety import check_input_file, check_output, write_bytes_atomic
+
+if TYPE_CHECKING:
+    from .align import FaceAligner
 
 #: Images larger than this many pixels are refused before decoding (a header can claim 60000x60000);
 #: below Pillow's own decompression-bomb limit (about 179 million).
@@ -108,7 +112,7 @@ def save_image(dst, image: np.ndarray) -> None:
     write_bytes_atomic(dst, buf.tobytes())
 
 
-def annotate_image(src, dst, aligner: "FaceAligner", draw="points", effects=(), writer=None, label=None) -> int:
+def annotate_image(src, dst, aligner: FaceAligner, draw="points", effects=(), writer=None, label=None) -> int:
     """Faces of photo `src` (with head pose) drawn into `dst` and/or written as rows to `writer`
     (frame 0, time 0, `file` = `label` or the file name). Returns the face count.
 

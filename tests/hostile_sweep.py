@@ -110,7 +110,34 @@ def seeds(folder: Path) -> dict:
     out["clip.mkv"] = _clip(folder / "clip.mkv")
     out["clip.webm"] = _clip(folder / "clip.webm", video_codec="libvpx-vp9", audio_codec="libopus")
     out["odd.mkv"] = _odd_clip(folder / "odd.mkv")
+    out["tone.m4a"] = _tone(folder / "tone.m4a")
+    if shutil.which("ffmpeg"):          # display rotations are written by the ffmpeg command
+        for degrees in (90, 180, 270):
+            out[f"rot{degrees}.mp4"] = _rotated(folder, out["clip.mp4"], degrees)
     return out
+
+
+def _tone(path: Path) -> bytes:
+    """An audio-only file."""
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("aac", rate=48000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 48000, 0
+        out.mux(s.encode(frame))
+        out.mux(s.encode())
+    return path.read_bytes()
+
+
+def _rotated(folder: Path, clip: bytes, degrees: int) -> bytes:
+    """`clip` with a display rotation (FFmpeg ≥ 6 takes an input option, 5.x the old 'rotate' tag)."""
+    src, dst = folder / "plain-for-rotation.mp4", folder / f"rot{degrees}.mp4"
+    src.write_bytes(clip)
+    attempts = (["-display_rotation:v:0", str(degrees), "-i", str(src), "-c", "copy"],
+                ["-i", str(src), "-c", "copy", "-metadata:s:v:0", f"rotate={degrees}"])
+    for args in attempts:
+        if subprocess.run(["ffmpeg", "-v", "error", "-y", *args, str(dst)], capture_output=True).returncode == 0:
+            return dst.read_bytes()
+    raise RuntimeError("ffmpeg could not write a display rotation")
 
 
 def _odd_clip(path: Path) -> bytes:
@@ -125,6 +152,38 @@ def _odd_clip(path: Path) -> bytes:
             out.mux(v.encode(vf))
         out.mux(v.encode())
     return path.read_bytes()
+
+
+def _pillow(jpeg: bytes, mode: str) -> bytes:
+    """The photo converted by Pillow into an unusual pixel mode (CMYK JPEG, palette, 1-bit, grey+alpha, 16-bit)."""
+    import io
+    from PIL import Image
+    im = Image.open(io.BytesIO(jpeg))
+    im = im.convert("I").point(lambda v: v * 256).convert("I;16") if mode == "I;16" else im.convert(mode)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG" if mode == "CMYK" else "TIFF")
+    return buf.getvalue()
+
+
+def _exif_rotated(jpeg: bytes) -> bytes:
+    """The photo stored sideways with EXIF orientation 8 (turn 90° counter-clockwise to view)."""
+    import io
+    from PIL import Image
+    im = Image.open(io.BytesIO(jpeg)).transpose(Image.Transpose.ROTATE_270)
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", exif=exif)
+    return buf.getvalue()
+
+
+def _animated_gif(png: bytes) -> bytes:
+    import io
+    from PIL import Image
+    first = Image.open(io.BytesIO(png)).convert("RGB")
+    buf = io.BytesIO()
+    first.save(buf, format="GIF", save_all=True, append_images=[first.rotate(20), first.rotate(40)])
+    return buf.getvalue()
 
 
 # --- mutations -------------------------------------------------------------------------------------------
@@ -195,6 +254,10 @@ def cases(seed_files: dict) -> list[Case]:
     image("RGBA PNG", _encode(cv2.cvtColor(cv2.imdecode(np.frombuffer(s["photo.png"], np.uint8), 1),
                                            cv2.COLOR_BGR2BGRA), ".png"), ext=".png", expect="ok")
     image("PNG named .jpg", s["photo.png"], ext=".jpg", expect="ok")
+    for mode in ("CMYK", "P", "1", "LA", "I;16"):
+        image(f"Pillow {mode} image", _pillow(s["photo.jpg"], mode), ext=".tif" if mode != "CMYK" else ".jpg")
+    image("EXIF-rotated JPEG", _exif_rotated(s["photo.jpg"]), ext=".jpg", expect="ok")
+    image("animated GIF", _animated_gif(s["photo.png"]), ext=".gif")
     image("a video named .jpg", s["clip.mp4"], ext=".jpg", expect="fail", text="not a readable image")
     image("empty file", b"", ext=".jpg", expect="fail", text="not a readable image")
     image("text", b"hello, world\n" * 10, ext=".png", expect="fail", text="not a readable image")
@@ -218,6 +281,10 @@ def cases(seed_files: dict) -> list[Case]:
     for dst, text in [("out.gif", "cannot write video as .gif"), ("out.avi", "supported: .mp4"),
                       ("out", "without extension"), ("out.MP4.", "without extension"), ("out.xyz", ".xyz")]:
         video(f"clip.mp4 to {dst}", s["clip.mp4"], dst=dst, expect="fail", text=text, code=2)
+    for name in ("rot90.mp4", "rot180.mp4", "rot270.mp4"):
+        if name in s:
+            video(f"display rotation {name}", s[name], expect="ok")
+    video("audio only", s["tone.m4a"], ext=".m4a", expect="fail", text="has no video stream")
     video("a photo named .mp4", s["photo.jpg"], ext=".mp4")       # FFmpeg reads a JPEG as a one-frame video
     video("empty file", b"", ext=".mp4", expect="fail", text="cannot read video")
     video("text", b"not a video\n" * 50, ext=".mp4", expect="fail", text="cannot read video")
@@ -243,7 +310,8 @@ def cases(seed_files: dict) -> list[Case]:
         files = {src: jpg if cmd == "image" else mp4}
         dst = "out.png" if cmd == "image" else "out.mp4"
         out += [
-            Case(f"path/{cmd} input is a folder", [cmd, ".", dst, *MODEL], {}, "fail", "is a folder, not a"),
+            Case(f"path/{cmd} input is a folder", [cmd, ".", dst, *MODEL], {},   # `image` takes folders of photos
+                 "fail" if cmd == "video" else "any", "is a folder, not a" if cmd == "video" else ""),
             Case(f"path/{cmd} input is /dev/null", [cmd, "/dev/null", dst, *MODEL], {}, "fail", "is a device"),
             Case(f"path/{cmd} input is /dev/zero", [cmd, "/dev/zero", dst, *MODEL], {}, "fail", "is a device"),
             Case(f"path/{cmd} input missing", [cmd, "missing" + Path(src).suffix, dst, *MODEL], {}, "fail",
@@ -418,9 +486,13 @@ def main() -> int:
     parser.add_argument("--short", action="store_true", help="every 8th case only")
     parser.add_argument("--jobs", type=int, default=3)
     parser.add_argument("-k", dest="only", default="", help="only cases whose name contains this")
+    parser.add_argument("-v", dest="verbose", action="store_true", help="one line per case: exit code, name, last line")
     args = parser.parse_args()
     t0 = time.perf_counter()
     verdicts = sweep(args.short, args.jobs, args.only)
+    if args.verbose:
+        for v in verdicts:
+            print(f"{v.code!s:>4} {v.seconds:5.1f}s {v.case}: {v.tail}")
     bad = [v for v in verdicts if v.problems]
     kinds = {}
     for v in bad:

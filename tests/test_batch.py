@@ -11,6 +11,7 @@ from rtalign.cli import main
 from rtalign.errors import InputError
 from rtalign.export import read_landmarks
 from rtalign.synth import demo_clip
+from helpers import assert_clean_error, run_cli
 
 OPTS = BatchOptions(model="cnn", landmarks=".csv", media=False)
 
@@ -112,3 +113,9 @@ def test_cli_batch_passes_the_ray_address(folder, tmp_path, monkeypatch, args, a
     assert seen["address"] == address and seen["n"] == 4
     assert seen["options"].landmarks == ".jsonl" and not seen["options"].media
     assert seen["workers"] == (3 if "3" in args else 1)
+
+
+def test_cli_image_on_a_folder_without_photos_is_a_clear_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_clean_error(run_cli("image", empty, tmp_path / "out"), "no photos in", exit_code=2)

@@ -87,3 +87,15 @@ def test_a_window_without_a_display_is_a_clear_error(monkeypatch):
         pytest.skip("display detection is for Linux")
     with pytest.raises(DeviceError, match="--no-window"):
         WindowSink()
+
+
+def test_mjpeg_server_on_an_ipv6_address():
+    try:
+        sink = MjpegServerSink("::1", 0)
+    except DeviceError as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    try:
+        page = urllib.request.urlopen(f"http://[::1]:{sink.address[1]}/", timeout=5).read().decode()
+        assert '<img src="/stream"' in page
+    finally:
+        sink.close()

@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +46,8 @@ class RunStats:
     detector_runs: int = 0
     frames_with_faces: int = 0
     interrupted: bool = False
+    #: where a stopped or truncated run's output went (OUT.partial.EXT), when it wrote one
+    partial: Path | None = None
 
     @property
     def fps(self) -> float:

@@ -375,6 +375,11 @@ _PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>rtalign</tit
 img{max-width:100%;max-height:100%}</style></head><body><img src="/stream" alt="rtalign live"></body></html>"""
 
 
+class _ThreadingHTTPServer6(ThreadingHTTPServer):
+    """The same server on an IPv6 address (`[::1]:8080`): the standard one binds IPv4 only."""
+    address_family = socket.AF_INET6
+
+
 class MjpegServerSink(Sink):
     """Live preview over HTTP: `/` is a page showing the stream, `/stream` the MJPEG stream itself.
 
@@ -407,7 +412,8 @@ class MjpegServerSink(Sink):
                     self.send_error(404)
 
         try:
-            self._server = ThreadingHTTPServer((host, port), Handler)
+            server_class = _ThreadingHTTPServer6 if ":" in host else ThreadingHTTPServer
+            self._server = server_class((host, port), Handler)
         except OSError as e:
             raise DeviceError(f"cannot serve on {host}:{port}: {e.strerror}") from None
         self._server.daemon_threads = True

@@ -105,7 +105,8 @@ class VideoFileSource(_Source):
             self.size = (first.width, first.height)
         self.frames = int(self._stream.frames or 0)
         self._end = self._announced_end()
-        self.expected = self.frames or (round(self._end[0] * self.fps) if self._end else 0)
+        start = float(first.time or 0)
+        self.expected = self.frames or (round((self._end[0] - start) * self.fps) if self._end else 0)
         self.has_audio = bool(self._container.streams.audio)
         self.decoded = 0
         self.corrupt = 0
@@ -114,15 +115,16 @@ class VideoFileSource(_Source):
     def _announced_end(self) -> tuple[float, float] | None:
         """(seconds, tolerance): where the container says the video ends, from the stream's own duration
         (edit lists applied), FFmpeg's per-track DURATION tag (Matroska), or the whole file's duration
-        (audio may run a little longer: a wider tolerance). None when nothing is said."""
+        (audio may run a little longer: a wider tolerance). None when nothing is said. The last frame is
+        shown until its own duration ends, so a whole file ends exactly there: half a frame of slack."""
         s, step = self._stream, 1 / float(self.fps)
         if s.duration and s.time_base:
-            return float(((s.start_time or 0) + s.duration) * s.time_base), 2.5 * step
+            return float(((s.start_time or 0) + s.duration) * s.time_base), step / 2
         tag = _DURATION_TAG.fullmatch(s.metadata.get("DURATION", "") or s.metadata.get("duration", ""))
         if tag:
-            return int(tag[1]) * 3600 + int(tag[2]) * 60 + float(tag[3]), 2.5 * step
+            return int(tag[1]) * 3600 + int(tag[2]) * 60 + float(tag[3]), step / 2
         if self._container.duration:
-            return self._container.duration / av.time_base, max(2.5 * step, 0.5)
+            return self._container.duration / av.time_base, max(step, 0.5)
         return None
 
     def _decoded_frames(self):
@@ -155,7 +157,8 @@ class VideoFileSource(_Source):
             self.corrupt += bool(frame.is_corrupt)
             yield Frame(image, t, self.decoded, time.perf_counter())
             self.decoded += 1
-            t_prev, self._shown_until = t, t + step
+            shown_for = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else step
+            t_prev, self._shown_until = t, t + shown_for
 
     def close(self) -> None:
         self._container.close()
