@@ -110,15 +110,15 @@ def seeds(folder: Path) -> dict:
     out["clip.mkv"] = _clip(folder / "clip.mkv")
     out["clip.webm"] = _clip(folder / "clip.webm", video_codec="libvpx-vp9", audio_codec="libopus")
     out["odd.mkv"] = _odd_clip(folder / "odd.mkv")
-    out["tone.m4a"] = _tone(folder / "tone.m4a")
+    out["tone.m4a"] = audio_only_file(folder / "tone.m4a")
     if shutil.which("ffmpeg"):          # display rotations are written by the ffmpeg command
         for degrees in (90, 180, 270):
             out[f"rot{degrees}.mp4"] = _rotated(folder, out["clip.mp4"], degrees)
     return out
 
 
-def _tone(path: Path) -> bytes:
-    """An audio-only file."""
+def audio_only_file(path: Path) -> bytes:
+    """An audio-only file (a short AAC silence), written to `path`; returns its bytes."""
     with av.open(str(path), "w") as out:
         s = out.add_stream("aac", rate=48000)
         frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")

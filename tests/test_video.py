@@ -6,9 +6,9 @@ import time
 from fractions import Fraction
 
 import av
-import numpy as np
 import pytest
 from helpers import assert_clean_error, run_cli as run
+from hostile_sweep import audio_only_file
 from rtalign.pipeline import build_tracker, process_video
 from rtalign.synth import demo_clip
 
@@ -70,12 +70,7 @@ def test_truncated_video_is_refused_and_leaves_nothing(face_clip, tmp_path):
 
 def test_audio_only_file_has_no_video_stream(tmp_path):
     path = tmp_path / "tone.m4a"
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("aac", rate=44100)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = 44100, 0
-        out.mux(s.encode(frame))
-        out.mux(s.encode())
+    audio_only_file(path)
     assert_clean_error(run("video", path, tmp_path / "o.mp4"), "has no video stream")
 
 
