@@ -402,7 +402,8 @@ def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cut
         tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector)
         try:
             if dst is None:
-                result = analyze_video(src, landmarks, tracker=tracker, progress=progress, stop=signals.event)
+                result = analyze_video(src, landmarks, tracker=tracker, progress=progress, stop=signals.event,
+                                       allow_truncated=allow_truncated)
             else:
                 result = process_video(src, dst, tracker=tracker, draw=draw, effects=make_effects(**effects),
                                        progress=progress, preset=preset, crf=crf, stop=signals.event,
@@ -419,8 +420,8 @@ def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cut
 def _exit_if_interrupted(result, signals: _StopSignals) -> None:
     """Say where the partial output went (never under the final name), then exit 128 + the signal."""
     if result.interrupted:
-        where = result.partial
-        done = f"{result.frames_out} frames in {shown(where)}" if where else "nothing written"
+        where = [shown(p) for p in dict.fromkeys((result.partial, result.partial_landmarks)) if p]
+        done = f"{result.frames_out} frames in {' and '.join(where)}" if where else "nothing written"
         click.echo(f"interrupted: {done}", err=True)
         sys.exit(signals.exit_code)
 

@@ -7,8 +7,9 @@ the same faces always give the same bytes; Parquet keeps the float32 values them
 
 Writers are context managers with one method, `write(file, frame, time_s, faces)`. Rows go to a
 hidden temporary file beside the output, flushed after every frame, and `close()` renames it into
-place, also after Ctrl-C (with the frames done), so the final name only ever holds a whole,
-valid file; `abort()` removes it. A killed process leaves the hidden file with every frame flushed.
+place; a run that did not finish (Ctrl-C, a truncated input) puts the frames done in OUT.partial.EXT
+instead, so the final name only ever holds a whole, valid file; `abort()` removes it. A killed process
+leaves the hidden file with every frame flushed.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io_safety import temp_path_for
+from .io_safety import partial_path, temp_path_for
 from .landmarks import N_POINTS
 from .pose import POSE_COLUMNS
 from .types import FaceLandmarks
@@ -58,8 +59,10 @@ class _Writer:
         return self
 
     def __exit__(self, exc_type, *exc):
-        if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
-            self.close()          # Ctrl-C: keep the frames done
+        if exc_type is None:
+            self.close()
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.close(partial=True)          # Ctrl-C: keep the frames done, never under the final name
         else:
             self.abort()
 
@@ -69,12 +72,16 @@ class _Writer:
     def _finish(self) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
-        """Flush and rename into place (safe to call twice)."""
-        if not self._closed:
-            self._closed = True
-            self._finish()
-            os.replace(self._tmp, self.path)
+    def close(self, partial: bool = False) -> Path | None:
+        """Flush and rename into place; `partial`: to OUT.partial.EXT instead (a run that did not finish
+        never puts its rows under the final name). Returns where the file went (None if already closed)."""
+        if self._closed:
+            return None
+        self._closed = True
+        self._finish()
+        where = partial_path(self.path) if partial else self.path
+        os.replace(self._tmp, where)
+        return where
 
     def abort(self) -> None:
         """Close and delete the temporary file: nothing appears under the final name."""

@@ -151,9 +151,10 @@ def annotate_image(src, dst, aligner: FaceAligner, draw="points", effects=(), wr
 
 
 def process_image(src, dst, model="resnet", device="cpu", threads=2, draw="points", max_faces=None,
-                  effects=(), landmarks=None, detector="blazeface") -> int:
+                  effects=(), landmarks=None, detector=None) -> int:
     """Find faces in `src`, draw them (and apply `effects`) into `dst` (None: no image) and write their
     landmarks and head pose to the `landmarks` file (.csv/.jsonl/.parquet, optional). Returns the face count.
+    `detector`: a name from rtalign.detectors (None: its default) or a detector object.
 
     Raises:
         InputError: unreadable input, no face found, or a bad output path.

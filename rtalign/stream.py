@@ -79,7 +79,7 @@ def track(source, *, model: str | LandmarkModel = "resnet", options: TrackerOpti
         runtime: where the model runs (device=/threads= are its older spelling).
         live: play a file in real time as if it were a camera (timestamps from the clock).
         fps: frame rate of array input, which gives its timestamps (index / fps).
-        detector: replaces the Haar detector (`detect(image) -> (N, 4) boxes`).
+        detector: a name from rtalign.detectors (None: the default, BlazeFace) or a detector object.
 
     Returns:
         A FaceStream yielding (Frame, FaceLandmarks); FaceLandmarks.xy is (n, 68, 2) in frame pixels.

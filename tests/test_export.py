@@ -112,8 +112,9 @@ def test_video_with_landmarks_writes_the_same_rows_as_analysis_only(tmp_path, fa
 def test_interrupted_run_leaves_a_valid_file_with_the_frames_done(tmp_path, face_clip):
     spy = _Spy(build_tracker("cnn", threads=1), stop_after=20)
     stats = analyze_video(face_clip, tmp_path / "lm.csv", tracker=spy, stop=spy.stop)
-    back = read_landmarks(tmp_path / "lm.csv")
     assert stats.interrupted and 20 < len(spy.seen) < 45
+    assert stats.partial == tmp_path / "lm.partial.csv" and not (tmp_path / "lm.csv").exists()
+    back = read_landmarks(stats.partial)
     np.testing.assert_array_equal(np.unique(back["frame"]), [i for i, _, f in spy.seen if len(f)])
     assert not list(tmp_path.glob(".*"))                 # no temporary file left behind
 
@@ -141,3 +142,12 @@ def test_live_source_writes_the_frames_it_processed(tmp_path, face_clip):
     back = read_landmarks(tmp_path / "live.csv")
     assert back["file"][0] == str(face_clip) and 0 < len(set(back["frame"])) <= stats.frames_in
     assert np.all(np.diff(back["time_s"]) >= 0)
+
+
+def test_an_interrupted_video_run_leaves_both_outputs_as_partials(tmp_path, face_clip):
+    spy = _Spy(build_tracker("cnn", threads=1), stop_after=20)
+    stats = process_video(face_clip, tmp_path / "o.mp4", tracker=spy, stop=spy.stop, landmarks=tmp_path / "lm.csv")
+    assert stats.interrupted
+    assert (stats.partial, stats.partial_landmarks) == (tmp_path / "o.partial.mp4", tmp_path / "lm.partial.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lm.partial.csv", "o.partial.mp4"]
+    assert set(read_landmarks(stats.partial_landmarks)["frame"]) <= {i for i, _, _ in spy.seen}

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from rtalign.cli import main
 from rtalign.pipeline import build_tracker, process_video
+from rtalign.export import read_landmarks
 from rtalign.synth import asset_frames, demo_clip, smooth_similarity_path
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg command is not installed")
@@ -229,6 +230,22 @@ def test_a_truncated_input_says_how_much_decoded_and_keeps_it_as_partial(tmp_pat
     result = run("video", cut, out, "--model", "cnn", "--allow-truncated")
     assert result.exit_code == 0 and f"{n} frames" in result.output
     assert out.is_file()
+
+
+def test_analysis_only_on_a_truncated_input_is_refused_like_a_video(tmp_path):
+    """`rtalign video IN --landmarks F` judges a cut input as `rtalign video IN OUT` does."""
+    whole = tmp_path / "whole.mp4"
+    _faststart_clip(whole)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    table = tmp_path / "lm.csv"
+    result = run("video", cut, "--landmarks", table, "--model", "cnn")
+    assert result.exit_code == 1 and "of 45 frames decoded" in result.output, result.output
+    assert not table.exists()
+    rows = read_landmarks(tmp_path / "lm.partial.csv")["frame"]
+    assert 10 < len(rows) < 45
+    result = run("video", cut, "--landmarks", table, "--model", "cnn", "--allow-truncated")
+    assert result.exit_code == 0 and len(read_landmarks(table)["frame"]) == len(rows)
 
 
 @needs_ffmpeg

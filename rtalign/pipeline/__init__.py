@@ -35,10 +35,32 @@ def build_tracker(model="resnet", device="cpu", threads=2, max_faces=4,
 
 
 def _landmark_stage(stack: ExitStack, tracker, landmarks, label: str, draw: str):
-    """The tracker, wrapped to add head pose and write rows to the `landmarks` file when asked."""
+    """(stage, writer): the tracker, wrapped to add head pose and write rows to the `landmarks` file when
+    asked, and that file's writer (None without one)."""
     if landmarks is not None:
-        return LandmarkRecorder(tracker, stack.enter_context(open_writer(landmarks)), label)
-    return PoseTracker(tracker) if draw == "pose" else tracker
+        writer = stack.enter_context(open_writer(landmarks))
+        return LandmarkRecorder(tracker, writer, label), writer
+    return (PoseTracker(tracker) if draw == "pose" else tracker), None
+
+
+def _check_decoding(source: VideoFileSource, src: Path, stats: RunStats, refused: bool, dst: Path) -> None:
+    """Say what the decoder could not do: frames it concealed (a warning) and an input that ends early
+    (TruncatedInputError when `refused`, else a warning)."""
+    if source.corrupt:
+        log.warning("%s: %d frame(s) had decoding errors (shown as the decoder concealed them)",
+                    shown(src), source.corrupt)
+    if not source.truncated:
+        return
+    about = "" if source.frames else "about "        # no count in the header: estimated from the duration
+    what = (f"{source.decoded} of {about}{source.expected} frames decoded" if source.expected
+            else f"decoding stopped after {source.decoded} frames")
+    why = f" ({source.error})" if source.error else ""
+    if refused:
+        raise TruncatedInputError(
+            f"{shown(src)} is truncated or corrupt: {what}{why}; they are in {shown(stats.partial)} "
+            f"(--allow-truncated writes {shown(dst)})", source.decoded, source.expected, stats.partial)
+    if not stats.interrupted:
+        log.warning("%s is truncated or corrupt: %s%s; written as it is", shown(src), what, why)
 
 
 @contextmanager
@@ -92,7 +114,7 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
         check_output(src, Path(landmarks))
     with ExitStack() as stack:
         source = stack.enter_context(VideoFileSource(str(src)))
-        tracker = _landmark_stage(stack, tracker, landmarks, src.name, draw)
+        tracker, writer = _landmark_stage(stack, tracker, landmarks, src.name, draw)
         sink = VideoFileSink(dst, source.size, source.fps, audio_from=str(src) if source.has_audio else None,
                              preset=preset, crf=crf, time_base=source.time_base)
         try:
@@ -105,45 +127,43 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
             sink.abort()
             raise
         refused = source.truncated and not allow_truncated and not stats.interrupted
-        stats.partial = sink.close(partial=True) if stats.interrupted or refused else None
-        if stats.partial is None:
-            sink.close()
-    if source.corrupt:
-        log.warning("%s: %d frame(s) had decoding errors (shown as the decoder concealed them)",
-                    shown(src), source.corrupt)
-    if source.truncated:
-        about = "" if source.frames else "about "        # no count in the header: estimated from the duration
-        what = (f"{source.decoded} of {about}{source.expected} frames decoded" if source.expected
-                else f"decoding stopped after {source.decoded} frames")
-        why = f" ({source.error})" if source.error else ""
-        if refused:
-            raise TruncatedInputError(
-                f"{shown(src)} is truncated or corrupt: {what}{why}; they are in {shown(stats.partial)} "
-                f"(--allow-truncated writes {shown(dst)})", source.decoded, source.expected, stats.partial)
-        if not stats.interrupted:
-            log.warning("%s is truncated or corrupt: %s%s; written as it is", shown(src), what, why)
+        unfinished = stats.interrupted or refused
+        written = sink.close(partial=unfinished)
+        stats.partial = written if unfinished else None
+        if writer is not None:
+            written = writer.close(partial=unfinished)
+            stats.partial_landmarks = written if unfinished else None
+    _check_decoding(source, src, stats, refused, dst)
     return stats
 
 
-def analyze_video(src, landmarks, *, tracker: FaceTracker, progress=None,
-                  stop: threading.Event | None = None) -> RunStats:
+def analyze_video(src, landmarks, *, tracker: FaceTracker, progress=None, stop: threading.Event | None = None,
+                  allow_truncated: bool = False) -> RunStats:
     """Analysis only: every frame of `src` decoded and tracked, landmarks and head pose written to
     `landmarks` (rtalign.export); nothing drawn, nothing encoded.
 
-    When `stop` is set the file holds the frames done (stats.interrupted is then True).
+    When `stop` is set, or the input is truncated (unless `allow_truncated`), the frames done go to
+    LANDMARKS.partial.EXT (`stats.partial`), as `process_video` does with its video.
 
     Raises:
         InputError: unusable input or landmarks path (nothing is left under `landmarks`).
+        TruncatedInputError: the input ended early; the rows of the frames that decoded are in `err.partial`.
     """
     src = Path(src)
     check_output(src, Path(landmarks))
     with ExitStack() as stack:
         source = stack.enter_context(VideoFileSource(str(src)))
-        tracker = _landmark_stage(stack, tracker, landmarks, src.name, "none")
+        tracker, writer = _landmark_stage(stack, tracker, landmarks, src.name, "none")
         on_frame = (lambda stats: progress(stats, source.expected)) if progress else None
         runner = Runner(source, tracker, Compose([]), [], on_frame)
         with _stopped_by(stop, runner):
-            return runner.run()
+            stats = runner.run()
+        refused = source.truncated and not allow_truncated and not stats.interrupted
+        unfinished = stats.interrupted or refused
+        written = writer.close(partial=unfinished)
+        stats.partial = stats.partial_landmarks = written if unfinished else None
+    _check_decoding(source, src, stats, refused, Path(landmarks))
+    return stats
 
 
 def run_live(spec: str, *, tracker: FaceTracker, draw: str = "points", effects=(), window: bool = True,
@@ -155,7 +175,7 @@ def run_live(spec: str, *, tracker: FaceTracker, draw: str = "points", effects=(
     Set `stop` to end the run (from a signal handler, another thread, a UI)."""
     with ExitStack() as stack:
         source = stack.enter_context(open_source(spec, live=True))
-        tracker = _landmark_stage(stack, tracker, landmarks, spec, draw)
+        tracker, _ = _landmark_stage(stack, tracker, landmarks, spec, draw)
         sinks = []
         if window:
             sinks.append(stack.enter_context(WindowSink()))

@@ -48,6 +48,8 @@ class RunStats:
     interrupted: bool = False
     #: where a stopped or truncated run's output went (OUT.partial.EXT), when it wrote one
     partial: Path | None = None
+    #: the same for its landmarks file
+    partial_landmarks: Path | None = None
 
     @property
     def fps(self) -> float:
