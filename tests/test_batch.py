@@ -174,24 +174,22 @@ def test_detector_is_loaded_once_per_process_and_used_for_photos_and_videos(fold
 
 def test_cli_batch_passes_detector_and_smoothing(folder, tmp_path, monkeypatch):
     import rtalign.batch
-    seen = {}
-    monkeypatch.setattr(rtalign.batch, "run_batch", lambda jobs, options, *a: seen.setdefault("o", options) and [])
-    result = CliRunner().invoke(main, ["batch", str(folder), str(tmp_path), "--detector", "haar", "--min-cutoff", "0.5",
-                                       "--beta", "0.25"])
-    assert result.exit_code == 0, result.output
-    assert seen["o"].detector == "haar" and seen["o"].smoothing == OneEuroOptions(0.5, 0.25)
-    seen.clear()
-    result = CliRunner().invoke(main, ["batch", str(folder), str(tmp_path), "--smooth", "none"])
-    assert seen["o"].detector == "blazeface" and seen["o"].smoothing is None
+    seen = []
+    monkeypatch.setattr(rtalign.batch, "run_batch", lambda jobs, options, *a: seen.append(options) or [])
+    for args in (["--detector", "haar", "--min-cutoff", "0.5", "--beta", "0.25"], ["--smooth", "none"]):
+        result = CliRunner().invoke(main, ["batch", str(folder), str(tmp_path), *args])
+        assert result.exit_code == 0, result.output
+    assert seen[0].detector == "haar" and seen[0].smoothing == OneEuroOptions(0.5, 0.25)
+    assert seen[1].detector == "blazeface" and seen[1].smoothing is None
 
 
 def test_cli_image_folder_passes_the_detector(folder, tmp_path, monkeypatch):
     import rtalign.batch
-    seen = {}
-    monkeypatch.setattr(rtalign.batch, "align_folder", lambda src, dst, options, *a: seen.setdefault("o", options) and [])
+    seen = []
+    monkeypatch.setattr(rtalign.batch, "align_folder", lambda src, dst, options, *a: seen.append(options) or [])
     result = CliRunner().invoke(main, ["image", str(folder / "sub"), str(tmp_path), "--detector", "haar"])
     assert result.exit_code == 0, result.output
-    assert seen["o"].detector == "haar"
+    assert [o.detector for o in seen] == ["haar"]
 
 
 @pytest.fixture(scope="module")
