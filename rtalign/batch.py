@@ -4,7 +4,8 @@ results are the same bytes.
 
 An output appears under its final name only when complete, so a rerun skips every input whose
 outputs all exist (resumable); an input that fails is reported with a one-line reason and never
-stops the others.
+stops the others. Ctrl-C (KeyboardInterrupt) stops the run and leaves no temporary file; a video cut
+short is deleted (its outputs and OUT.partial.EXT), so the rerun does it again.
 """
 from __future__ import annotations
 
@@ -16,14 +17,17 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .detectors import DEFAULT_DETECTOR
 from .errors import InputError, RtalignError
 from .export import FORMATS, open_writer
+from .pipeline.sinks import VIDEO_FORMATS
 from .smoothing import OneEuroOptions
 
 log = logging.getLogger(__name__)
 
-#: Videos are written back under the same name (H.264 in these containers); other files are ignored.
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".avi")
+#: Videos are written back under the same name (H.264; VP9 for .webm), except containers the video sink
+#: does not write (.m4v, .avi): those become NAME.mp4. Other files are ignored.
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".m4v", ".avi")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -31,8 +35,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 class BatchOptions:
     """What to do with every file. `landmarks`: a format (".csv", ".jsonl", ".parquet") for one landmarks
     file per input, named after it (`clip.mp4` → `clip.mp4.csv`), or None. `media`: also write the drawn
-    photo / video. `effects`: keyword arguments of rtalign.effects.Recolor as (name, value) pairs, or ()."""
+    photo / video. `effects`: keyword arguments of rtalign.effects.Recolor as (name, value) pairs, or ().
+    `detector`: a name from rtalign.detectors.DETECTOR_NAMES."""
     model: str = "resnet"
+    detector: str = DEFAULT_DETECTOR
     device: str = "cpu"
     threads: int = 1
     max_faces: int = 4
@@ -77,12 +83,20 @@ class FileResult:
     seconds: float = 0.0
 
 
+def _media_name(rel: Path) -> Path:
+    """Where the drawn copy of input `rel` goes: the same name, or NAME.mp4 for a video container the
+    sink cannot write."""
+    suffix = rel.suffix.lower()
+    return rel.with_suffix(".mp4") if suffix in VIDEO_SUFFIXES and suffix not in VIDEO_FORMATS else rel
+
+
 def plan(in_dir, out_dir, options: BatchOptions, suffixes=VIDEO_SUFFIXES + IMAGE_SUFFIXES) -> list[Job]:
     """Every file with one of `suffixes` under `in_dir` (sorted, hidden files and `out_dir` left out),
-    its outputs at the same relative path under `out_dir`.
+    its outputs at the same relative path under `out_dir` (a drawn .avi / .m4v video as NAME.mp4).
 
     Raises:
-        InputError: `in_dir` is not a folder, or `out_dir` is `in_dir` while drawn outputs are on.
+        InputError: `in_dir` is not a folder, `out_dir` is `in_dir` while drawn outputs are on, or two
+            inputs would be drawn to the same file (clip.avi and clip.mp4).
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
@@ -96,21 +110,35 @@ def plan(in_dir, out_dir, options: BatchOptions, suffixes=VIDEO_SUFFIXES + IMAGE
         if (src.suffix.lower() not in suffixes or not src.is_file() or any(p.startswith(".") for p in rel.parts)
                 or skip in src.resolve().parents):
             continue
-        jobs.append(Job(src, rel.as_posix(), out_dir / rel if options.media else None,
+        jobs.append(Job(src, rel.as_posix(), out_dir / _media_name(rel) if options.media else None,
                         out_dir / f"{rel}{options.landmarks}" if options.landmarks else None))
+    drawn: dict[Path, Job] = {}
+    for job in jobs:
+        if job.media is not None and drawn.setdefault(job.media, job) is not job:
+            raise InputError(f"{drawn[job.media].label} and {job.label} would both be drawn to {job.media}; "
+                             "rename one")
     return jobs
 
 
-_MODELS: dict = {}
+_LOADED: dict = {}
 
 
 def _model(options: BatchOptions):
     """The landmark model, loaded once per process (workers run many files)."""
     from .models import load_model
-    key = (options.model, options.device, options.threads)
-    if key not in _MODELS:
-        _MODELS[key] = load_model(*key)
-    return _MODELS[key]
+    key = ("model", options.model, options.device, options.threads)
+    if key not in _LOADED:
+        _LOADED[key] = load_model(*key[1:])
+    return _LOADED[key]
+
+
+def _detector(options: BatchOptions):
+    """The face detector, loaded once per process like the model."""
+    from .detectors import load_detector
+    key = ("detector", options.detector)
+    if key not in _LOADED:
+        _LOADED[key] = load_detector(options.detector)
+    return _LOADED[key]
 
 
 def _effects(options: BatchOptions) -> list:
@@ -120,14 +148,15 @@ def _effects(options: BatchOptions) -> list:
 
 def _run_video(job: Job, options: BatchOptions) -> int:
     from .pipeline import analyze_video, build_tracker, process_video
-    tracker = build_tracker(_model(options), max_faces=options.max_faces, smoothing=options.smoothing)
+    tracker = build_tracker(_model(options), max_faces=options.max_faces, smoothing=options.smoothing,
+                            detector=_detector(options))
     if job.media is not None:
         stats = process_video(job.src, job.media, tracker=tracker, draw=options.draw, effects=_effects(options),
                               preset=options.preset, crf=options.crf, landmarks=job.landmarks)
     else:
         stats = analyze_video(job.src, job.landmarks, tracker=tracker)
     if stats.interrupted:        # a partial output must not pass for a complete one on the rerun
-        for p in (job.media, job.landmarks):
+        for p in (job.media, job.landmarks, stats.partial):
             if p is not None:
                 p.unlink(missing_ok=True)
         raise KeyboardInterrupt
@@ -137,7 +166,7 @@ def _run_video(job: Job, options: BatchOptions) -> int:
 def _run_image(job: Job, options: BatchOptions, writer=None) -> int:
     from .align import FaceAligner
     from .image import annotate_image
-    aligner = FaceAligner(_model(options), max_faces=options.max_faces)
+    aligner = FaceAligner(_model(options), max_faces=options.max_faces, detector=_detector(options))
     with open_writer(job.landmarks) if job.landmarks is not None else nullcontext(writer) as out:
         annotate_image(job.src, job.media, aligner, options.draw, _effects(options), out, job.label)
     return 1

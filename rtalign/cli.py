@@ -285,7 +285,7 @@ def image_cmd(src, dst, model, device, threads, draw, max_faces, landmarks, dete
     from .image import process_image
 
     if Path(src).is_dir():
-        _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, effects)
+        _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, detector, effects)
         return
     if dst is None and landmarks is None:
         raise click.UsageError("give DST and/or --landmarks FILE")
@@ -297,23 +297,36 @@ def image_cmd(src, dst, model, device, threads, draw, max_faces, landmarks, dete
     click.echo(f"{n} face(s) → {', '.join(shown(p) for p in (dst, landmarks) if p)}")
 
 
-def _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, effects):
+def _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, detector, effects):
     from .batch import IMAGE_SUFFIXES, BatchOptions, align_folder, plan
     if dst is None and landmarks is None:
         raise click.UsageError("give an output folder and/or --landmarks FILE")
     opts = BatchOptions(model=model, device=device, threads=threads, max_faces=max_faces, draw=draw,
-                        effects=_effect_pairs(effects), media=dst is not None)
+                        effects=_effect_pairs(effects), media=dst is not None, detector=detector)
     total = len(plan(src, dst or src, opts, IMAGE_SUFFIXES))
     if not total:
         raise click.UsageError(f"no photos in {shown(src)}")
     _report_files(_with_bar(total, lambda bar: align_folder(src, dst or src, opts, landmarks, bar)))
 
 
+class _SignalsAsCtrlC(_StopSignals):
+    """SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so the cleanup the batch code runs for
+    Ctrl-C (temporary and partial files deleted) runs for them too; `signum` remembers which arrived."""
+
+    def _handle(self, signum, _frame):
+        self.signum = signum
+        raise KeyboardInterrupt
+
+
 def _with_bar(total: int, run):
-    """Call run(progress) with a progress bar over files; returns what run returns."""
+    """Call run(progress) with a progress bar over files; returns what run returns. Ctrl-C, SIGTERM and
+    SIGHUP stop it, leave no temporary file behind and exit 128 + the signal."""
     from tqdm import tqdm
-    with tqdm(total=total, unit="file", desc="files", dynamic_ncols=True) as bar:
-        return run(lambda result: bar.update(1))
+    with _SignalsAsCtrlC() as signals, tqdm(total=total, unit="file", desc="files", dynamic_ncols=True) as bar:
+        try:
+            return run(lambda result: bar.update(1))
+        except KeyboardInterrupt:
+            raise _Interrupted(signals.signum or signal.SIGINT) from None
 
 
 def _report_files(results) -> None:
@@ -328,17 +341,26 @@ def _report_files(results) -> None:
         sys.exit(1)
 
 
-def tracking_options(f):
-    """Faces, smoothing and drawing options shared by video and webcam."""
+def smoothing_options(f):
+    """--smooth/--min-cutoff/--beta, shared by video, webcam and batch."""
     for opt in reversed([
-        click.option("--draw", type=click.Choice(DRAW_STYLES), default="points", show_default=True),
-        click.option("--max-faces", type=click.IntRange(1), default=4, show_default=True),
         click.option("--smooth", type=click.Choice(SMOOTHERS), default="oneeuro", show_default=True,
                      help="temporal smoothing of the landmarks"),
         click.option("--min-cutoff", type=FiniteFloat(min=0, min_open=True), default=OneEuroOptions.min_cutoff,
                      show_default=True, help="One Euro cutoff at rest, Hz (lower: steadier, more lag)"),
         click.option("--beta", type=FiniteFloat(min=0), default=OneEuroOptions.beta, show_default=True,
                      help="One Euro speed coefficient (higher: less lag in motion)"),
+    ]):
+        f = opt(f)
+    return f
+
+
+def tracking_options(f):
+    """Faces, smoothing and drawing options shared by video and webcam."""
+    for opt in reversed([
+        click.option("--draw", type=click.Choice(DRAW_STYLES), default="points", show_default=True),
+        click.option("--max-faces", type=click.IntRange(1), default=4, show_default=True),
+        smoothing_options,
         click.option("--stats", is_flag=True, help="print per-stage timings at the end"),
         detector_option,
     ]):
@@ -432,7 +454,8 @@ def _exit_if_interrupted(result, signals: _StopSignals) -> None:
 @model_option(threads=1)
 @click.option("--draw", type=click.Choice(DRAW_STYLES), default="points", show_default=True)
 @click.option("--max-faces", type=click.IntRange(1), default=4, show_default=True)
-@click.option("--smooth", type=click.Choice(SMOOTHERS), default="oneeuro", show_default=True)
+@smoothing_options
+@detector_option
 @effect_options
 @click.option("--landmarks", type=click.Choice(["csv", "jsonl", "parquet"]), default=None,
               help="one landmarks file per input, named after it (clip.mp4 → clip.mp4.csv)")
@@ -441,19 +464,22 @@ def _exit_if_interrupted(result, signals: _StopSignals) -> None:
               help="local worker processes (with --ray on a local instance: its CPUs)")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="run the files as Ray tasks: a new local Ray instance, or the cluster at --ray=ADDRESS (or 'auto')")
-def batch_cmd(in_dir, out_dir, model, device, threads, draw, max_faces, smooth, landmarks, only_landmarks, workers,
-              ray_address, **effects):
-    """Every video and photo under IN_DIR, drawn into OUT_DIR (same relative paths) and/or as landmarks.
+def batch_cmd(in_dir, out_dir, model, device, threads, draw, max_faces, smooth, min_cutoff, beta, detector, landmarks,
+              only_landmarks, workers, ray_address, **effects):
+    """Every video and photo under IN_DIR, drawn into OUT_DIR (same relative paths; .avi and .m4v videos
+    as NAME.mp4) and/or as landmarks.
 
     Resumable: inputs whose outputs all exist are skipped. A file that fails is listed with its reason
-    at the end, after all the others ran; the exit code is then 1."""
+    at the end, after all the others ran; the exit code is then 1. Ctrl-C, SIGTERM, SIGHUP stop it and
+    leave no temporary or partial file; the files done stay."""
     from .batch import BatchOptions, plan, run_batch
 
     if only_landmarks and landmarks is None:
         raise click.UsageError("--only-landmarks needs --landmarks csv|jsonl|parquet")
     opts = BatchOptions(model=model, device=device, threads=threads, max_faces=max_faces, draw=draw,
-                        smoothing=OneEuroOptions() if smooth == "oneeuro" else None, effects=_effect_pairs(effects),
-                        landmarks=f".{landmarks}" if landmarks else None, media=not only_landmarks)
+                        smoothing=OneEuroOptions(min_cutoff, beta) if smooth == "oneeuro" else None,
+                        effects=_effect_pairs(effects), landmarks=f".{landmarks}" if landmarks else None,
+                        media=not only_landmarks, detector=detector)
     jobs = plan(in_dir, out_dir, opts)
     if not jobs:
         raise click.UsageError(f"no videos or photos in {in_dir}")

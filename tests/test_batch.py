@@ -1,6 +1,11 @@
 """Whole folders: resumable, one bad file never stops the others, the same bytes on every path."""
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +15,7 @@ from rtalign.batch import BatchOptions, plan, run_batch
 from rtalign.cli import main
 from rtalign.errors import InputError
 from rtalign.export import read_landmarks
+from rtalign.smoothing import OneEuroOptions
 from rtalign.synth import demo_clip
 from helpers import assert_clean_error, run_cli
 
@@ -119,3 +125,115 @@ def test_cli_image_on_a_folder_without_photos_is_a_clear_error(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert_clean_error(run_cli("image", empty, tmp_path / "out"), "no photos in", exit_code=2)
+
+
+def test_plan_writes_containers_the_sink_cannot_write_as_mp4(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.webm", "b.AVI", "c.m4v", "d.mkv"):
+        (src / name).write_bytes(b"")
+    jobs = plan(src, tmp_path / "out", BatchOptions(landmarks=".csv"))
+    assert [(j.label, j.media.name, j.landmarks.name) for j in jobs] == [
+        ("a.webm", "a.webm", "a.webm.csv"), ("b.AVI", "b.mp4", "b.AVI.csv"), ("c.m4v", "c.mp4", "c.m4v.csv"),
+        ("d.mkv", "d.mkv", "d.mkv.csv")]
+    (src / "b.mp4").write_bytes(b"")
+    with pytest.raises(InputError, match="b.AVI and b.mp4 would both be drawn to"):
+        plan(src, tmp_path / "out", BatchOptions())
+    assert len(plan(src, tmp_path / "out", BatchOptions(media=False, landmarks=".csv"))) == 5
+
+
+def test_an_avi_input_is_drawn_as_mp4(tmp_path):
+    import av
+    src = tmp_path / "in"
+    src.mkdir()
+    demo_clip(src / "old.avi", n_frames=8, size=(320, 240), audio=False)
+    opts = BatchOptions(model="cnn", landmarks=".csv")
+    results = run_batch(plan(src, tmp_path / "out", opts), opts)
+    assert [r.ok for r in results] == [True], results
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["old.avi.csv", "old.mp4"]
+    with av.open(str(tmp_path / "out" / "old.mp4")) as f:
+        assert sum(1 for _ in f.decode(video=0)) == 8
+
+
+def test_detector_is_loaded_once_per_process_and_used_for_photos_and_videos(folder, tmp_path, monkeypatch):
+    import rtalign.batch
+    import rtalign.detectors
+    real, names = rtalign.detectors.load_detector, []
+
+    def counting(name, *args, **kwargs):
+        names.append(name)
+        return real(name, *args, **kwargs)
+    monkeypatch.setattr(rtalign.detectors, "load_detector", counting)
+    monkeypatch.setattr(rtalign.batch, "_LOADED", {})
+    opts = BatchOptions(model="cnn", landmarks=".csv", media=False, detector="haar")
+    jobs = [j for j in plan(folder, tmp_path, opts) if j.label != "broken.mp4"]
+    jobs = jobs + [rtalign.batch.Job(j.src, j.label, None, tmp_path / "again" / j.landmarks.name) for j in jobs]
+    assert [r.ok for r in run_batch(jobs, opts)] == [True] * 6
+    assert names == ["haar"]
+
+
+def test_cli_batch_passes_detector_and_smoothing(folder, tmp_path, monkeypatch):
+    import rtalign.batch
+    seen = []
+    monkeypatch.setattr(rtalign.batch, "run_batch", lambda jobs, options, *a: seen.append(options) or [])
+    for args in (["--detector", "haar", "--min-cutoff", "0.5", "--beta", "0.25"], ["--smooth", "none"]):
+        result = CliRunner().invoke(main, ["batch", str(folder), str(tmp_path), *args])
+        assert result.exit_code == 0, result.output
+    assert seen[0].detector == "haar" and seen[0].smoothing == OneEuroOptions(0.5, 0.25)
+    assert seen[1].detector == "blazeface" and seen[1].smoothing is None
+
+
+def test_cli_image_folder_passes_the_detector(folder, tmp_path, monkeypatch):
+    import rtalign.batch
+    seen = []
+    monkeypatch.setattr(rtalign.batch, "align_folder", lambda src, dst, options, *a: seen.append(options) or [])
+    result = CliRunner().invoke(main, ["image", str(folder / "sub"), str(tmp_path), "--detector", "haar"])
+    assert result.exit_code == 0, result.output
+    assert [o.detector for o in seen] == ["haar"]
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory) -> Path:
+    """A folder holding one clip long enough to be stopped half way."""
+    d = tmp_path_factory.mktemp("long")
+    demo_clip(d / "long.mp4", n_frames=300, size=(640, 360), audio=False)
+    return d
+
+
+def _when_encoding(out: Path, then, timeout: float = 120.0) -> None:
+    """Call `then()` once the hidden temporary video in `out` holds encoded frames (the run is mid-video)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if any(p.stat().st_size > 20_000 for p in out.glob(".*.tmp.mp4") if p.is_file()):
+            then()
+            return
+        time.sleep(0.02)
+    raise AssertionError("the video never started encoding")
+
+
+def test_interrupted_video_leaves_no_output_no_partial_no_temporary(long_clip, tmp_path):
+    import _thread
+    opts = BatchOptions(model="cnn", landmarks=".csv")
+    jobs = plan(long_clip, tmp_path, opts)
+    watcher = threading.Thread(target=_when_encoding, args=(tmp_path, _thread.interrupt_main), daemon=True)
+    watcher.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(jobs, opts)
+    watcher.join()
+    assert [p.name for p in tmp_path.rglob("*")] == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_cli_batch_stopped_by_a_signal_leaves_no_file_and_exits_128_plus_signal(long_clip, tmp_path, signum):
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "rtalign.cli", "batch", str(long_clip), str(tmp_path), "-m", "cnn",
+                             "--landmarks", "csv"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _when_encoding(tmp_path, lambda: proc.send_signal(signum))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum, err.decode()
+    assert b"Traceback" not in err and b"interrupted" in err
+    assert [p.name for p in tmp_path.rglob("*")] == []
