@@ -20,6 +20,7 @@ from pathlib import Path
 from .detectors import DEFAULT_DETECTOR
 from .errors import InputError, RtalignError
 from .export import FORMATS, open_writer
+from .io_safety import partial_path
 from .pipeline.sinks import VIDEO_FORMATS
 from .smoothing import OneEuroOptions
 
@@ -156,7 +157,7 @@ def _run_video(job: Job, options: BatchOptions) -> int:
     else:
         stats = analyze_video(job.src, job.landmarks, tracker=tracker)
     if stats.interrupted:        # a partial output must not pass for a complete one on the rerun
-        for p in (job.media, job.landmarks, stats.partial):
+        for p in (stats.partial, stats.partial_landmarks):
             if p is not None:
                 p.unlink(missing_ok=True)
         raise KeyboardInterrupt
@@ -167,8 +168,13 @@ def _run_image(job: Job, options: BatchOptions, writer=None) -> int:
     from .align import FaceAligner
     from .image import annotate_image
     aligner = FaceAligner(_model(options), max_faces=options.max_faces, detector=_detector(options))
-    with open_writer(job.landmarks) if job.landmarks is not None else nullcontext(writer) as out:
-        annotate_image(job.src, job.media, aligner, options.draw, _effects(options), out, job.label)
+    try:
+        with open_writer(job.landmarks) if job.landmarks is not None else nullcontext(writer) as out:
+            annotate_image(job.src, job.media, aligner, options.draw, _effects(options), out, job.label)
+    except KeyboardInterrupt:    # one photo is all or nothing: no partial rows left for the rerun to trip on
+        if job.landmarks is not None:
+            partial_path(job.landmarks).unlink(missing_ok=True)
+        raise
     return 1
 
 
