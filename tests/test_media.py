@@ -214,11 +214,18 @@ def _faststart_clip(path, n=45):
                 dst.mux(packet)
 
 
-def test_a_truncated_input_says_how_much_decoded_and_keeps_it_as_partial(tmp_path):
+@pytest.fixture
+def cut_clip(tmp_path):
+    """A 45-frame faststart MP4 cut to 60 % of its bytes: it opens, then ends early."""
     whole = tmp_path / "whole.mp4"
     _faststart_clip(whole)
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    return cut
+
+
+def test_a_truncated_input_says_how_much_decoded_and_keeps_it_as_partial(tmp_path, cut_clip):
+    cut = cut_clip
     out = tmp_path / "o.mp4"
     result = run("video", cut, out, "--model", "cnn")
     assert result.exit_code == 1 and "of 45 frames decoded" in result.output, result.output
@@ -232,12 +239,9 @@ def test_a_truncated_input_says_how_much_decoded_and_keeps_it_as_partial(tmp_pat
     assert out.is_file()
 
 
-def test_analysis_only_on_a_truncated_input_is_refused_like_a_video(tmp_path):
+def test_analysis_only_on_a_truncated_input_is_refused_like_a_video(tmp_path, cut_clip):
     """`rtalign video IN --landmarks F` judges a cut input as `rtalign video IN OUT` does."""
-    whole = tmp_path / "whole.mp4"
-    _faststart_clip(whole)
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    cut = cut_clip
     table = tmp_path / "lm.csv"
     result = run("video", cut, "--landmarks", table, "--model", "cnn")
     assert result.exit_code == 1 and "of 45 frames decoded" in result.output, result.output
