@@ -220,6 +220,10 @@ def eval_cmd(model, device, threads, data, as_json, runs, boxes, detector):
     from .evaluate import evaluate
     from .models import load_model
 
+    given = click.get_current_context().get_parameter_source("detector") is click.core.ParameterSource.COMMANDLINE
+    if given and boxes != "detector":
+        raise click.UsageError("--detector only applies with --boxes detector (the default protocol gives "
+                               "each model the ground-truth box)")
     folder = data or data_root() / "test_common"
     lm = load_model(model, device, threads)
     det = load_detector(detector) if boxes == "detector" else None

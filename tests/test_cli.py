@@ -95,3 +95,8 @@ def test_image_recolour_only_writes_a_lossless_recoloured_photo(astronaut_file, 
 
 def test_bad_colour_on_the_command_line(astronaut_file, tmp_path):
     assert_clean_error(run("image", astronaut_file, tmp_path / "o.png", "--lip-color", "notacolour"), "bad colour")
+
+
+def test_eval_refuses_a_detector_it_would_not_use():
+    assert_clean_error(run("eval", "--detector", "haar"), "--detector only applies with --boxes detector",
+                       exit_code=2)
