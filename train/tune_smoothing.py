@@ -16,7 +16,6 @@ import numpy as np
 
 from rtalign.bench.stability import FPS, jitter, make_clip, track_clip
 from rtalign.data import data_root, list_samples
-from rtalign.detect import HaarDetector
 from rtalign.metrics import nme_per_face
 from rtalign.models import load_model
 from rtalign.smoothing import FaceSmoother, OneEuroOptions
@@ -47,7 +46,7 @@ def main():
     for k, s in enumerate(samples):
         for moving in (False, True):
             clip = make_clip(s, args.frames, moving, seed=k)
-            pred = track_clip(lambda: FaceTracker(model, HaarDetector(), smoothing=None), clip)
+            pred = track_clip(lambda: FaceTracker(model, smoothing=None), clip)
             if pred is not None:
                 tracks[moving].append((pred, clip.truth))
     base = np.mean([nme_per_face(g, p).mean() for p, g in tracks[True]])
