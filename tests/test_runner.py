@@ -1,4 +1,5 @@
 """The threaded runner with stand-in stages: errors reach the caller, LIVE drops stale frames, FILE never does."""
+import threading
 import time
 
 import numpy as np
@@ -98,3 +99,18 @@ def test_a_long_run_keeps_a_fixed_number_of_timings():
     assert {len(v) for v in (stats.latency_ms, *stats.stage_ms.values())} == {4096}
     s = stats.summary()
     assert s["frames_out"] == 5000 and 0 < s["latency_ms_p50"] <= s["latency_ms_p95"]
+
+
+def test_ctrl_c_while_the_stages_start_leaves_no_stage_running(monkeypatch):
+    """The caller closes the source and sinks as soon as run() returns: no stage may still be using them."""
+    started, real_start = [], threading.Thread.start
+
+    def start(thread):
+        if len(started) == 2:
+            raise KeyboardInterrupt
+        started.append(thread)
+        real_start(thread)
+    monkeypatch.setattr(threading.Thread, "start", start)
+    stats = run(ListSource(10_000, SourceMode.FILE), SlowTracker(0.001), RecordingSink())
+    assert stats.interrupted and len(started) == 2
+    assert not any(t.is_alive() for t in started)

@@ -206,18 +206,23 @@ class Runner:
         stages = (self._capture, self._process) if on_caller else (self._capture, self._process, self._output)
         threads = [threading.Thread(target=self._guard(f), name=f.__name__, daemon=True) for f in stages]
         t0 = time.perf_counter()
-        for t in threads:
-            t.start()
         try:
-            if on_caller:
-                self._guard(self._output)()
-            while any(t.is_alive() for t in threads):
-                threads[-1].join(timeout=_POLL)
-                if self._stop.is_set():
-                    break
-        except KeyboardInterrupt:
-            self.stop()
-        self._join(threads)
+            try:
+                for t in threads:
+                    t.start()
+                if on_caller:
+                    self._guard(self._output)()
+                while any(t.is_alive() for t in threads):
+                    threads[-1].join(timeout=_POLL)
+                    if self._stop.is_set():
+                        break
+            except KeyboardInterrupt:
+                self.stop()
+        finally:
+            # whatever way out (even Ctrl-C while the stages start), no stage may outlive this call: the
+            # caller closes the containers they use
+            self._stop.set()
+            self._join([t for t in threads if t.ident is not None])
         self.stats.wall_s = time.perf_counter() - t0
         self.stats.detector_runs = getattr(self.tracker, "detector_runs", 0)
         if self._errors:
