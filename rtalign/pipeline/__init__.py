@@ -6,13 +6,13 @@ import threading
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from ..detectors import DEFAULT_DETECTOR, load_detector
+from ..detectors import DEFAULT_DETECTOR
 from ..errors import TruncatedInputError, shown
 from ..export import open_writer
 from ..io_safety import check_output
-from ..models import load_model
 from ..pose import PoseTracker
 from ..render import Compose, FpsAnnotator, annotator_for
+from ..runtime import RuntimeOptions
 from ..smoothing import OneEuroOptions
 from ..tracking import FaceTracker, TrackerOptions
 from .landmark_sink import LandmarkRecorder
@@ -29,9 +29,8 @@ def build_tracker(model="resnet", device="cpu", threads=2, max_faces=4,
                   smoothing: OneEuroOptions | None = OneEuroOptions(), detector=DEFAULT_DETECTOR) -> FaceTracker:
     """Model + face acquisition (a name from rtalign.detectors, or a detector object) + per-face One Euro
     smoothing (None: raw landmarks)."""
-    lm = load_model(model, device, threads) if isinstance(model, str) else model
-    det = load_detector(detector) if isinstance(detector, str) else detector
-    return FaceTracker(lm, det, options=TrackerOptions(max_faces=max_faces), smoothing=smoothing)
+    return FaceTracker(model, detector, options=TrackerOptions(max_faces=max_faces), smoothing=smoothing,
+                       runtime=RuntimeOptions(device, threads))
 
 
 def _landmark_stage(stack: ExitStack, tracker, landmarks, label: str, draw: str):
