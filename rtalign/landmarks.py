@@ -65,6 +65,13 @@ def landmark_box(points: np.ndarray) -> np.ndarray:
     return np.concatenate([points.min(axis=-2), points.max(axis=-2)], axis=-1)
 
 
+def eye_roll(points: np.ndarray) -> np.ndarray:
+    """(N,) angle in degrees of the line from the subject's right eye to the left (means of 36-41, 42-47):
+    the roll that the tracker and the training crops undo to see a face upright."""
+    d = points[..., 42:48, :].mean(-2) - points[..., 36:42, :].mean(-2)
+    return np.degrees(np.arctan2(d[..., 1], d[..., 0]))
+
+
 #: Mean shape of the 1,215 300-W training faces after similarity (Procrustes) alignment,
 #: centred, inter-ocular distance 1. Used to judge whether a prediction looks like a face.
 MEAN_SHAPE = np.array([

@@ -18,7 +18,7 @@ from .align import predict_upright, upright_from_detections
 from .crop import apply_affine
 from .detectors import DEFAULT_DETECTOR, load_detector
 from .detectors.base import box_iou, detect_faces
-from .landmarks import landmark_box, shape_residual
+from .landmarks import eye_roll, landmark_box, shape_residual
 from .models import LandmarkModel, load_model
 from .runtime import RuntimeOptions
 from .smoothing import FaceSmoother, OneEuroOptions
@@ -58,12 +58,6 @@ class _Track:
     points: np.ndarray                      # raw (unsmoothed) landmarks of the last frame
     score: float
     box: np.ndarray = field(default=None)
-
-
-def eye_roll(points: np.ndarray) -> np.ndarray:
-    """(N,) angle in degrees of the line from the subject's right eye to the left (means of 36-41, 42-47)."""
-    d = points[:, 42:48].mean(1) - points[:, 36:42].mean(1)
-    return np.degrees(np.arctan2(d[:, 1], d[:, 0]))
 
 
 class FaceTracker:

@@ -9,7 +9,8 @@ from rtalign.data import read_image
 from rtalign.detectors import Detections, load_detector
 from rtalign.metrics import nme_per_face
 from rtalign.models import load_model
-from rtalign.tracking import FaceTracker, TrackerOptions, eye_roll
+from rtalign.landmarks import eye_roll
+from rtalign.tracking import FaceTracker, TrackerOptions
 from rtalign.types import Frame
 
 

@@ -2,6 +2,10 @@
 
 The runtime's face box comes from a detector or from the previous frame, never the exact
 ground truth, so every crop is taken from a jittered box; mirroring uses the landmark permutation.
+Most crops are built as the tracker builds them: the face turned upright by its eye line, boxed by
+its landmarks in that upright frame (`rtalign.align.predict_upright`), with a few degrees of error
+on the roll; the rest keep the image's axes, as the ground-truth-box protocol and roll-less
+detectors crop.
 """
 from __future__ import annotations
 
@@ -10,9 +14,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from rtalign.crop import apply_affine, crop_affine
+from rtalign.crop import apply_affine, compose_affine, crop_affine
 from rtalign.data import list_samples, read_image
-from rtalign.landmarks import landmark_box, mirror_points
+from rtalign.landmarks import eye_roll, landmark_box, mirror_points
 
 #: The stored crops are 384 px with the face box at half their side; halving them keeps faces
 #: near the networks' input scale, so cv2.warpAffine never aliases when shrinking.
@@ -40,7 +44,9 @@ def load_faces(folder) -> FaceSet:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    rotation_deg: float = 30.0
+    rotation_deg: float = 30.0          # axis-aligned crops: any roll within ±this
+    p_upright: float = 0.8              # share of crops turned upright by the eye line, as the tracker does
+    upright_error_deg: float = 8.0      # roll error of those: the tracker's and the detector's eye line
     scale: tuple = (0.88, 1.15)          # crop side multiplier
     shift: float = 0.08                  # of the crop side, each axis
     p_flip: float = 0.5
@@ -67,9 +73,15 @@ def augmented_crop(image: np.ndarray, points: np.ndarray, crop_scale: float, siz
     if rng.random() < cfg.p_flip:
         image = image[:, ::-1]
         points = mirror_points(points, image.shape[1])
-    m = crop_affine(landmark_box(points), crop_scale * rng.uniform(*cfg.scale), size,
-                    angle_deg=rng.uniform(-cfg.rotation_deg, cfg.rotation_deg),
-                    shift=tuple(rng.uniform(-cfg.shift, cfg.shift, 2)))
+    scale, shift = crop_scale * rng.uniform(*cfg.scale), tuple(rng.uniform(-cfg.shift, cfg.shift, 2))
+    if rng.random() < cfg.p_upright:
+        roll = eye_roll(points) + rng.uniform(-cfg.upright_error_deg, cfg.upright_error_deg)
+        upright = crop_affine(landmark_box(points), 1.0, 1, roll)       # any similarity undoing the roll
+        m = compose_affine(crop_affine(landmark_box(apply_affine(upright, points)), scale, size, shift=shift),
+                           upright)
+    else:
+        m = crop_affine(landmark_box(points), scale, size,
+                        angle_deg=rng.uniform(-cfg.rotation_deg, cfg.rotation_deg), shift=shift)
     crop = cv2.warpAffine(np.ascontiguousarray(image), m, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=int(rng.integers(0, 256)))
     pts = apply_affine(m, points)
