@@ -72,3 +72,31 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tiny_data, 
         assert torch.equal(tensor, resumed["net"][name]), name
     assert [h["nme"] for h in whole["history"]] == [h["nme"] for h in resumed["history"]]     # validation, per epoch
     assert "validation split: share 0.2 of train, seed 0 (8 faces; 32 trained on)" == whole["split"]
+
+
+def test_static_int8_keeps_the_metadata_and_the_head_float_and_stays_close(tiny_data, monkeypatch):
+    import onnx
+    from rtalign.data import data_root
+    from rtalign.models import OnnxLandmarker
+    from train.augment import load_faces
+    from train.quantize import calibration_crops, quantize_model
+    fp32 = tiny_data / "resnet.onnx"
+    argv = ["train_net", "--arch", "resnet", "--input-size", "64", "--width", "8", "--batch", "8", "--threads", "1",
+            "--epochs", "2", "--val-share", "0.2", "--flip", "--out", str(fp32)]
+    monkeypatch.setattr(sys, "argv", argv)
+    train_net.main()
+    faces = load_faces(data_root() / "train")
+    int8 = tiny_data / "int8.onnx"
+    quantize_model(fp32, int8, faces, n_calibration=32)
+    graph = onnx.load(str(int8))
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert meta["rtalign.flip"] == "mean of the crop and its mirror image"
+    assert meta["rtalign.quantized"].startswith("static int8") and meta["rtalign.input_size"] == "64"
+    quantized_inputs = {i for n in graph.graph.node if n.op_type == "DequantizeLinear" for i in n.output}
+    convs = {n.name: n for n in graph.graph.node if n.op_type == "Conv"}
+    assert all(convs[f"/net/{h}/Conv"].input[1] not in quantized_inputs for h in ("cls", "off", "nb"))
+    assert sum(n.input[1] in quantized_inputs for n in convs.values()) == len(convs) - 3
+    crops = calibration_crops(faces, 64, 1.3, 8, seed=1)
+    a, b = (OnnxLandmarker(p).session.run(None, {"image": (crops[:, None] / 127.5 - 1).astype("float32")})[0]
+            for p in (fp32, int8))
+    assert np.median(np.abs(a - b)) < 2.0            # crop pixels: int8 moves points little (untrained net)

@@ -130,7 +130,7 @@ def presence_threshold(net, faces, args) -> float:
 def export(net, args, path: Path, extra: dict, threshold_faces=None) -> None:
     net.eval()
     x = torch.zeros(1, 1, args.input_size, args.input_size)
-    graph = Exported(net)
+    graph = Exported(net, flip=args.flip)
     torch.onnx.export(graph, x, str(path), input_names=["image"], output_names=graph.outputs,
                       dynamic_axes={name: {0: "n"} for name in ["image", *graph.outputs]},
                       opset_version=17, dynamo=False)
@@ -140,7 +140,8 @@ def export(net, args, path: Path, extra: dict, threshold_faces=None) -> None:
     meta = {"rtalign.arch": args.arch, "rtalign.input_size": args.input_size,
             "rtalign.crop_scale": args.crop_scale, "rtalign.color": "gray",
             "rtalign.mean": 127.5, "rtalign.std": 127.5,
-            "rtalign.output": "points (N,68,2) in crop pixel centres", **extra}
+            "rtalign.output": "points (N,68,2) in crop pixel centres",
+            "rtalign.flip": "mean of the crop and its mirror image" if args.flip else "no", **extra}
     if args.quantize_dense:
         meta["rtalign.quantized"] = "dynamic int8 weights for MatMul/Gemm (dense layers)"
     for k, v in meta.items():
@@ -183,6 +184,8 @@ def main():
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--quantize-dense", action="store_true",
                     help="store dense-layer weights as int8 (dynamic quantization): the CNN's head is memory-bound")
+    ap.add_argument("--flip", action="store_true",
+                    help="export a graph that averages each crop with its mirror image (test-time flip)")
     ap.add_argument("--export-only", action="store_true",
                     help="no training: export the checkpoint beside --out (e.g. after a change to the exported graph)")
     args = ap.parse_args()
