@@ -100,3 +100,11 @@ def test_bad_colour_on_the_command_line(astronaut_file, tmp_path):
 def test_eval_refuses_a_detector_it_would_not_use():
     assert_clean_error(run("eval", "--detector", "haar"), "--detector only applies with --boxes detector",
                        exit_code=2)
+
+
+def test_python_dash_m_rtalign_is_the_cli():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "rtalign", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Real-time 68-point face alignment." in out.stdout and "webcam" in out.stdout
