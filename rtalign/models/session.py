@@ -47,6 +47,7 @@ def create_session(path: str | Path, runtime: RuntimeOptions | None = None, *, d
     opts.intra_op_num_threads = runtime.threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL   # fusions, int8 QDQ kernels
     opts.log_severity_level = 3
     try:
         session = ort.InferenceSession(str(path), opts, providers=providers)
