@@ -160,6 +160,11 @@ def test_out_of_gamut_colours_lose_chroma_not_hue():
     back = lab_of(bgr)
     assert abs(np.degrees(np.arctan2(back[0, 2], back[0, 1])) + 45) < 3 and abs(back[0, 0] - 50) < 3
     assert np.allclose(back[1], lab[1], atol=0.5)
+    # a dark orange beyond the gamut on the blue side: OpenCV's Lab → BGR clips blue at 0, turning the hue
+    # by 13°, so the gamut is judged on the unclipped linear RGB
+    dark = _in_gamut_bgr(np.array([[33.0, 46.0, 72.0]], np.float32))
+    hue = np.degrees(np.arctan2(*lab_of(dark)[0, 2:0:-1]))
+    assert abs(hue - np.degrees(np.arctan2(72.0, 46.0))) < 1.5
 
 
 def test_pixels_away_from_lips_and_eyes_are_bit_identical(faces):

@@ -10,6 +10,9 @@ from ..color import parse_color
 _SHIFT = 4  # fixed-point bits for sub-pixel polygon filling
 #: Luminance Y of well-lit skin (L* ≈ 65): a face lit like this gets the target colour as given.
 REFERENCE_SKIN_Y = 0.34
+_WHITE = np.array([0.950456, 1.0, 1.088754], np.float32)       # D65, as OpenCV's Lab
+_XYZ_TO_RGB = np.array([[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560],
+                        [0.0556434, -0.2040259, 1.0572252]], np.float32)
 
 
 def target_bgr(color) -> np.ndarray:
@@ -105,24 +108,31 @@ def blend_lab(roi_bgr: np.ndarray, weight: np.ndarray, target: np.ndarray, chrom
     roi_bgr[sel] = np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def _in_gamut_bgr(lab: np.ndarray, steps: int = 4) -> np.ndarray:
+def _linear_rgb(lab: np.ndarray) -> np.ndarray:
+    """Linear RGB of (N, 3) Lab (D65, sRGB primaries), unclipped: OpenCV's Lab → BGR clips to [0, 1],
+    which hides how far outside the gamut a colour lies."""
+    fy = (lab[:, 0] + 16.0) / 116.0
+    f = np.stack([fy + lab[:, 1] / 500.0, fy, fy - lab[:, 2] / 200.0], 1)
+    xyz = np.where(f > 6 / 29, f ** 3, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * _WHITE
+    return xyz @ _XYZ_TO_RGB.T
+
+
+def _in_gamut_bgr(lab: np.ndarray, steps: int = 6) -> np.ndarray:
     """BGR in [0, 1] of (N, 3) Lab; colours outside sRGB lose chroma (hue and lightness kept)
     instead of being clipped per channel, which would shift their hue. The chroma kept is found
     by bisection, to 1/2**steps."""
-    inside = lambda bgr: ((bgr >= -1e-3) & (bgr <= 1.001)).all(1)
-    bgr = cv2.cvtColor(lab[:, None, :], cv2.COLOR_Lab2BGR)[:, 0]
-    bad = ~inside(bgr)
+    inside = lambda x: ((x >= -1e-3) & (x <= 1.001)).all(1)
+    bad = ~inside(_linear_rgb(lab))
     if bad.any():
         lab_bad = lab[bad]
         lo, hi = np.zeros(len(lab_bad), np.float32), np.ones(len(lab_bad), np.float32)
         for _ in range(steps):
             mid = (lo + hi) / 2
-            ok = inside(cv2.cvtColor((lab_bad * np.stack([np.ones_like(mid), mid, mid], 1))[:, None, :],
-                                     cv2.COLOR_Lab2BGR)[:, 0])
+            ok = inside(_linear_rgb(lab_bad * np.stack([np.ones_like(mid), mid, mid], 1)))
             lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-        kept = lab_bad * np.stack([np.ones_like(lo), lo, lo], 1)
-        bgr[bad] = cv2.cvtColor(kept[:, None, :], cv2.COLOR_Lab2BGR)[:, 0]
-    return bgr
+        lab = lab.copy()
+        lab[bad] = lab_bad * np.stack([np.ones_like(lo), lo, lo], 1)
+    return cv2.cvtColor(lab[:, None, :], cv2.COLOR_Lab2BGR)[:, 0]
 
 
 def flat_fill(frame, polygons, holes, color, strength) -> np.ndarray:
