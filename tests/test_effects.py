@@ -137,6 +137,21 @@ def test_dim_light_gives_dim_lips_and_lowered_points_spare_the_chin(test_samples
     assert figures["below_de_lowered"] <= 5.0, figures
 
 
+def test_black_and_white_photos_keep_the_chin_bare_when_the_points_sit_low(test_samples, tmp_path):
+    """Grey versions of real faces: lip and skin share their chroma, so only the points tell the lip edge;
+    with the lower lip 4 % of the inter-ocular distance too low the chin stays almost as it was."""
+    from rtalign.bench.effects import is_monochrome
+    from rtalign.data import Sample
+    grey = []
+    for s in test_samples[:8]:
+        path = tmp_path / f"{s.image.stem}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(cv2.cvtColor(read_image(s.image), cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR))
+        grey.append(Sample(path, s.points))
+    assert all(is_monochrome(s) for s in grey)
+    figures = lip_figures(grey, colors=("crimson",))
+    assert figures["below_de_lowered"] <= 3.0 and figures["coverage"] >= 0.9, figures
+
+
 def test_lowered_points_move_only_the_lower_lip(faces):
     img, pts = faces[0]
     low = lowered_lip(pts, 0.04)
