@@ -170,7 +170,7 @@ def test_target_is_lit_like_the_face():
 
 def test_out_of_gamut_colours_lose_chroma_not_hue():
     lab = np.array([[50.0, 90.0, -90.0], [60.0, 20.0, 10.0]], np.float32)   # far outside sRGB; inside
-    bgr = _in_gamut_bgr(lab)
+    bgr = _in_gamut_bgr(lab.copy())
     assert ((bgr >= 0) & (bgr <= 1.001)).all()
     back = lab_of(bgr)
     assert abs(np.degrees(np.arctan2(back[0, 2], back[0, 1])) + 45) < 3 and abs(back[0, 0] - 50) < 3
