@@ -14,26 +14,31 @@ from .landmarks import interocular
 from .types import FaceLandmarks
 
 SMOOTHERS = ("oneeuro", "none")
+#: Default bound on a filtered point's lag behind the raw one, in inter-ocular distances.
+MAX_LAG = 0.03
 
 
 @dataclass(frozen=True)
 class OneEuroOptions:
     """min_cutoff in Hz (lower: less jitter, more lag at rest); beta per (inter-ocular distance / s)
-    of speed (higher: less lag in motion); d_cutoff in Hz for the speed estimate itself.
+    of speed (higher: less lag in motion); d_cutoff in Hz for the speed estimate itself; max_lag: the
+    farthest a filtered point may trail its raw one, in inter-ocular distances (None: no bound).
 
-    Defaults measured by `python -m train.tune_smoothing` (stability clips of 20 training faces drawn with
-    seed 0, resnet model; benchmarks/smoothing_grid.txt): static jitter 0.331 → 0.045 % of the inter-ocular
-    distance, motion NME 2.95 → 3.05 %. The grid's rule picks min_cutoff 0.1 (static 0.033, motion NME
-    3.06): 0.5 is kept because it lags less when a face drifts slowly. (The earlier grid on test_common,
-    which no longer chooses anything, ranked the settings the same way.)
+    max_lag decouples lag from smoothing: the speed estimate is itself low-passed, so when a still face
+    starts a fast turn the cutoff rises a few frames late, and with a low beta (chosen for calm points)
+    the points trail for many frames, which shows as lip colour smeared onto the cheek. A bound far
+    above the jitter (≈ 0.005) leaves a still face alone. MAX_LAG: `python -m train.tune_smoothing`
+    (its max_lag grid, fast clips of training faces).
     """
     min_cutoff: float = 0.5
     beta: float = 30.0
     d_cutoff: float = 1.0
+    max_lag: float | None = MAX_LAG
 
     def __post_init__(self):
-        if self.min_cutoff <= 0 or self.beta < 0 or self.d_cutoff <= 0:
-            raise ValueError(f"One Euro needs min_cutoff > 0, beta >= 0, d_cutoff > 0; got {self}")
+        if self.min_cutoff <= 0 or self.beta < 0 or self.d_cutoff <= 0 or (self.max_lag is not None
+                                                                          and self.max_lag <= 0):
+            raise ValueError(f"One Euro needs min_cutoff > 0, beta >= 0, d_cutoff > 0, max_lag > 0; got {self}")
 
 
 def _alpha(cutoff, dt: float):
@@ -66,6 +71,10 @@ class OneEuroFilter:
         self._dx += _alpha(o.d_cutoff, dt) * (dx - self._dx)
         cutoff = o.min_cutoff + o.beta * np.abs(self._dx) / max(scale, 1e-6)
         self._x = self._x + _alpha(cutoff, dt) * (x - self._x)
+        if o.max_lag is not None:        # pull each point (last axis: its coordinates) back within the bound
+            gap = self._x - x
+            norm = np.linalg.norm(gap, axis=-1, keepdims=True) if gap.ndim else np.abs(gap)
+            self._x = x + gap * np.minimum(1.0, o.max_lag * scale / np.maximum(norm, 1e-12))
         self._t = t
         return self._x.copy()
 

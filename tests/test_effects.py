@@ -137,6 +137,21 @@ def test_dim_light_gives_dim_lips_and_lowered_points_spare_the_chin(test_samples
     assert figures["below_de_lowered"] <= 5.0, figures
 
 
+def test_black_and_white_photos_keep_the_chin_bare_when_the_points_sit_low(test_samples, tmp_path):
+    """Grey versions of real faces: lip and skin share their chroma, so only the points tell the lip edge;
+    with the lower lip 4 % of the inter-ocular distance too low the chin stays almost as it was."""
+    from rtalign.bench.effects import is_monochrome
+    from rtalign.data import Sample
+    grey = []
+    for s in test_samples[:8]:
+        path = tmp_path / f"{s.image.stem}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(cv2.cvtColor(read_image(s.image), cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR))
+        grey.append(Sample(path, s.points))
+    assert all(is_monochrome(s) for s in grey)
+    figures = lip_figures(grey, colors=("crimson",))
+    assert figures["below_de_lowered"] <= 3.0 and figures["coverage"] >= 0.9, figures
+
+
 def test_lowered_points_move_only_the_lower_lip(faces):
     img, pts = faces[0]
     low = lowered_lip(pts, 0.04)
@@ -155,11 +170,16 @@ def test_target_is_lit_like_the_face():
 
 def test_out_of_gamut_colours_lose_chroma_not_hue():
     lab = np.array([[50.0, 90.0, -90.0], [60.0, 20.0, 10.0]], np.float32)   # far outside sRGB; inside
-    bgr = _in_gamut_bgr(lab)
+    bgr = _in_gamut_bgr(lab.copy())
     assert ((bgr >= 0) & (bgr <= 1.001)).all()
     back = lab_of(bgr)
     assert abs(np.degrees(np.arctan2(back[0, 2], back[0, 1])) + 45) < 3 and abs(back[0, 0] - 50) < 3
     assert np.allclose(back[1], lab[1], atol=0.5)
+    # a dark orange beyond the gamut on the blue side: OpenCV's Lab → BGR clips blue at 0, turning the hue
+    # by 13°, so the gamut is judged on the unclipped linear RGB
+    dark = _in_gamut_bgr(np.array([[33.0, 46.0, 72.0]], np.float32))
+    hue = np.degrees(np.arctan2(*lab_of(dark)[0, 2:0:-1]))
+    assert abs(hue - np.degrees(np.arctan2(72.0, 46.0))) < 1.5
 
 
 def test_pixels_away_from_lips_and_eyes_are_bit_identical(faces):

@@ -25,8 +25,8 @@ def test_jitter_at_rest_is_reduced_several_fold():
 def test_beta_cuts_lag_during_fast_motion():
     t = np.arange(60) / 30
     ramp = (t * 200.0)[:, None, None] * np.ones((1, 68, 2))       # 200 px/s, ~3 face sizes per second
-    slow = run(OneEuroFilter(OneEuroOptions(min_cutoff=1.0, beta=0.0)), ramp, t, scale=60.0)
-    fast = run(OneEuroFilter(OneEuroOptions(min_cutoff=1.0, beta=5.0)), ramp, t, scale=60.0)
+    slow = run(OneEuroFilter(OneEuroOptions(min_cutoff=1.0, beta=0.0, max_lag=None)), ramp, t, scale=60.0)
+    fast = run(OneEuroFilter(OneEuroOptions(min_cutoff=1.0, beta=5.0, max_lag=None)), ramp, t, scale=60.0)
     lag = lambda out: (ramp - out)[-1].mean()
     assert lag(fast) < lag(slow) / 3
 
@@ -37,7 +37,8 @@ def test_behaviour_follows_timestamps_not_frame_counts():
     ends = []
     for fps in (30, 60):
         t = np.arange(int(2 * fps) + 1) / fps
-        out = run(OneEuroFilter(OneEuroOptions(1.0, 0.5)), [np.full((1, 2), signal(x)) for x in t], t, scale=50.0)
+        out = run(OneEuroFilter(OneEuroOptions(1.0, 0.5, max_lag=None)), [np.full((1, 2), signal(x)) for x in t], t,
+                  scale=50.0)
         ends.append(out[-1, 0, 0])
     # within 4 % of the amplitude (discretization); a per-frame filter would lag twice as long at 30 fps
     assert ends[0] == pytest.approx(ends[1], abs=2.0)
@@ -70,3 +71,26 @@ def test_face_smoother_keeps_one_filter_per_track_id():
     np.testing.assert_allclose(new.xy[0], face + 10.0, atol=1e-5)
     with pytest.raises(ValueError, match="track ids"):
         smoother.update(FaceLandmarks(face[None], np.zeros((1, 4))), 3 / 30)
+
+
+def test_max_lag_bounds_the_trail_after_a_step_and_leaves_a_still_face_alone():
+    """A calm setting (beta 0) trails a sudden move of half an inter-ocular distance for many frames; the
+    bound holds every point within max_lag of its raw position from the first frame, and noise far below
+    the bound is filtered exactly as without it."""
+    t = np.arange(40) / 30
+    step = np.where(t >= 20 / 30, 30.0, 0.0)[:, None, None] * np.ones((1, 68, 2)) / np.sqrt(2)  # 30 px, scale 60
+    trail = lambda o: np.linalg.norm(run(OneEuroFilter(o), step, t, scale=60.0) - step, axis=2).max(1)
+    free, bounded = trail(OneEuroOptions(beta=0.0, max_lag=None)), trail(OneEuroOptions(beta=0.0, max_lag=0.03))
+    assert (free[20:] > 6.0).sum() >= 3                                # > 0.1 inter-ocular for 3+ frames
+    np.testing.assert_allclose(bounded[20], 0.03 * 60.0)               # held at the bound, not beyond
+    assert bounded.max() <= 0.03 * 60.0 + 1e-9
+    noisy = 100.0 + np.random.default_rng(0).normal(0, 0.3, (100, 68, 2))   # 0.5 % of the inter-ocular distance
+    still = [run(OneEuroFilter(OneEuroOptions(max_lag=m)), noisy, np.arange(100) / 30, scale=60.0)
+             for m in (None, 0.03)]
+    np.testing.assert_array_equal(still[0], still[1])
+    assert np.abs(np.diff(still[1][30:], axis=0)).mean() < np.abs(np.diff(noisy, axis=0)).mean() / 3
+
+
+def test_invalid_max_lag_is_rejected():
+    with pytest.raises(ValueError):
+        OneEuroOptions(max_lag=0.0)

@@ -8,13 +8,15 @@ the grid needs is the ranking of settings, which is about the filter, not the fa
 
 Smoothing only post-processes the tracker's output (boxes follow the raw landmarks), so the raw
 tracks are recorded once and every (min_cutoff, beta) pair is replayed on them. Prints the grid
-and the setting with the least static jitter whose motion NME rises by at most --max-rise.
+and the setting with the least static jitter whose motion NME rises by at most --max-rise; then, for the
+shipped min_cutoff and beta, a grid of max_lag (the bound on how far a point trails its raw one) with the
+mouth points' offset on fast clips (FAST_AMPLITUDE) against static jitter.
 """
 import argparse
 
 import numpy as np
 
-from rtalign.bench.stability import FPS, jitter, make_clip, track_clip
+from rtalign.bench.stability import FAST_AMPLITUDE, FPS, jitter, make_clip, mouth_offset, track_clip
 from rtalign.data import data_root, list_samples
 from rtalign.metrics import nme_per_face
 from rtalign.models import load_model
@@ -42,13 +44,13 @@ def main():
     model = load_model(args.model)
     samples = list_samples(data_root() / "train")
     samples = [samples[i] for i in np.random.default_rng(args.seed).choice(len(samples), args.faces, replace=False)]
-    tracks = {False: [], True: []}
+    tracks = {False: [], True: [], "fast": []}
     for k, s in enumerate(samples):
-        for moving in (False, True):
-            clip = make_clip(s, args.frames, moving, seed=k)
+        for kind in tracks:
+            clip = make_clip(s, args.frames, bool(kind), seed=k, amplitude=FAST_AMPLITUDE if kind == "fast" else 1.0)
             pred = track_clip(lambda: FaceTracker(model, smoothing=None), clip)
             if pred is not None:
-                tracks[moving].append((pred, clip.truth))
+                tracks[kind].append((pred, clip.truth))
     base = np.mean([nme_per_face(g, p).mean() for p, g in tracks[True]])
     print(f"raw: static jitter {np.mean([jitter(p, g)[0] for p, g in tracks[False]]):.3f}, motion NME {base:.3f}")
     best = None
@@ -65,6 +67,20 @@ def main():
             if ok and (best is None or static < best[0]):
                 best = (static, min_cutoff, beta)
     print(f"choice: min_cutoff {best[1]}, beta {best[2]} (static jitter {best[0]:.3f})")
+    lag_grid(tracks)
+
+
+def lag_grid(tracks):
+    """Static jitter, motion NME and the fast clips' mouth offset (p95, max; % inter-ocular) per max_lag."""
+    fast = np.concatenate([mouth_offset(p, g) for p, g in tracks["fast"]])
+    print(f"raw: fast mouth offset p95 {np.percentile(fast, 95):.2f} max {fast.max():.2f}")
+    for max_lag in (None, 0.1, 0.05, 0.03, 0.02, 0.01):
+        o = OneEuroOptions(max_lag=max_lag)
+        static = np.mean([jitter(smooth_track(p, o), g)[0] for p, g in tracks[False]])
+        motion_nme = np.mean([nme_per_face(g, smooth_track(p, o)).mean() for p, g in tracks[True]])
+        fast = np.concatenate([mouth_offset(smooth_track(p, o), g) for p, g in tracks["fast"]])
+        print(f"max_lag {max_lag}: static {static:.3f} motion NME {motion_nme:.3f} "
+              f"fast mouth offset p95 {np.percentile(fast, 95):.2f} max {fast.max():.2f}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,10 @@ COLUMNS = [
     ("static_jitter_raw", "static jitter off", "{:.3f}"), ("static_jitter", "static jitter on", "{:.3f}"),
     ("motion_jitter_raw", "motion jitter off", "{:.3f}"), ("motion_jitter", "motion jitter on", "{:.3f}"),
     ("motion_nme_raw", "motion NME off", "{:.3f}"), ("motion_nme", "motion NME on", "{:.3f}"),
+    ("fast_mouth_p95_raw", "fast mouth offset p95 off", "{:.2f}"),
+    ("fast_mouth_p95", "fast mouth offset p95 on", "{:.2f}"),
+    ("fast_mouth_max_raw", "fast mouth offset max off", "{:.2f}"),
+    ("fast_mouth_max", "fast mouth offset max on", "{:.2f}"),
     # end to end: each model's face found by the runtime's detector (dlib: its own HOG detector)
     ("e2e_nme", "NME % own detector", "{:.3f}"), ("e2e_fr10", "FR@10 % own detector", "{:.2f}"),
     ("e2e_miss_rate", "detector misses %", "{:.2f}"),
@@ -140,6 +144,9 @@ How each figure is measured:
   warped by a smooth random similarity (motion) or not at all (static), with Gaussian noise σ = 4 and JPEG
   quality 80 per frame, run through the real tracker (the bench's `--detector` acquisition, landmark-driven boxes). dlib has
   no smoothing of its own: its off and on figures are the same run.
+- Fast mouth offset (lag where the lip colour is drawn; % of the inter-ocular distance): the motion clips'
+  path at 3× the amplitude (a quick head turn, peaks of 2–7 inter-ocular distances per second); per frame,
+  the mean distance of the 20 mouth points from the truth; p95 and max over all frames of all fast clips.
 {chr(10).join(skipped)}
 {detector_section(extras.get("detectors"))}"""
     if plot:

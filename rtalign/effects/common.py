@@ -2,6 +2,8 @@
 Lab blend with a target adapted to the face's lighting."""
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -10,6 +12,9 @@ from ..color import parse_color
 _SHIFT = 4  # fixed-point bits for sub-pixel polygon filling
 #: Luminance Y of well-lit skin (L* ≈ 65): a face lit like this gets the target colour as given.
 REFERENCE_SKIN_Y = 0.34
+_WHITE = np.array([0.950456, 1.0, 1.088754], np.float32)       # D65, as OpenCV's Lab
+_XYZ_TO_RGB = np.array([[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560],
+                        [0.0556434, -0.2040259, 1.0572252]], np.float32)
 
 
 def target_bgr(color) -> np.ndarray:
@@ -101,28 +106,50 @@ def blend_lab(roi_bgr: np.ndarray, weight: np.ndarray, target: np.ndarray, chrom
     # the hue becomes the target's; each pixel keeps `chroma_keep` of its relative saturation
     ratio = np.hypot(px[:, 1], px[:, 2]) / max(float(np.hypot(mean[1], mean[2])), 1.0)
     new[:, 1:] = target[1:] * (1.0 + chroma_keep * (np.minimum(ratio, 3.0) - 1.0))[:, None]
-    out = _in_gamut_bgr((px + w * (new - px)).astype(np.float32))
-    roi_bgr[sel] = np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    new -= px
+    new *= w
+    new += px
+    roi_bgr[sel] = cv2.convertScaleAbs(_in_gamut_bgr(new), alpha=255.0)
 
 
-def _in_gamut_bgr(lab: np.ndarray, steps: int = 4) -> np.ndarray:
-    """BGR in [0, 1] of (N, 3) Lab; colours outside sRGB lose chroma (hue and lightness kept)
-    instead of being clipped per channel, which would shift their hue. The chroma kept is found
-    by bisection, to 1/2**steps."""
-    inside = lambda bgr: ((bgr >= -1e-3) & (bgr <= 1.001)).all(1)
-    bgr = cv2.cvtColor(lab[:, None, :], cv2.COLOR_Lab2BGR)[:, 0]
-    bad = ~inside(bgr)
-    if bad.any():
-        lab_bad = lab[bad]
-        lo, hi = np.zeros(len(lab_bad), np.float32), np.ones(len(lab_bad), np.float32)
-        for _ in range(steps):
-            mid = (lo + hi) / 2
-            ok = inside(cv2.cvtColor((lab_bad * np.stack([np.ones_like(mid), mid, mid], 1))[:, None, :],
-                                     cv2.COLOR_Lab2BGR)[:, 0])
-            lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-        kept = lab_bad * np.stack([np.ones_like(lo), lo, lo], 1)
-        bgr[bad] = cv2.cvtColor(kept[:, None, :], cv2.COLOR_Lab2BGR)[:, 0]
-    return bgr
+def _linear_rgb(lab: np.ndarray, chroma=1.0) -> np.ndarray:
+    """Linear RGB of (N, 3) Lab (D65, sRGB primaries) with a*, b* scaled by `chroma` (scalar or (N,)),
+    unclipped: OpenCV's Lab → BGR clips to [0, 1], which hides how far outside the gamut a colour lies."""
+    fy = (lab[:, 0] + 16.0) / 116.0
+    f = np.stack([fy + chroma * lab[:, 1] / 500.0, fy, fy - chroma * lab[:, 2] / 200.0], 1)
+    xyz = np.where(f > 6 / 29, f * f * f, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * _WHITE
+    return xyz @ _XYZ_TO_RGB.T
+
+
+@functools.cache
+def _max_chroma() -> np.ndarray:
+    """(101, 360) float32: the largest chroma inside sRGB at each integer L* and hue degree, lowered to
+    the least of its neighbours so that a nearest-entry lookup never overshoots (bisection, to 0.01)."""
+    light, hue = np.meshgrid(np.arange(101, dtype=np.float32), np.radians(np.arange(360, dtype=np.float32)),
+                             indexing="ij")
+    unit = np.stack([light.ravel(), np.cos(hue).ravel(), np.sin(hue).ravel()], 1)
+    lo, hi = np.zeros(len(unit), np.float32), np.full(len(unit), 200.0, np.float32)
+    for _ in range(15):
+        mid = (lo + hi) / 2
+        rgb = _linear_rgb(unit, mid)
+        ok = ((rgb >= 0) & (rgb <= 1)).all(1)
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    table = lo.reshape(light.shape)
+    wrapped = cv2.erode(np.hstack([table[:, -1:], table, table[:, :1]]), np.ones((3, 3), np.uint8),
+                        borderType=cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(wrapped[:, 1:-1])
+
+
+def _in_gamut_bgr(lab: np.ndarray) -> np.ndarray:
+    """BGR in [0, 1] of (N, 3) float32 Lab (whose chroma is lowered in place); colours outside sRGB lose chroma (hue and lightness kept)
+    instead of being clipped per channel, which would shift their hue. The chroma limit comes from
+    a table by L* and hue (a per-pixel search costs more than the rest of the blend)."""
+    chroma = np.hypot(lab[:, 1], lab[:, 2])
+    row = np.clip(lab[:, 0] + 0.5, 0, 100).astype(np.intp)
+    col = (np.degrees(np.arctan2(lab[:, 2], lab[:, 1])) + 360.5).astype(np.intp) % 360
+    keep = np.minimum(1.0, _max_chroma()[row, col] / np.maximum(chroma, 1e-6))
+    lab[:, 1:] *= keep[:, None]
+    return cv2.cvtColor(lab[:, None, :], cv2.COLOR_Lab2BGR)[:, 0]
 
 
 def flat_fill(frame, polygons, holes, color, strength) -> np.ndarray:
