@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ..landmarks import INNER_LIPS, INTEROCULAR, OUTER_LIPS
-from .common import blend_lab, flat_fill, light_gain, lit_target, quantiles, roi, signed_distance
+from .common import blend_lab, flat_fill, lab8, light_gain, lit_target, quantiles, roi, signed_distance
 
 #: Band half-width around the polygon's outline, in inter-ocular distances: how far off the points may be.
 BAND = 0.05
@@ -48,8 +48,6 @@ WORK_IOD = 110.0
 
 _REGULARIZE = REGULARIZE * np.eye(3)
 _ONES = np.ones(3, np.float32)
-_LAB8_SCALE = np.array([100 / 255, 1, 1], np.float32)
-_LAB8_OFFSET = np.array([0, 128, 128], np.float32)
 
 
 @dataclass
@@ -116,9 +114,7 @@ def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
     k = np.array([size[0] / (x1 - x0), size[1] / (y1 - y0)])
     pts = (points - [x0, y0] + 0.5) * k - 0.5
     band, reach_in = band * scale, INNER_REACH * scale
-    lab = cv2.cvtColor(part, cv2.COLOR_BGR2Lab).astype(np.float32)    # 8-bit Lab: precise enough to decide
-    lab *= _LAB8_SCALE
-    lab -= _LAB8_OFFSET
+    lab = lab8(part)                                     # 8-bit Lab: precise enough to decide
     smooth = cv2.GaussianBlur(lab, (0, 0), 0.8)          # decide with less JPEG noise
     d_out = signed_distance(size[::-1], np.zeros(2), pts[OUTER_LIPS])
     d_in = signed_distance(size[::-1], np.zeros(2), pts[INNER_LIPS])
@@ -127,10 +123,10 @@ def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
         return None
     core = smooth[d_lip >= min(CORE[0] * d_lip.max(), CORE[1] * band)]
     ring = (d_out <= -band) & (d_out >= -2 * band)
-    skin_lightness = float(quantiles(smooth[ring][:, 0] if ring.any() else lab[..., 0].ravel(), [0.5])[0])
+    skin_lightness = float(quantiles(smooth[..., 0][ring] if ring.any() else lab[..., 0].ravel(), [0.5])[0])
     # skin above and below the mouth apart: the chin under the lower lip is often in shadow
     corner = pts[OUTER_LIPS[6]] - pts[OUTER_LIPS[0]]
-    ys, xs = np.ogrid[:size[1], :size[0]]
+    ys, xs = np.arange(size[1])[:, None], np.arange(size[0])[None, :]
     below = (xs - pts[OUTER_LIPS[0], 0]) * corner[1] - (ys - pts[OUTER_LIPS[0], 1]) * corner[0] < 0
     skins = [smooth[ring & below], smooth[ring & ~below]]
     skins = [sk for sk in skins if len(sk) >= 8] or ([smooth[ring]] if ring.sum() >= 8 else [])
