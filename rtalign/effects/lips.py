@@ -46,6 +46,10 @@ REGULARIZE = 4.0
 #: Inter-ocular distance (px) at which larger faces' lip masks are computed.
 WORK_IOD = 110.0
 
+#: The robust centre and spread of a colour model come from at most this many of its pixels (an even
+#: stride through them): as good a median for rejecting outliers, at a fraction of the sorting.
+ROBUST_SAMPLES = 256
+
 _REGULARIZE = REGULARIZE * np.eye(3)
 _ONES = np.ones(3, np.float32)
 
@@ -63,8 +67,9 @@ def _model(pixels: np.ndarray):
     """(mean, covariance, whitening matrix) of Lab pixels, fitted to those within 3 robust standard
     deviations of the median (not highlights, stray skin or an occluder over part of the sample).
     The whitening W makes |W (x - mean)|² the Mahalanobis distance."""
-    median = quantiles(pixels, [0.5])[0]
-    spread = 1.4826 * quantiles(np.abs(pixels - median), [0.5])[0] + np.sqrt(REGULARIZE)
+    probe = pixels[:: -(-len(pixels) // ROBUST_SAMPLES)]
+    median = quantiles(probe, [0.5])[0]
+    spread = 1.4826 * quantiles(np.abs(probe - median), [0.5])[0] + np.sqrt(REGULARIZE)
     kept = pixels[((np.abs(pixels - median) / spread) ** 2 @ _ONES) < 9.0]
     if len(kept) >= 8:
         pixels = kept
