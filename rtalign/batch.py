@@ -5,12 +5,16 @@ results are the same bytes.
 An output appears under its final name only when complete, so a rerun skips every input whose
 outputs all exist (resumable); an input that fails is reported with a one-line reason and never
 stops the others. Ctrl-C (KeyboardInterrupt) stops the run and leaves no temporary file; a video cut
-short is deleted (its outputs and OUT.partial.EXT), so the rerun does it again.
+short is deleted (its outputs and OUT.partial.EXT), so the rerun does it again. Worker processes leave
+Ctrl-C to the parent, which stops them through a shared event and waits for their cleanup; Ray tasks
+are cancelled (a KeyboardInterrupt in the task) and waited for.
 """
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import nullcontext
@@ -37,12 +41,13 @@ class BatchOptions:
     """What to do with every file. `landmarks`: a format (".csv", ".jsonl", ".parquet") for one landmarks
     file per input, named after it (`clip.mp4` → `clip.mp4.csv`), or None. `media`: also write the drawn
     photo / video. `effects`: keyword arguments of rtalign.effects.Recolor as (name, value) pairs, or ().
-    `detector`: a name from rtalign.detectors.DETECTOR_NAMES."""
+    `detector`: a name from rtalign.detectors.DETECTOR_NAMES. `max_faces`: None (every face) as offline work
+    wants; live video keeps 4 for speed."""
     model: str = "resnet"
     detector: str = DEFAULT_DETECTOR
     device: str = "cpu"
     threads: int = 1
-    max_faces: int = 4
+    max_faces: int | None = None
     draw: str = "points"
     smoothing: OneEuroOptions | None = field(default_factory=OneEuroOptions)
     effects: tuple = ()
@@ -147,15 +152,29 @@ def _effects(options: BatchOptions) -> list:
     return [Recolor(**dict(options.effects))] if options.effects else []
 
 
+_STOP = None    # in a local worker process: the parent's stop event (see _init_worker)
+
+
+def _init_worker(stop) -> None:
+    """A local worker ignores Ctrl-C (the terminal sends it to every process: an idle worker killed by it
+    would break the pool and get the busy ones killed mid-file) and stops its file when `stop` is set: by
+    the parent, or by a SIGTERM / SIGHUP sent to the whole process group."""
+    global _STOP
+    _STOP = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stop.set())
+
+
 def _run_video(job: Job, options: BatchOptions) -> int:
     from .pipeline import analyze_video, build_tracker, process_video
     tracker = build_tracker(_model(options), max_faces=options.max_faces, smoothing=options.smoothing,
                             detector=_detector(options))
     if job.media is not None:
         stats = process_video(job.src, job.media, tracker=tracker, draw=options.draw, effects=_effects(options),
-                              preset=options.preset, crf=options.crf, landmarks=job.landmarks)
+                              preset=options.preset, crf=options.crf, landmarks=job.landmarks, stop=_STOP)
     else:
-        stats = analyze_video(job.src, job.landmarks, tracker=tracker)
+        stats = analyze_video(job.src, job.landmarks, tracker=tracker, stop=_STOP)
     if stats.interrupted:        # a partial output must not pass for a complete one on the rerun
         for p in (stats.partial, stats.partial_landmarks):
             if p is not None:
@@ -194,6 +213,8 @@ def _attempt(job: Job, work) -> FileResult:
 
 def process_file(job: Job, options: BatchOptions) -> FileResult:
     """The per-file work, the same in-process, in a worker process and in a Ray task."""
+    if _STOP is not None and _STOP.is_set():      # queued in a worker before the stop: not started
+        raise KeyboardInterrupt
     for p in (job.media, job.landmarks):
         if p is not None:
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -206,13 +227,16 @@ def _local(jobs, options, workers, report):
             report(i, process_file(job, options))
         return
     # spawn: a forked child would inherit the parent's ONNX / OpenCV thread pools mid-state
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(stop,)) as pool:
         futures = {pool.submit(process_file, job, options): i for i, job in enumerate(jobs)}
         try:
             for f in as_completed(futures):
                 report(futures[f], f.result())
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            stop.set()          # the files under way end early and delete what they wrote ...
+            pool.shutdown(wait=True, cancel_futures=True)       # ... before this process goes
             raise
 
 
@@ -222,18 +246,29 @@ def _ray(jobs, options, workers, address, report):
     except ImportError:
         raise InputError("--ray needs Ray: pip install 'rtalign[ray]'") from None
     local = address is None
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
         ray.init(address=address, num_cpus=workers if local else None, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise InputError(f"cannot reach the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+    finally:
+        if sigterm is not None:     # ray.init installs its own (exit at once, no cleanup): the caller's stays
+            signal.signal(signal.SIGTERM, sigterm)
     try:
         task = ray.remote(num_cpus=1)(process_file)
         pending = {task.remote(job, options): i for i, job in enumerate(jobs)}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                report(pending.pop(ref), ray.get(ref))
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    report(pending.pop(ref), ray.get(ref))
+        except BaseException:
+            for ref in pending:       # a KeyboardInterrupt in each task: it deletes what it wrote ...
+                ray.cancel(ref)
+            ray.wait(list(pending), num_returns=len(pending), timeout=60)    # ... before Ray stops
+            raise
     finally:
         ray.shutdown()
 

@@ -457,7 +457,7 @@ def _exit_if_interrupted(result, signals: _StopSignals) -> None:
 @click.argument("out_dir", type=click.Path())
 @model_option(threads=1)
 @click.option("--draw", type=click.Choice(DRAW_STYLES), default="points", show_default=True)
-@click.option("--max-faces", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--max-faces", type=click.IntRange(1), default=None, help="at most this many faces [default: all]")
 @smoothing_options
 @detector_option
 @effect_options

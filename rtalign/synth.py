@@ -67,27 +67,61 @@ def turn_face(image: np.ndarray, points: np.ndarray, yaw_deg: float, depth: np.n
     """`image` with its face (landmarks `points`, (68, 2)) turned by `yaw_deg` about the vertical axis
     (> 0: towards the person's left, the image's right), and the turned landmarks.
 
-    Each landmark gets the depth `depth` (68,), in inter-ocular distances, away from the camera; the
-    points are turned in 3-D and projected orthographically, and the image follows by a piecewise-affine
-    warp (a ring around the face and the image's border stay put). A head-pose check with a known turn;
-    needs scikit-image (the test extra).
+    A 2.5-D render: the landmarks get the depth `depth` (68,), in inter-ocular distances away from the
+    camera, a forehead row above the brows and a fixed ring around the head (the background) close the
+    mesh; the face is turned in 3-D, projected orthographically and drawn triangle by triangle from the
+    farthest to the nearest, so the nose hides the far cheek instead of folding the image over it, and
+    triangles turned away from the camera are not drawn. A head-pose check with a known turn; needs
+    SciPy (with scikit-image, the test extra).
     """
-    from skimage.transform import PiecewiseAffineTransform, warp
+    from scipy.spatial import Delaunay
     from .landmarks import interocular
     h, w = image.shape[:2]
+    iod = float(interocular(points))
     centre = points.mean(axis=0)
-    p3 = np.c_[points - centre, (depth - depth.mean()) * float(interocular(points))]
+    eyes = points[45] - points[36]
+    up = np.array([eyes[1], -eyes[0]]) / max(float(np.hypot(*eyes)), 1e-6)
+    brows = slice(17, 27)
+    src = np.vstack([points, points[brows] + 0.6 * iod * up])
+    z = np.r_[depth, depth[brows] + 0.1] * iod
+    p3 = np.c_[src - centre, z - z[:68].mean()]
     a = np.radians(yaw_deg)      # the person's left is the image's right: the nose (depth < 0) moves to +x
     turned = p3 @ np.array([[np.cos(a), 0, -np.sin(a)], [0, 1, 0], [np.sin(a), 0, np.cos(a)]]).T
-    new = turned[:, :2] + centre
     radius = 1.6 * float(np.linalg.norm(points - centre, axis=1).max())
     ring = centre + radius * np.c_[np.cos(np.linspace(0, 2 * np.pi, 24, endpoint=False)),
                                    np.sin(np.linspace(0, 2 * np.pi, 24, endpoint=False))]
-    border = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1], [(w - 1) / 2, 0], [(w - 1) / 2, h - 1],
-                       [0, (h - 1) / 2], [w - 1, (h - 1) / 2]], np.float64)
-    tform = PiecewiseAffineTransform.from_estimate(np.vstack([new, ring, border]), np.vstack([points, ring, border]))
-    out = warp(image, tform, output_shape=(h, w), order=1, mode="edge", preserve_range=True)
-    return out.astype(image.dtype), new.astype(np.float32)
+    border = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
+    fixed = np.vstack([ring, border])
+    src_all, dst_all = np.vstack([src, fixed]), np.vstack([turned[:, :2] + centre, fixed])
+    far = np.r_[turned[:, 2], np.full(len(fixed), np.inf)]          # the background lies behind the head
+    tris = Delaunay(src_all).simplices
+    tris = tris[np.sign(_signed_area(dst_all[tris])) == np.sign(_signed_area(src_all[tris]))]   # facing the camera
+    out = image.copy()
+    for tri in tris[np.argsort(-far[tris].mean(axis=1), kind="stable")]:
+        _draw_triangle(image, out, src_all[tri], dst_all[tri])
+    return out, (turned[:68, :2] + centre).astype(np.float32)
+
+
+def _signed_area(tris: np.ndarray) -> np.ndarray:
+    """Twice the signed area of (n, 3, 2) triangles: its sign flips when a triangle turns its back."""
+    u, v = tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]
+    return u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
+
+
+def _draw_triangle(image: np.ndarray, out: np.ndarray, src: np.ndarray, dst: np.ndarray) -> None:
+    """Paint the triangle `dst` of `out` with the triangle `src` of `image` (an affine map between them)."""
+    h, w = out.shape[:2]
+    x0, y0 = np.maximum(np.floor(dst.min(axis=0)).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(dst.max(axis=0)).astype(int) + 1, [w, h])
+    if x1 <= x0 or y1 <= y0:
+        return
+    m = cv2.getAffineTransform((dst - [x0, y0]).astype(np.float32), src.astype(np.float32))
+    patch = cv2.warpAffine(image, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_REPLICATE)
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillConvexPoly(mask, np.round((dst - [x0, y0]) * 16).astype(np.int32), 1, cv2.LINE_8, 4)
+    region = out[y0:y1, x0:x1]
+    region[mask > 0] = patch[mask > 0]
 
 
 def write_clip(path, frames, fps: float = 30.0, audio: bool = True, crf: int = 18) -> int:

@@ -8,6 +8,7 @@ of the previous frame's eye landmarks. The faces are warped side by side into on
 transforms, the model runs once on it, and the points go back through the exact inverse transforms."""
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from itertools import count
@@ -24,10 +25,13 @@ from .runtime import RuntimeOptions
 from .smoothing import FaceSmoother, OneEuroOptions
 from .types import FaceLandmarks, Frame
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class TrackerOptions:
-    """max_faces: faces tracked at once. redetect_every: frames between detector runs while fewer
+    """max_faces: faces tracked at once (None: every face found; faces left out are logged, once per
+    tracker). redetect_every: frames between detector runs while fewer
     than max_faces are tracked (with none tracked the detector runs every frame); 60 picks up a
     new face within 2 s at 30 fps and keeps the detector's cost off the throughput (measured:
     pipeline/codec 0.67-0.71 at 30, 0.72-0.75 at 60 on 2 cores). min_score: a
@@ -38,7 +42,7 @@ class TrackerOptions:
     after a detector call of t seconds the next waits until t·(1/share − 1) seconds have passed, so a slow
     detector (BlazeFace's 48-px pyramid on a 720p frame) cannot drag the pipeline below (1 − share) of its
     rate when no face is in view, and a fast one still runs every frame. 1.0: no limit."""
-    max_faces: int = 4
+    max_faces: int | None = 4
     redetect_every: int = 60
     detector_share: float = 0.25
     min_score: float | None = None
@@ -46,7 +50,7 @@ class TrackerOptions:
     min_face: float = 24.0
 
     def __post_init__(self):
-        if self.max_faces < 1 or self.redetect_every < 1:
+        if (self.max_faces is not None and self.max_faces < 1) or self.redetect_every < 1:
             raise ValueError(f"max_faces and redetect_every must be ≥ 1, got {self}")
         if not 0 < self.detector_share <= 1:
             raise ValueError(f"detector_share must be in (0, 1], got {self.detector_share}")
@@ -88,6 +92,7 @@ class FaceTracker:
         self._since_detect = 0
         self._detector_free_at = 0.0        # clock() time before which the detector budget is spent
         self._ids = count()
+        self._capped = False                # a face was left out for max_faces (logged once)
 
     def _alive(self, points: np.ndarray, scores: np.ndarray, shape) -> np.ndarray:
         o = self.options
@@ -131,7 +136,13 @@ class FaceTracker:
         if self.tracks and len(found):
             known = landmark_box(np.stack([t.points for t in self.tracks]))
             found = found[box_iou(found.boxes, known).max(axis=1) < 0.2]
-        found = found[: o.max_faces - len(self.tracks)]
+        if o.max_faces is not None:
+            room = o.max_faces - len(self.tracks)
+            if len(found) > room and not self._capped:
+                self._capped = True
+                log.warning("more faces than max_faces=%d in view: tracking %d (--max-faces raises it)",
+                            o.max_faces, o.max_faces)
+            found = found[:room]
         if len(found) == 0:
             return
         pts, scores = upright_from_detections(self.model, image, found)
@@ -144,7 +155,8 @@ class FaceTracker:
         self._since_detect += 1
         self._follow(image)
         o = self.options
-        wanted = not self.tracks or (len(self.tracks) < o.max_faces and self._since_detect >= o.redetect_every)
+        room = o.max_faces is None or len(self.tracks) < o.max_faces
+        wanted = not self.tracks or (room and self._since_detect >= o.redetect_every)
         if wanted and self.clock() >= self._detector_free_at:
             self._acquire(image)
         if self.tracks:

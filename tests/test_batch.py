@@ -176,11 +176,12 @@ def test_cli_batch_passes_detector_and_smoothing(folder, tmp_path, monkeypatch):
     import rtalign.batch
     seen = []
     monkeypatch.setattr(rtalign.batch, "run_batch", lambda jobs, options, *a: seen.append(options) or [])
-    for args in (["--detector", "haar", "--min-cutoff", "0.5", "--beta", "0.25"], ["--smooth", "none"]):
+    for args in (["--detector", "haar", "--min-cutoff", "0.5", "--beta", "0.25", "--max-faces", "2"], ["--smooth", "none"]):
         result = CliRunner().invoke(main, ["batch", str(folder), str(tmp_path), *args])
         assert result.exit_code == 0, result.output
-    assert seen[0].detector == "haar" and seen[0].smoothing == OneEuroOptions(0.5, 0.25)
+    assert seen[0].detector == "haar" and seen[0].smoothing == OneEuroOptions(0.5, 0.25) and seen[0].max_faces == 2
     assert seen[1].detector == "blazeface" and seen[1].smoothing is None
+    assert seen[1].max_faces is None            # offline: every face, as `rtalign image` does
 
 
 def test_cli_image_folder_passes_the_detector(folder, tmp_path, monkeypatch):
@@ -223,12 +224,16 @@ def test_interrupted_video_leaves_no_output_no_partial_no_temporary(long_clip, t
     assert [p.name for p in tmp_path.rglob("*")] == []
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_cli_batch_stopped_by_a_signal_leaves_no_file_and_exits_128_plus_signal(long_clip, tmp_path, signum):
+@pytest.mark.parametrize("signum, args", [(signal.SIGTERM, []), (signal.SIGHUP, []), (signal.SIGTERM, ["--workers", "2"]),
+                                          (signal.SIGTERM, ["--ray", "--workers", "2"])])
+def test_cli_batch_stopped_by_a_signal_leaves_no_file_and_exits_128_plus_signal(long_clip, tmp_path, signum, args):
+    if "--ray" in args:
+        pytest.importorskip("ray", reason="Ray is the optional [ray] extra: pip install -e '.[ray]'")
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen([sys.executable, "-m", "rtalign.cli", "batch", str(long_clip), str(tmp_path), "-m", "cnn",
-                             "--landmarks", "csv"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--landmarks", "csv", *args], cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     try:
         _when_encoding(tmp_path, lambda: proc.send_signal(signum))
         _, err = proc.communicate(timeout=60)

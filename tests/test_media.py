@@ -362,3 +362,14 @@ def test_partial_and_temporary_names_fit_the_limit_beside_a_longest_legal_name(t
     tmp = temp_path_for(dst)
     assert tmp.is_file() and tmp.name.startswith(".") and tmp.suffix == ".mp4"
     assert len(os.fsencode(tmp.name)) <= 255
+
+
+def test_frames_convert_to_bgr_like_ffmpeg(astronaut):
+    from rtalign.pipeline.sources import to_bgr
+    frame = av.VideoFrame.from_ndarray(astronaut, format="bgr24").reformat(format="yuv420p")
+    diff = np.abs(to_bgr(frame).astype(int) - frame.to_ndarray(format="bgr24"))
+    assert diff.max() <= 3 and diff.mean() < 1.5          # OpenCV's BT.601 path: chroma upsampled differently
+    frame.colorspace = 1                                    # BT.709: FFmpeg's converter, exactly
+    assert np.array_equal(to_bgr(frame), frame.to_ndarray(format="bgr24"))
+    full = av.VideoFrame.from_ndarray(astronaut, format="bgr24").reformat(format="yuvj420p")    # full range
+    assert np.array_equal(to_bgr(full), full.to_ndarray(format="bgr24"))

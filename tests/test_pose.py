@@ -77,15 +77,28 @@ def test_mirrored_face_has_opposite_yaw_and_roll(aligner, astronaut, reference):
 
 def test_yaw_sign_and_size_follow_a_known_turn(aligner, astronaut, reference):
     xy = reference.xy[0]
-    turns = [-20, -10, 0, 10, 20]
+    turns = np.array([-30, -20, -10, 0, 10, 20, 30])
     yaws = []
     for turn in turns:
         image, moved = turn_face(astronaut, xy, turn, FACE_3D[:, 2])
         yaws.append(aligner.align(image, landmark_box(moved)[None]).pose[0, 0])
-    change = np.array(yaws) - yaws[2]
+    change = np.array(yaws) - yaws[3]
     assert np.all(np.diff(yaws) > 0), yaws                            # monotone in the true angle
     assert np.all(np.sign(change) == np.sign(turns)), change           # the right sign
-    assert np.all(np.abs(change[[0, 4]]) > 10)                          # and a real part of the turn
+    assert np.all(np.abs(change[[0, 6]]) > 18)                          # and most of the turn
+
+
+def test_turned_face_render_moves_only_the_head(astronaut, reference):
+    xy = reference.xy[0]
+    same, still = turn_face(astronaut, xy, 0, FACE_3D[:, 2])
+    np.testing.assert_array_equal(still, xy)
+    assert np.abs(same.astype(int) - astronaut).mean() < 0.5
+    turned, moved = turn_face(astronaut, xy, 30, FACE_3D[:, 2])
+    assert moved[30, 0] - xy[30, 0] > 0.25 * np.linalg.norm(xy[45] - xy[36])    # the nose swings to the right
+    rows, cols = np.indices(astronaut.shape[:2])
+    far = np.hypot(cols - xy[:, 0].mean(), rows - xy[:, 1].mean())
+    ring = 1.6 * np.linalg.norm(xy - xy.mean(0), axis=1).max()
+    assert (turned[far > ring + 2] == astronaut[far > ring + 2]).all()         # outside the head's ring: untouched
 
 
 class _Replay:

@@ -77,3 +77,20 @@ def test_a_face_that_leaves_is_dropped_and_reacquired_with_a_new_id(resnet):
 def test_options_are_validated():
     with pytest.raises(ValueError):
         TrackerOptions(max_faces=0)
+
+
+@pytest.fixture(scope="module")
+def three_faces():
+    """One frame holding the portrait three times side by side."""
+    img = next(asset_frames((400, 400), smooth_similarity_path(1), face_height=0.4))[0]
+    return Frame(np.hstack([img] * 3), 0.0, 0)
+
+
+def test_max_faces_none_tracks_every_face_and_a_cap_is_reported_once(resnet, three_faces, caplog):
+    assert len(FaceTracker(resnet, HaarDetector(), options=TrackerOptions(max_faces=None)).update(three_faces)) == 3
+    capped = FaceTracker(resnet, HaarDetector(), options=TrackerOptions(max_faces=2, redetect_every=1))
+    with caplog.at_level("WARNING", logger="rtalign.tracking"):
+        counts = [len(capped.update(three_faces)) for _ in range(3)]
+    assert counts == [2, 2, 2]
+    assert [r.getMessage() for r in caplog.records] == [
+        "more faces than max_faces=2 in view: tracking 2 (--max-faces raises it)"]

@@ -119,7 +119,8 @@ class Runner:
                     idle()
         return _END
 
-    def _guard(self, body):
+    def _guard(self, body, done: threading.Event | None = None):
+        """`body` with its errors kept for run() to raise; `done` is set once it is out (see _join)."""
         def run():
             try:
                 body()
@@ -128,6 +129,9 @@ class Runner:
             except BaseException as e:  # surfaced by run() in the calling thread
                 self._errors.append(e)
                 self._stop.set()
+            finally:
+                if done is not None:
+                    done.set()
         return run
 
     # --- the three stages --------------------------------------------------------------------
@@ -184,16 +188,19 @@ class Runner:
         self._stop.set()
 
     @staticmethod
-    def _join(threads) -> None:
-        """Wait for every stage: each sees the stop flag within _POLL, unless it is inside one long call
-        (a decode, an encode), and the caller may close the source or the sinks only once it is out."""
-        for t in threads:
-            t.join(timeout=1.0)
-        late = [t.name for t in threads if t.is_alive()]
+    def _join(stages) -> None:
+        """Wait for every started stage, (thread, done event) pairs: each sees the stop flag within _POLL,
+        unless it is inside one long call (a decode, an encode), and the caller may close the source or
+        the sinks only once it is out. Events, not Thread.join: a KeyboardInterrupt landing inside
+        join() can mark a running thread finished (CPython gh-90882), and the caller would then close
+        the encoder under it (seen as a hang when Ray cancels a task)."""
+        for _, done in stages:
+            done.wait(1.0)
+        late = [t.name for t, done in stages if not done.is_set()]
         if late:
             log.warning("waiting for %s to finish its current call", ", ".join(late))
-            for t in threads:
-                t.join()
+            for _, done in stages:
+                done.wait()
 
     def run(self) -> RunStats:
         """Run to the end of the source or until stopped; re-raises the first error of any thread.
@@ -204,7 +211,9 @@ class Runner:
         """
         on_caller = any(s.on_caller_thread for s in self.sinks)
         stages = (self._capture, self._process) if on_caller else (self._capture, self._process, self._output)
-        threads = [threading.Thread(target=self._guard(f), name=f.__name__, daemon=True) for f in stages]
+        done = [threading.Event() for _ in stages]
+        threads = [threading.Thread(target=self._guard(f, d), name=f.__name__, daemon=True)
+                   for f, d in zip(stages, done)]
         t0 = time.perf_counter()
         try:
             try:
@@ -212,8 +221,8 @@ class Runner:
                     t.start()
                 if on_caller:
                     self._guard(self._output)()
-                while any(t.is_alive() for t in threads):
-                    threads[-1].join(timeout=_POLL)
+                while not all(d.is_set() for d in done):
+                    done[-1].wait(_POLL)
                     if self._stop.is_set():
                         break
             except KeyboardInterrupt:
@@ -222,7 +231,7 @@ class Runner:
             # whatever way out (even Ctrl-C while the stages start), no stage may outlive this call: the
             # caller closes the containers they use
             self._stop.set()
-            self._join([t for t in threads if t.ident is not None])
+            self._join([(t, d) for t, d in zip(threads, done) if t.ident is not None])
         self.stats.wall_s = time.perf_counter() - t0
         self.stats.detector_runs = getattr(self.tracker, "detector_runs", 0)
         if self._errors:

@@ -45,6 +45,21 @@ def _open_video(spec: str):
     return container, stream
 
 
+#: Colour spaces whose YUV → BGR matrix is OpenCV's (BT.601): unspecified (FFmpeg then assumes BT.601 too),
+#: BT470BG, SMPTE170M. Others (BT.709 …) go through FFmpeg's converter.
+_BT601 = (2, 5, 6)
+
+
+def to_bgr(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as BGR uint8. Limited-range BT.601 4:2:0, what most files hold, goes through OpenCV
+    (0.6 ms a 720p frame against 2-3.5 ms in FFmpeg's swscale, measured on this machine; chroma upsampled
+    by nearest neighbour, within 3 levels of swscale's); any other frame through PyAV."""
+    if (frame.format.name == "yuv420p" and frame.color_range != 2 and frame.colorspace in _BT601
+            and frame.width % 2 == 0 and frame.height % 2 == 0):
+        return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
+    return frame.to_ndarray(format="bgr24")
+
+
 def upright(image: np.ndarray, rotation: float) -> np.ndarray:
     """The frame as it is meant to be seen: `rotation` is the display matrix's angle (degrees,
     counter-clockwise), rounded to a quarter turn. A contiguous copy when turned (stages draw in place)."""
@@ -153,7 +168,7 @@ class VideoFileSource(_Source):
         for frame in self._frames:
             t = float(frame.time) if frame.pts is not None and frame.time is not None else (
                 t_prev + step if t_prev is not None else 0.0)
-            image = upright(frame.to_ndarray(format="bgr24"), frame.rotation or 0)
+            image = upright(to_bgr(frame), frame.rotation or 0)
             self.corrupt += bool(frame.is_corrupt)
             yield Frame(image, t, self.decoded, time.perf_counter())
             self.decoded += 1
