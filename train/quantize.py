@@ -1,6 +1,7 @@
 """Static int8 (QDQ) quantization of an exported landmark network, calibrated on training crops.
 
     python -m train.quantize exported/resnet.onnx          # writes exported/resnet.onnx in place
+    python -m train.quantize exported/cnn.onnx             # (after its --quantize-dense export)
 
 onnxruntime's static int8 convolutions took a ResNet-18 at 128 px from 4.0 to 1.6 ms per face
 (../shared/NOTES-training.md). Only the backbone's convolutions are quantized: the head's 1×1
@@ -75,8 +76,8 @@ def quantize_model(fp32: Path, out: Path, train_faces, n_calibration: int = 256)
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
         q = onnx.load(str(staged))
     del q.metadata_props[:]
-    meta["rtalign.quantized"] = (f"static int8 (QDQ, per-channel) backbone convolutions, calibrated on "
-                                 f"{n_calibration} augmented training crops; head and decoding float")
+    done = f"static int8 (QDQ, per-channel) backbone convolutions, calibrated on {n_calibration} augmented training crops"
+    meta["rtalign.quantized"] = "; ".join(filter(None, [done, meta.get("rtalign.quantized")]))   # the CNN's int8 dense stays
     for k, v in meta.items():
         q.metadata_props.add(key=k, value=v)
     onnx.save(q, str(out))
