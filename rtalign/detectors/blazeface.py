@@ -106,6 +106,7 @@ def network_input(images: list[np.ndarray]) -> np.ndarray:
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Scores from the networks' logits (background anchors reach ±3e4: clipped, no overflow warning)."""
     return 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100, 100)))
 
 
@@ -113,7 +114,7 @@ class BlazeFaceDetector:
     """Faces in a BGR frame with a BlazeFace ONNX file.
 
     The network is fully convolutional: it finds faces whose landmark box is `face_px` of its input pixels
-    at any input size. Without `min_face` the whole frame is shrunk (INTER_AREA) into its square input, as
+    at any input size. Without `min_face` the whole frame is shrunk (`rescale`) into its square input, as
     MediaPipe does; with it the network runs on the whole (padded) frame at a few scales (see `passes`):
     no tile seams, cost in proportion to the pixels.
 
