@@ -44,6 +44,8 @@ def test_rescale_shrinks_by_the_whole_factor_first_and_reports_the_exact_scale()
     assert (small[:, :250] == 200).all() and (small[:, 262:] == 0).all()
     same, one = rescale(image[:10, :20], 1.0)
     assert same.shape == (10, 20, 3) and one.tolist() == [1.0, 1.0]
+    strip, _ = rescale(np.zeros((5000, 1, 3), np.uint8), 0.1)
+    assert strip.shape == (500, 1, 3)
 
 
 def test_default_passes_on_a_720p_frame(blaze):

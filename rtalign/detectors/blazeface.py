@@ -90,7 +90,7 @@ def rescale(image: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray]:
     dropped at the right and bottom), then INTER_LINEAR for the rest (< 2×): a tenth of the cost of
     INTER_AREA at a fractional factor on a 720p frame."""
     h, w = image.shape[:2]
-    n = max(1, int(1 / k + 1e-9))
+    n = max(1, min(int(1 / k + 1e-9), h, w))          # a 1×5000 strip keeps its one pixel
     if n > 1:
         h, w = h // n * n, w // n * n
         image = cv2.resize(image[:h, :w], (w // n, h // n), interpolation=cv2.INTER_AREA)
