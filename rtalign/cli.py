@@ -199,8 +199,8 @@ def main(verbose: bool):
 def detector_option(f):
     """--detector: the face detector that acquires faces (choices: the detector registry's keys)."""
     return click.option("--detector", type=click.Choice(DETECTOR_NAMES), default=DEFAULT_DETECTOR, show_default=True,
-                        help="face detector: blazeface (CNN, any roll, faces from 48 px), blazeface-short "
-                             "(near faces), haar (upright frontal faces)")(f)
+                        help="face detector: blazeface (CNNs, any roll, faces from 48 px), blazeface-full (full-range "
+                             "network alone, slower), blazeface-short (near faces, cheapest), haar (upright frontal faces)")(f)
 
 
 @main.command("eval")

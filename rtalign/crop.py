@@ -73,9 +73,10 @@ def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
 def warp_crops(gray: np.ndarray, affines: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
     """One `size` × `size` crop per 2x3 affine (N, 2, 3) frame → crop, area-prescaled when shrinking a lot.
 
-    Returns (N, size, size) uint8 (a view of `out` when given: a reusable (≥N, size, size) buffer)."""
+    Returns (N, size, size) uint8, (N, size, size, C) for a colour frame (a view of `out` when given: a
+    reusable buffer of at least N crops)."""
     n = len(affines)
-    crops = out[:n] if out is not None else np.empty((n, size, size), np.uint8)
+    crops = out[:n] if out is not None else np.empty((n, size, size) + gray.shape[2:], np.uint8)
     for i, m in enumerate(affines):  # one warp per face, not per pixel
         src, warp = _prescale(gray, m, size)
         cv2.warpAffine(src, warp, (size, size), dst=crops[i], flags=cv2.INTER_LINEAR,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rtalign.detectors import DETECTOR_NAMES, REBUILD, BlazeFaceDetector, HaarDetector, box_iou, load_detector
-from rtalign.detectors.blazeface import make_anchors, weighted_nms
+from rtalign.detectors.blazeface import make_anchors, rescale, weighted_nms
 from rtalign.errors import ModelError
 from rtalign.landmarks import landmark_box
 from rtalign.models import models_dir
@@ -34,6 +34,39 @@ def test_weighted_nms_merges_overlaps_by_score_and_keeps_separate_faces():
     np.testing.assert_allclose(s, [0.75, 0.5])
     np.testing.assert_allclose(p[0], 0.75 * points[0] + 0.25 * points[1])
     np.testing.assert_allclose(p[1], points[2])
+
+
+def test_rescale_shrinks_by_the_whole_factor_first_and_reports_the_exact_scale():
+    image = np.zeros((721, 1281, 3), np.uint8)
+    image[:, :640] = 200                           # left half bright, right half dark
+    small, scale = rescale(image, 0.4)             # area 2× on the 1280×720 cut, then linear 1.25×
+    assert small.shape == (288, 512, 3) and scale.tolist() == [0.4, 0.4]
+    assert (small[:, :250] == 200).all() and (small[:, 262:] == 0).all()
+    same, one = rescale(image[:10, :20], 1.0)
+    assert same.shape == (10, 20, 3) and one.tolist() == [1.0, 1.0]
+    strip, _ = rescale(np.zeros((5000, 1, 3), np.uint8), 0.1)
+    assert strip.shape == (500, 1, 3)
+
+
+def test_default_passes_on_a_720p_frame(blaze):
+    """Two whole-frame passes: a 48 px face is 20 input px in the first, a 720 px one 128 px in the last."""
+    runs = blaze.passes((720, 1280))
+    assert [r[1:] for r in runs] == [(544, 320), (256, 128)]
+    np.testing.assert_allclose([r[0] for r in runs], [20 / 48, 128 / 720])
+
+
+def test_full_range_confirms_a_real_face_and_rejects_the_short_range_false_faces(blaze, test_samples):
+    from skimage import data
+    from rtalign.data import read_image
+    s = test_samples[5]
+    found = blaze.detect_faces(read_image(s.image))
+    score, points = blaze.verifier.confirm(read_image(s.image), found.boxes, found.roll)
+    assert score[0] >= 0.6
+    eyes = np.stack([s.points[36:42].mean(0), s.points[42:48].mean(0)])
+    assert np.linalg.norm(points[0, :2] - eyes, axis=1).max() < 0.2 * np.linalg.norm(eyes[1] - eyes[0])
+    sky = cv2.resize(data.hubble_deep_field()[..., ::-1], (1280, 720))
+    assert len(blaze.raw_faces(sky)[1]) >= 3            # the short-range network alone sees faces in the stars
+    assert len(blaze.detect_faces(sky)) == 0
 
 
 def _rotated(image, points, angle):
@@ -79,7 +112,7 @@ def test_no_face_on_blank_or_textured_images(blaze):
 
 
 def test_registry_names_and_haar_still_works(astronaut):
-    assert {"blazeface", "haar"} <= set(DETECTOR_NAMES)
+    assert {"blazeface", "blazeface-full", "blazeface-short", "haar"} <= set(DETECTOR_NAMES)
     haar = load_detector("haar")
     assert isinstance(haar, HaarDetector) and len(haar.detect(astronaut)) == 1
     with pytest.raises(ModelError, match="unknown detector"):
@@ -87,12 +120,13 @@ def test_registry_names_and_haar_still_works(astronaut):
 
 
 def test_missing_or_corrupt_file_names_the_rebuild_command(tmp_path, monkeypatch):
-    landmark_net = models_dir() / "cnn.onnx"
+    landmark_net, short = models_dir() / "cnn.onnx", models_dir() / "blazeface_short.onnx"
     monkeypatch.setenv("RTALIGN_MODELS", str(tmp_path))
     with pytest.raises(ModelError, match=REBUILD.replace(".", r"\.")):
         load_detector("blazeface")
-    (tmp_path / "blazeface_full.onnx").write_bytes(b"not an onnx file")
-    with pytest.raises(ModelError, match=REBUILD.replace(".", r"\.")):
+    (tmp_path / short.name).write_bytes(short.read_bytes())
+    (tmp_path / "blazeface_full.onnx").write_bytes(b"not an onnx file")    # the confirming network
+    with pytest.raises(ModelError, match="blazeface_full.onnx.*" + REBUILD.replace(".", r"\.")):
         load_detector("blazeface")
     other = tmp_path / "other.onnx"
     other.write_bytes(landmark_net.read_bytes())

@@ -1,6 +1,11 @@
 """Fit the map from a detector's output to tight landmark boxes on the 300-W training crops.
 
     python -m train.calibrate_detector [--detector haar|blazeface]
+    python -m train.calibrate_detector --sizes
+
+--sizes: the share of training faces each BlazeFace network finds (IoU ≥ 0.5 against the landmark box, its
+own threshold) by face size in its input pixels, one pass on a 256² crop of a face-free scene with the face
+rolled within ±45°: the `face_px` ranges in rtalign/detectors/__init__.py.
 
 The landmark models are trained on crops around the landmark box; a detector's box sits elsewhere
 (Haar: higher, tighter on the chin). haar: the printed centre offset and side ratio go into
@@ -50,7 +55,7 @@ def calibrate_blazeface(step: int = 3, seed: int = 0):
         m = cv2.getRotationMatrix2D((img.shape[1] / 2 - 0.5, img.shape[0] / 2 - 0.5), rng.uniform(-45, 45), 1.0)
         img = cv2.warpAffine(img, m, (img.shape[1], img.shape[0]))
         pts = s.points @ m[:, :2].T + m[:, 2]
-        _, _, kps = det.raw_faces(img)
+        kps = det.detect_faces(img).keypoints
         if not len(kps):
             continue
         gt = landmark_box(pts)
@@ -68,11 +73,41 @@ def calibrate_blazeface(step: int = 3, seed: int = 0):
           f"{med[2]:.3f}); spread {rows.std(0).round(3)}")
 
 
+def measure_sizes(step: int = 12, seed: int = 3):
+    from rtalign.bench.detector import backgrounds, place_face, upright_box
+    from rtalign.detectors import BlazeFaceDetector, box_iou
+    from rtalign.models import models_dir
+    sizes, tile = (12, 16, 20, 24, 32, 48, 64, 80, 96, 128, 160), 256
+    rng = np.random.default_rng(seed)
+    scenes = backgrounds(None, 0, seed)
+    # one pass at the square's own scale: a 1 px face is the first to find, a tile-sized one the last
+    nets = {n: BlazeFaceDetector(models_dir() / f"blazeface_{n}.onnx", min_face=1, face_px=(1, tile))
+            for n in ("short", "full")}
+    found = {n: np.zeros(len(sizes)) for n in nets}
+    samples = list_samples(data_root() / "train")[::step]
+    for s in samples:
+        img = read_image(s.image)
+        for j, side in enumerate(sizes):
+            roll, scene = rng.uniform(-45, 45), scenes[rng.integers(len(scenes))]
+            y, x = rng.integers(0, 720 - tile), rng.integers(0, 1280 - tile)
+            square, pts = place_face(img, s.points, np.ascontiguousarray(scene[y:y + tile, x:x + tile]), side, roll,
+                                     tile / 2 + rng.uniform(-20, 20, 2))
+            for n, det in nets.items():
+                boxes = det.detect(square)
+                found[n][j] += len(boxes) > 0 and box_iou(boxes, upright_box(pts, roll)[None]).max() >= 0.5
+    for n, hits in found.items():
+        print(f"{n}: " + "  ".join(f"{side} px {100 * h / len(samples):.0f} %" for side, h in zip(sizes, hits)))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--detector", choices=("haar", "blazeface"), default="haar")
+    ap.add_argument("--sizes", action="store_true", help="BlazeFace networks' reliable face sizes instead")
     args = ap.parse_args(argv)
-    calibrate_haar() if args.detector == "haar" else calibrate_blazeface()
+    if args.sizes:
+        measure_sizes()
+    else:
+        calibrate_haar() if args.detector == "haar" else calibrate_blazeface()
 
 
 if __name__ == "__main__":

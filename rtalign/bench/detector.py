@@ -3,7 +3,7 @@ faces on face-free frames, cost per call, and landmark NME of rolled faces throu
 
     python -m rtalign.bench.detector [--detectors blazeface,haar] [--quick] [--no-nme]
     python -m rtalign.bench.detector --video      # the two-face clip through `rtalign video`
-    python -m rtalign.bench.detector --cost       # ms per call of each detector setting, interleaved
+    python -m rtalign.bench.detector --cost       # ms per call of each detector and part, interleaved
 """
 from __future__ import annotations
 
@@ -208,26 +208,32 @@ def two_face_video(model_name: str = "resnet", detector: str = "blazeface", n: i
             "fps_ratio": float(fps / codec), "detector_share": float(share)}
 
 
-def detector_costs(samples, runs: int = 15) -> dict:
-    """Median ms per call on one 1280×720 frame with a face, each setting's calls interleaved with the others'
-    so that a changing machine load touches all alike: Haar, the BlazeFace pyramid from 48/64/96 px, its single
-    192² pass (MediaPipe's way) and the short-range model."""
-    from ..detectors import BlazeFaceDetector, load_detector
-    from ..models import models_dir
-    frame, _ = place_face(read_image(samples[0].image), samples[0].points,
-                          np.full((FRAME[1], FRAME[0], 3), 90, np.uint8), 150, 0, (600, 300))
-    full = models_dir() / "blazeface_full.onnx"
-    dets = {"haar": load_detector("haar"), **{f"blazeface from {m} px": BlazeFaceDetector(full, min_face=m) for m in (48, 64, 96)},
-            "blazeface 192 px pass": BlazeFaceDetector(full), "blazeface-short": load_detector("blazeface-short")}
-    times = {k: [] for k in dets}
-    for d in dets.values():
-        d.detect(frame)
-    for _ in range(runs):
-        for k, d in dets.items():
-            t0 = time.perf_counter()
-            d.detect(frame)
-            times[k].append(time.perf_counter() - t0)
-    return {k: float(np.median(v) * 1000) for k, v in times.items()}
+def detector_costs(samples, runs: int = 5, scenes: int = 8) -> dict:
+    """Median ms per call on 1280×720 frames, every setting's calls interleaved with the others' so that a
+    changing machine load touches all alike: on `scenes` recall frames (a test face over a face-free scene:
+    Haar's cost grows with texture) and on one face over plain grey. Each registry detector plus the
+    default's parts: its short-range passes alone and the full-range network's confirmation of one face."""
+    from ..detectors import DETECTOR_NAMES, load_detector
+    frames = {"scene": [f for f, *_ in recall_frames(samples[:scenes], 1, seed=2)],
+              "plain": [place_face(read_image(samples[0].image), samples[0].points,
+                                   np.full((FRAME[1], FRAME[0], 3), 90, np.uint8), 150, 0, (600, 300))[0]]}
+    dets = {name: load_detector(name) for name in DETECTOR_NAMES}
+    default = dets["blazeface"]
+    face = default.detect_faces(frames["plain"][0])[:1]
+    calls = {**{name: d.detect for name, d in dets.items()}, "blazeface passes only": default.raw_faces,
+             "blazeface confirm 1 face": lambda f: default.verifier.confirm(f, face.boxes, face.roll)}
+    times = {(name, kind): [] for name in calls for kind in frames}
+    for r in range(runs + 1):
+        for kind, fs in frames.items():
+            for f in fs:
+                for name, call in calls.items():
+                    t0 = time.perf_counter()
+                    call(f)
+                    if r:               # the first round warms up
+                        times[name, kind].append(time.perf_counter() - t0)
+    ms = {k: float(np.median(v) * 1000) for k, v in times.items()}
+    return {kind: {name: round(ms[name, kind], 2) for name in calls} |
+            {"blazeface / haar": round(ms["blazeface", kind] / ms["haar", kind], 3)} for kind in frames}
 
 
 def main(argv=None):
@@ -237,7 +243,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="every 8th test face")
     ap.add_argument("--no-nme", action="store_true", help="detector figures only")
     ap.add_argument("--video", action="store_true", help="only the two-face clip through `rtalign video`")
-    ap.add_argument("--cost", action="store_true", help="only ms per call of each detector setting on one 720p frame")
+    ap.add_argument("--cost", action="store_true", help="only ms per call of each detector (and the default's parts) on 720p frames")
     args = ap.parse_args(argv)
     from ..detectors import load_detector
     from ..models import load_model

@@ -1,10 +1,12 @@
-"""MediaPipe's BlazeFace detector run by onnxruntime (files made by `python -m train.export_detector`).
+"""MediaPipe's BlazeFace detectors run by onnxruntime (files made by `python -m train.export_detector`).
 
-The network scores a fixed set of anchors and regresses, per anchor, a box and six keypoints. Decoding
-is array code: anchors are made once per model, scores thresholded with one mask over every anchor of
-every tile, and overlapping detections merged by weighted non-maximum suppression whose loop runs once
-per *face found*, never per anchor. The eyes give the face's roll; the eyes and the mouth give the
-upright landmark box the landmark models expect (calibrated on the 300-W training faces).
+A network scores a fixed set of anchors and regresses, per anchor, a box and six keypoints. Decoding
+is array code: anchors are made once per input size, scores thresholded with one mask over every anchor,
+and overlapping detections merged by weighted non-maximum suppression whose loop runs once per *face
+found*, never per anchor. The default detector runs the short-range network over whole-frame scales and has
+the full-range network confirm each face, turned upright, in one batched run (`confirm`). The eyes give the
+face's roll; the eyes and the mouth give the upright landmark box the landmark models expect (calibrated
+on the 300-W training faces).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import math
 import cv2
 import numpy as np
 
+from ..crop import apply_affine, invert_affine, upright_affines, warp_crops
 from ..errors import ModelError
 from ..models.session import create_session
 from .base import Detections, box_iou
@@ -22,8 +25,9 @@ REBUILD = "python -m train.export_detector"
 #: eyes towards the mouth), in units of d = (eye-midpoint → mouth distance) + ½ (eye distance): the box
 #: centre lies at eye-mid + (dx, dy)·d and its side is ratio · d. d varied least of the scales tried
 #: (8 % spread of the side, against 9 % for the mouth distance alone, 10 % eyes, 12 % the network's box).
-#: Measured by `python -m train.calibrate_detector --detector blazeface` (train faces rolled ±45°, medians).
-BLAZEFACE_CALIBRATION = (0.015, 0.432, 1.472)
+#: Measured by `python -m train.calibrate_detector --detector blazeface` (train faces rolled ±45°, medians,
+#: the default detector's keypoints: the mean of both networks').
+BLAZEFACE_CALIBRATION = (0.007, 0.442, 1.481)
 
 
 def make_anchors(width: int, height: int, spec: str) -> np.ndarray:
@@ -80,31 +84,60 @@ def upright_boxes(keypoints: np.ndarray, calibration=BLAZEFACE_CALIBRATION) -> t
     return np.concatenate([centre - half, centre + half], axis=1), roll
 
 
+def rescale(image: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray]:
+    """`image` scaled by about k and the exact (x, y) scale of continuous coordinates. Shrinking is INTER_AREA
+    by the whole factor n = ⌊1/k⌋ (OpenCV's fast path, on the image cut to a multiple of n: up to n − 1 pixels
+    dropped at the right and bottom), then INTER_LINEAR for the rest (< 2×): a tenth of the cost of
+    INTER_AREA at a fractional factor on a 720p frame."""
+    h, w = image.shape[:2]
+    n = max(1, min(int(1 / k + 1e-9), h, w))          # a 1×5000 strip keeps its one pixel
+    if n > 1:
+        h, w = h // n * n, w // n * n
+        image = cv2.resize(image[:h, :w], (w // n, h // n), interpolation=cv2.INTER_AREA)
+    rw, rh = max(1, round(w * k)), max(1, round(h * k))
+    if (rw, rh) != image.shape[1::-1]:
+        image = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR)
+    return image, np.array([rw / w, rh / h])
+
+
+def network_input(images: list[np.ndarray]) -> np.ndarray:
+    """(B, 3, H, W) float32 RGB in [-1, 1] from same-size BGR uint8 images (one OpenCV call)."""
+    return cv2.dnn.blobFromImages(images, 1 / 127.5, mean=(127.5, 127.5, 127.5), swapRB=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Scores from the networks' logits (background anchors reach ±3e4: clipped, no overflow warning)."""
+    return 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100, 100)))
+
+
 class BlazeFaceDetector:
     """Faces in a BGR frame with a BlazeFace ONNX file.
 
-    The network is fully convolutional and finds faces of about 32 to 80 of its input pixels (31 training
-    faces: all found at 32-80 px; 29 at 24 and at 96, 22 at 128, 18 at 12, 1 at 160). Without `min_face` the
-    whole frame is shrunk (INTER_AREA) into its square input, as MediaPipe does; with it the network runs on
-    the whole (padded) frame at a pyramid of scales (see `passes`): no tile seams, cost in proportion to
-    the pixels.
+    The network is fully convolutional: it finds faces whose landmark box is `face_px` of its input pixels
+    at any input size. Without `min_face` the whole frame is shrunk (`rescale`) into its square input, as
+    MediaPipe does; with it the network runs on the whole (padded) frame at a few scales (see `passes`):
+    no tile seams, cost in proportion to the pixels.
 
     Args:
         path: the .onnx file from `python -m train.export_detector`.
         min_face: smallest face side to find, frame pixels (None: the whole frame in the square input).
+        face_px: (smallest, largest) landmark-box side, input pixels, that the network finds reliably
+            (measured by `python -m train.calibrate_detector --sizes`).
         min_score: detection threshold in [0, 1] (None: the file's own, MediaPipe's value).
         iou: overlap above which detections merge.
         threads: onnxruntime intra-op threads.
+        verifier: another BlazeFaceDetector that must `confirm` each face (a network's false faces on
+            textures are seldom the other's).
 
     Raises:
         ModelError: a missing or malformed file; the message names the command that rebuilds it.
     """
 
-    FACE_PX, MAX_PX = 32, 80   # face sides in input pixels that the network finds reliably (see above)
-    STEP = 32       # input sides must be multiples of the network's largest stride
+    STEP = 32       # input sides must be multiples of the networks' largest stride
+    CONFIRM_TILE, CONFIRM_BOX = 128, 48    # `confirm`: square side and landmark-box side, input pixels
 
-    def __init__(self, path, min_face: float | None = None, min_score: float | None = None, iou: float = 0.3,
-                 threads: int = 1, session=None):
+    def __init__(self, path, min_face: float | None = None, face_px: tuple[float, float] = (32, 80),
+                 min_score: float | None = None, iou: float = 0.3, threads: int = 1, verifier=None, session=None):
         try:
             self.session = session or create_session(path, device="cpu", threads=threads)
         except ModelError as e:
@@ -115,7 +148,7 @@ class BlazeFaceDetector:
         self.size = int(meta["rtalign.input_size"])
         self.spec = meta["rtalign.anchors"]
         self.min_score = float(meta["rtalign.min_score"]) if min_score is None else min_score
-        self.min_face, self.iou = min_face, iou
+        self.min_face, self.face_px, self.iou, self.verifier = min_face, face_px, iou, verifier
         self._input_name = self.session.get_inputs()[0].name
         self._anchors = {}
         n = self.session.get_outputs()[0].shape[1]
@@ -132,31 +165,28 @@ class BlazeFaceDetector:
     def passes(self, shape) -> list[tuple[float, int, int]]:
         """(scale, input width, input height) per network run on a frame of `shape`.
 
-        Without `min_face`: the whole frame in the square input (MediaPipe's way). With it: a pyramid of
-        whole-frame runs, the first at the scale that makes a `min_face` face FACE_PX input px, each next
-        at half the scale, until a face as large as the frame's shorter side is within reach. One run finds
-        faces of FACE_PX to MAX_PX input px, so halving steps leave no gap.
+        Without `min_face`: the whole frame in the square input (MediaPipe's way). With it: whole-frame runs
+        from the scale that makes a `min_face` face the smallest reliable size (face_px[0]) down to the one
+        that makes a face as large as the frame's shorter side the largest (face_px[1]), as few as leave no
+        gap between neighbouring runs' ranges.
         """
         h, w = shape[:2]
         if self.min_face is None:
             return [(self.size / max(h, w), self.size, self.size)]
-        runs, k = [], min(1.0, self.FACE_PX / self.min_face)
-        while True:
-            pad = lambda v: max(self.STEP, math.ceil(v * k / self.STEP) * self.STEP)
-            runs.append((k, pad(w), pad(h)))
-            if self.MAX_PX / k >= min(h, w):
-                return runs
-            k /= 2
+        lo, hi = self.face_px
+        first = min(1.0, lo / self.min_face)
+        last = min(first, hi / min(h, w))
+        n = 1 + math.ceil(math.log(first / last) / math.log(hi / lo) - 1e-9)
+        pad = lambda v, k: max(self.STEP, math.ceil(v * k / self.STEP) * self.STEP)
+        return [(k, pad(w, k), pad(h, k)) for k in np.geomspace(first, last, n).tolist()]
 
     def _input(self, frame: np.ndarray, k: float, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-        """(1, 3, height, width) float32 RGB in [-1, 1], the frame scaled by about k (INTER_AREA) and padded
-        bottom/right with black, and the exact (x, y) scale used."""
-        h, w = frame.shape[:2]
-        rw, rh = min(width, max(1, round(w * k))), min(height, max(1, round(h * k)))
-        canvas = np.zeros((height, width, 3), np.uint8)
-        canvas[:rh, :rw] = frame[:, :, :3] if (rw, rh) == (w, h) else cv2.resize(frame, (rw, rh), interpolation=cv2.INTER_AREA)
-        x = canvas[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32)
-        return x * (1 / 127.5) - 1.0, np.array([rw / w, rh / h])
+        """(1, 3, height, width) network input: the frame scaled by about k (`rescale`), padded bottom/right
+        with black, and the exact (x, y) scale used."""
+        small, scale = rescale(frame[:, :, :3], k)
+        rh, rw = small.shape[:2]
+        canvas = cv2.copyMakeBorder(small, 0, height - rh, 0, width - rw, cv2.BORDER_CONSTANT, value=0)
+        return network_input([canvas]), scale
 
     def raw_faces(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The network's detections in frame pixels after merging: boxes (N, 4), scores (N,), keypoints (N, 6, 2)."""
@@ -174,7 +204,7 @@ class BlazeFaceDetector:
         x, scale = self._input(frame, k, width, height)
         regress, logits = self.session.run(None, {self._input_name: x})
         anchors = self.anchors(width, height)
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits[0, :, 0].astype(np.float64), -100, 100)))
+        scores = sigmoid(logits[0, :, 0])
         a = np.nonzero(scores >= self.min_score)[0]
         r = regress[0, a].astype(np.float64)
         # continuous input coordinates (pixel edges at 0 and the side) → frame pixel centres
@@ -183,10 +213,38 @@ class BlazeFaceDetector:
         points = (anchors[a][:, None] + r[:, 4:].reshape(len(r), 6, 2)) / scale - 0.5
         return np.concatenate([centre - half, centre + half], axis=1), scores[a], points
 
+    def confirm(self, frame: np.ndarray, boxes: np.ndarray, roll: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A second opinion on another network's faces (N upright boxes, N rolls): each face turned upright in
+        a square of its own with its landmark box CONFIRM_BOX px (this network's sweet spot), all squares in
+        one run. Returns this network's best score near each square's centre (N,) and that anchor's
+        keypoints (N, 6, 2) in frame pixels."""
+        if len(boxes) == 0:
+            return np.zeros(0), np.zeros((0, 6, 2))
+        tile = self.CONFIRM_TILE
+        affines = upright_affines((boxes[:, :2] + boxes[:, 2:]) / 2, np.max(boxes[:, 2:] - boxes[:, :2], axis=1),
+                                  roll, self.CONFIRM_BOX, tile)
+        x = network_input(list(warp_crops(frame, affines, tile)))
+        regress, logits = self.session.run(None, {self._input_name: x})
+        anchors = self.anchors(tile, tile)
+        near = np.nonzero(np.linalg.norm(anchors - tile / 2, axis=1) < self.CONFIRM_BOX / 3)[0]
+        best = near[np.argmax(logits[:, near, 0], axis=1)]
+        rows = np.arange(len(boxes))
+        points = anchors[best][:, None] + regress[rows, best, 4:].reshape(-1, 6, 2) - 0.5   # crop pixel centres
+        to_frame = np.array([invert_affine(m) for m in affines])
+        return sigmoid(logits[rows, best, 0]), apply_affine(to_frame, points.astype(np.float64))
+
     def detect_faces(self, frame: np.ndarray) -> Detections:
-        """Faces in a BGR (or grey) frame, strongest first (see Detections)."""
+        """Faces in a BGR (or grey) frame, strongest first (see Detections). With a `verifier`, only the faces
+        it confirms (score ≥ its min_score), their keypoints the mean of both networks' (boxes with IoU < 0.5
+        against the landmark box: 3 of 300 train faces from one network, none from the mean)."""
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame[:, :, :3]
         _, scores, points = self.raw_faces(frame)
         boxes, roll = upright_boxes(points)
+        if self.verifier is not None:
+            second, their_points = self.verifier.confirm(frame, boxes, roll)
+            ok = second >= self.verifier.min_score
+            scores, points = scores[ok], (points[ok] + their_points[ok]) / 2
+            boxes, roll = upright_boxes(points)
         return Detections(boxes, roll, scores, points)
 
     def detect(self, frame: np.ndarray) -> np.ndarray:
