@@ -78,7 +78,7 @@ def test_static_int8_keeps_the_metadata_and_the_head_float_and_stays_close(tiny_
     import onnx
     from rtalign.data import data_root
     from rtalign.models import OnnxLandmarker
-    from train.augment import load_faces
+    from train.augment import load_faces, normalize
     from train.quantize import calibration_crops, quantize_model
     fp32 = tiny_data / "resnet.onnx"
     argv = ["train_net", "--arch", "resnet", "--input-size", "64", "--width", "8", "--batch", "8", "--threads", "1",
@@ -97,6 +97,6 @@ def test_static_int8_keeps_the_metadata_and_the_head_float_and_stays_close(tiny_
     assert all(convs[f"/net/{h}/Conv"].input[1] not in quantized_inputs for h in ("cls", "off", "nb"))
     assert sum(n.input[1] in quantized_inputs for n in convs.values()) == len(convs) - 3
     crops = calibration_crops(faces, 64, 1.3, 8, seed=1)
-    a, b = (OnnxLandmarker(p).session.run(None, {"image": (crops[:, None] / 127.5 - 1).astype("float32")})[0]
+    a, b = (OnnxLandmarker(p).session.run(None, {"image": normalize(crops)[:, None]})[0]
             for p in (fp32, int8))
     assert np.median(np.abs(a - b)) < 2.0            # crop pixels: int8 moves points little (untrained net)
