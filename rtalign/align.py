@@ -9,6 +9,7 @@ import numpy as np
 
 from .crop import apply_affine, invert_affine, upright_affines, upright_canvas
 from .detectors import DEFAULT_DETECTOR, Detections, detect_faces, load_detector
+from .landmarks import landmark_box
 from .models import LandmarkModel, load_model, refine
 from .pose import head_pose
 from .runtime import RuntimeOptions, resolve_runtime
@@ -22,19 +23,28 @@ BOX_PX, TILE = 128.0, 320
 
 def predict_upright(model: LandmarkModel, frame: np.ndarray, centres: np.ndarray, sides: np.ndarray,
                     rolls: np.ndarray, boxes_of, refined: bool = False):
-    """Landmarks of faces turned upright: each face (centre (N, 2), side (N,), roll (N,) degrees) is
-    warped upright into one canvas, `boxes_of(to_canvas)` gives the model's boxes there, and the
-    points come back through the exact inverse. `refined`: one more pass from the predicted landmark
-    box (for detector boxes). Returns points (N, 68, 2) in the frame and scores (N,)."""
-    to_canvas = upright_affines(centres, sides, rolls, BOX_PX, TILE)
-    canvas, to_canvas = upright_canvas(frame, to_canvas, TILE)
-    boxes = boxes_of(to_canvas)
-    if refined:
-        pts, _, scores = refine(model, canvas, boxes)
+    """Landmarks of faces turned upright: each face (centre (N, 2), side (N,), roll (N,) degrees) gets an
+    upright view, `boxes_of(to_view)` gives the model's boxes there (`to_view`: (N, 2, 3) frame → view),
+    and the points come back through the exact inverse. `refined`: one more pass from the predicted
+    landmark box (for detector boxes). Returns points (N, 68, 2) in the frame and scores (N,).
+
+    A network cuts its rotated crop straight from the frame (`predict_turned`); any other model reads
+    one canvas that holds every face upright."""
+    to_view = upright_affines(centres, sides, rolls, BOX_PX, TILE)
+    if hasattr(model, "predict_turned"):
+        def run(boxes):
+            return model.predict_turned(frame, to_view, boxes)
     else:
-        pts, scores = model.predict_scored(canvas, boxes)
-    back = np.stack([invert_affine(m) for m in to_canvas])
-    return apply_affine(back, pts.astype(np.float64)).astype(np.float32), scores
+        canvas, to_view = upright_canvas(frame, to_view, TILE)
+        back = np.stack([invert_affine(m) for m in to_view])
+
+        def run(boxes):
+            pts, scores = model.predict_scored(canvas, boxes)
+            return apply_affine(back, pts.astype(np.float64)).astype(np.float32), scores
+    pts, scores = run(boxes_of(to_view))
+    if refined:
+        pts, scores = run(landmark_box(apply_affine(to_view, pts.astype(np.float64))))
+    return pts, scores
 
 
 def upright_from_detections(model: LandmarkModel, frame: np.ndarray, found: Detections):

@@ -84,6 +84,11 @@ def warp_crops(gray: np.ndarray, affines: np.ndarray, size: int, out: np.ndarray
     return crops
 
 
+def box_affines(boxes: np.ndarray, scale: float, size: int) -> np.ndarray:
+    """(N, 2, 3) affines frame → crop for (N, 4) face boxes (see `crop_affine`)."""
+    return np.array([crop_affine(box, scale, size) for box in boxes]).reshape(-1, 2, 3)
+
+
 def extract_crops(gray: np.ndarray, boxes: np.ndarray, scale: float, size: int,
                   out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Warp one square crop per face box out of a grey frame.
@@ -98,38 +103,23 @@ def extract_crops(gray: np.ndarray, boxes: np.ndarray, scale: float, size: int,
     Returns:
         crops (N, size, size) uint8 and affines (N, 2, 3) mapping frame → crop.
     """
-    affines = np.array([crop_affine(box, scale, size) for box in boxes]).reshape(-1, 2, 3)
+    affines = box_affines(boxes, scale, size)
     return warp_crops(gray, affines, size, out), affines
 
 
-def _grey_region(frame: np.ndarray, boxes: np.ndarray, crop_scale: float):
-    """The grey pixels that crops of `crop_scale` × box side can reach (not the whole frame: a 720p
-    conversion costs more than a crop), the boxes in that region's coordinates, and the region's
-    origin (x, y) in the frame."""
-    if frame.ndim == 2:
-        return frame, boxes, np.zeros(2)
+def frame_crops(frame: np.ndarray, affines: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """`warp_crops` straight from a BGR or grey frame: only the pixels the crops reach are converted to
+    grey (a whole 720p conversion costs more than a crop). Returns (N, size, size) uint8."""
+    corners = np.array([[-0.5, -0.5], [size, -0.5], [-0.5, size], [size, size]])
+    reach = np.concatenate([apply_affine(invert_affine(m), corners) for m in affines])
     h, w = frame.shape[:2]
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    reach = (crop_scale * np.max(boxes[:, 2:] - boxes[:, :2], axis=1) * 0.75)[:, None] + 2  # ≥ half diagonal
-    x0, y0 = np.clip(np.floor((centre - reach).min(0)).astype(int), 0, [w, h])
-    x1, y1 = np.clip(np.ceil((centre + reach).max(0)).astype(int), 0, [w, h])
-    if x1 <= x0 or y1 <= y0:
-        x0, y0, x1, y1 = 0, 0, w, h
-    gray = cv2.cvtColor(frame[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
-    origin = np.array([x0, y0], np.float64)
-    return gray, boxes - np.tile(origin, 2), origin
-
-
-def frame_crops(frame: np.ndarray, boxes: np.ndarray, scale: float, size: int,
-                out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """`extract_crops` straight from a BGR or grey frame, converting only the pixels the crops reach.
-
-    Returns crops (N, size, size) uint8 and affines (N, 2, 3) mapping frame → crop.
-    """
-    gray, boxes_in_gray, origin = _grey_region(frame, boxes, scale)
-    crops, affines = extract_crops(gray, boxes_in_gray, scale, size, out=out)
-    affines[:, :, 2] -= affines[:, :, :2] @ origin   # back to whole-frame coordinates
-    return crops, affines
+    x0, y0 = np.clip(np.floor(reach.min(0)).astype(int), 0, [w - 1, h - 1])
+    x1, y1 = np.clip(np.ceil(reach.max(0)).astype(int) + 1, [x0 + 1, y0 + 1], [w, h])
+    roi = frame[y0:y1, x0:x1]
+    gray = roi if roi.ndim == 2 else cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY)
+    local = np.array(affines, np.float64)
+    local[:, :, 2] += local[:, :, :2] @ np.array([x0, y0], np.float64)     # frame → region coordinates
+    return warp_crops(gray, local, size, out)
 
 
 def upright_affines(centres: np.ndarray, sides: np.ndarray, rolls: np.ndarray, box_px: float,
@@ -150,16 +140,7 @@ def upright_canvas(frame: np.ndarray, affines: np.ndarray, tile: int) -> tuple[n
     frame → canvas (`affines` with square i moved down by i·tile rows).
     """
     n = len(affines)
-    corners = np.array([[-0.5, -0.5], [tile, -0.5], [-0.5, tile], [tile, tile]])
-    reach = np.concatenate([apply_affine(invert_affine(m), corners) for m in affines])
-    h, w = frame.shape[:2]
-    x0, y0 = np.clip(np.floor(reach.min(0)).astype(int), 0, [w - 1, h - 1])
-    x1, y1 = np.clip(np.ceil(reach.max(0)).astype(int) + 1, [x0 + 1, y0 + 1], [w, h])
-    roi = frame[y0:y1, x0:x1]
-    gray = roi if roi.ndim == 2 else cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY)
-    local = affines.copy()
-    local[:, :, 2] += local[:, :, :2] @ np.array([x0, y0], np.float64)     # frame → region coordinates
-    canvas = warp_crops(gray, local, tile).reshape(n * tile, tile)
+    canvas = frame_crops(frame, affines, tile).reshape(n * tile, tile)
     to_canvas = affines.copy()
     to_canvas[:, 1, 2] += np.arange(n) * tile
     return canvas, to_canvas

@@ -1,15 +1,17 @@
 """Rotation-aware crops and tracking: the upright similarity transform and its exact inverse, a rolled
 face tracked as well as an upright one, two faces with stable ids, and Haar still acquiring."""
+import cv2
 import numpy as np
 import pytest
 
 from rtalign.bench.detector import place_face
-from rtalign.crop import apply_affine, invert_affine, upright_affines, upright_canvas
+from rtalign.crop import (apply_affine, box_affines, compose_affine, frame_crops, invert_affine, upright_affines,
+                          upright_canvas)
 from rtalign.data import read_image
 from rtalign.detectors import Detections, load_detector
 from rtalign.metrics import nme_per_face
 from rtalign.models import load_model
-from rtalign.landmarks import eye_roll
+from rtalign.landmarks import eye_roll, landmark_box
 from rtalign.tracking import FaceTracker, TrackerOptions
 from rtalign.types import Frame
 
@@ -64,6 +66,26 @@ def test_canvas_holds_each_face_upright_in_its_own_square(test_samples):
     nose = np.round(mapped[0, 30]).astype(int)
     src = np.round(pts[30]).astype(int)
     assert abs(int(canvas[nose[1], nose[0]]) - int(frame[src[1], src[0]].mean())) < 40
+
+
+def test_a_network_cuts_a_turned_face_straight_from_the_frame(resnet, test_samples):
+    """predict_turned on a frame turned a quarter, with the view that turns it back, sees the crop that
+    predict_scored sees on the upright frame, and its points are those points, turned."""
+    for s in test_samples[:3]:
+        image = cv2.resize(read_image(s.image), None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
+        box = landmark_box(((s.points + 0.5) * 0.6 - 0.5)[None])
+        turned = np.ascontiguousarray(np.rot90(image))                      # (x, y) → (y, W-1-x)
+        to_turned = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, image.shape[1] - 1.0]])
+        to_view = invert_affine(to_turned)[None]
+        straight = box_affines(box, resnet.crop_scale, resnet.input_size)
+        through = compose_affine(straight[0], to_view[0])[None]
+        diff = np.abs(frame_crops(image, straight, resnet.input_size).astype(int)
+                      - frame_crops(turned, through, resnet.input_size).astype(int))
+        assert diff.max() <= 3 and diff.mean() < 0.05                      # bilinear rounding only
+        want, _ = resnet.predict_scored(image, box)
+        got, score = resnet.predict_turned(turned, to_view, box)
+        assert np.abs(got[0] - apply_affine(to_turned, want[0])).mean() < 0.15
+        assert score[0] > resnet.min_score
 
 
 @pytest.mark.parametrize("roll", [0, 45, 60])

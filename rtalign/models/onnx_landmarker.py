@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from ..crop import apply_affine, frame_crops, invert_affine
+from ..crop import apply_affine, box_affines, compose_affine, crop_affine, frame_crops, invert_affine
 from ..errors import ModelError
 from ..runtime import RuntimeOptions
 from .session import create_session
@@ -50,13 +50,27 @@ class OnnxLandmarker:
     def predict_scored(self, frame: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Landmarks and a (N,) face-presence score in [0, 1] (1.0 when the model has no score output)."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        if len(boxes) == 0:
+        return self._predict_crops(frame, box_affines(boxes, self.crop_scale, self.input_size))
+
+    def predict_turned(self, frame: np.ndarray, to_upright: np.ndarray, boxes: np.ndarray):
+        """Landmarks (frame pixels) and scores of faces boxed in their own upright views: `to_upright`
+        (N, 2, 3) maps the frame to each face's upright view (rtalign.crop.upright_affines), `boxes` (N, 4)
+        are the faces' boxes there. Each crop is warped straight from the frame, one resampling as in
+        training, instead of from a resampled upright copy (which also costs a second warp)."""
+        affines = np.array([compose_affine(crop_affine(b, self.crop_scale, self.input_size), m)
+                            for b, m in zip(np.asarray(boxes, np.float64).reshape(-1, 4), to_upright)])
+        return self._predict_crops(frame, affines.reshape(-1, 2, 3))
+
+    def _predict_crops(self, frame: np.ndarray, affines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Points in frame pixels and scores of the crops that the (N, 2, 3) affines frame → crop cut."""
+        n = len(affines)
+        if n == 0:
             return np.empty((0, 68, 2), np.float32), np.empty(0, np.float32)
-        if len(self._crops) < len(boxes):
-            self._crops = np.empty((len(boxes), self.input_size, self.input_size), np.uint8)
-        crops, affines = frame_crops(frame, boxes, self.crop_scale, self.input_size, out=self._crops)
+        if len(self._crops) < n:
+            self._crops = np.empty((n, self.input_size, self.input_size), np.uint8)
+        crops = frame_crops(frame, affines, self.input_size, out=self._crops)
         x = ((crops.astype(np.float32) - self.mean) / self.std)[:, None]
         out = dict(zip(self._outputs, self.session.run(None, {self._input: x})))
         inv = np.stack([invert_affine(m) for m in affines])
-        score = out["score"].astype(np.float32) if self.has_score else np.ones(len(boxes), np.float32)
+        score = out["score"].astype(np.float32) if self.has_score else np.ones(n, np.float32)
         return apply_affine(inv, out["points"]).astype(np.float32), score
