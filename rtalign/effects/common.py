@@ -39,8 +39,7 @@ def quantiles(values: np.ndarray, qs) -> np.ndarray:
 
 def grey_lightness(grey: float) -> float:
     """L* of an 8-bit sRGB grey level."""
-    v = grey / 255.0
-    y = v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+    y = _decode(grey / 255.0)
     return 116.0 * y ** (1 / 3) - 16.0 if y > 0.008856 else 903.3 * y
 
 
@@ -57,10 +56,19 @@ def lit_target(color, skin_lightness: float) -> np.ndarray:
     up), so in a dim scene the lipstick is dim too and loses chroma the way real colours do,
     instead of glowing at full brightness.
     """
-    srgb = target_bgr(color)
-    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4) * light_gain(skin_lightness)
-    srgb = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
-    return lab_of(srgb.astype(np.float32))
+    gain = light_gain(skin_lightness)
+    srgb = [_encode(_decode(v) * gain) for v in target_bgr(color).tolist()]
+    return lab_of(np.array(srgb, np.float32))
+
+
+def _decode(v: float) -> float:
+    """sRGB → linear, one channel in [0, 1]."""
+    return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+
+
+def _encode(v: float) -> float:
+    """linear → sRGB, one channel in [0, 1]."""
+    return v * 12.92 if v <= 0.0031308 else 1.055 * v ** (1 / 2.4) - 0.055
 
 
 def roi(points: np.ndarray, margin: float, shape) -> tuple[int, int, int, int] | None:
@@ -155,12 +163,11 @@ def _in_gamut_bgr(lab: np.ndarray) -> np.ndarray:
     """BGR in [0, 1] of (N, 3) float32 Lab (whose chroma is lowered in place); colours outside sRGB lose chroma (hue and lightness kept)
     instead of being clipped per channel, which would shift their hue. The chroma limit comes from
     a table by L* and hue (a per-pixel search costs more than the rest of the blend)."""
-    chroma = np.hypot(lab[:, 1], lab[:, 2])
+    chroma, hue = cv2.cartToPolar(lab[:, 1], lab[:, 2], angleInDegrees=True)   # (N, 1) each, hue in [0, 360)
     row = np.clip(lab[:, 0] + 0.5, 0, 100).astype(np.intp)
-    col = (np.degrees(np.arctan2(lab[:, 2], lab[:, 1])) + 360.5).astype(np.intp) % 360
-    keep = np.minimum(1.0, _max_chroma()[row, col] / np.maximum(chroma, 1e-6))
-    lab[:, 1] *= keep
-    lab[:, 2] *= keep
+    col = (hue[:, 0] + 0.5).astype(np.intp) % 360
+    limit = _max_chroma().ravel().take(row * 360 + col)
+    lab[:, 1:] *= np.minimum(1.0, limit / np.maximum(chroma[:, 0], 1e-6))[:, None]
     return cv2.cvtColor(lab[:, None, :], cv2.COLOR_Lab2BGR)[:, 0]
 
 

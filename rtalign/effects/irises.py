@@ -8,6 +8,7 @@ the pupil, judged on a slightly blurred image so dark irises get a smooth, compa
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -31,8 +32,8 @@ FOLLOW = 0.5
 
 def eye_aspect_ratio(eye: np.ndarray) -> float:
     """(|p1 − p5| + |p2 − p4|) / (2 |p0 − p3|) of one eye's six points: ≈ 0.3 open, < 0.15 closed."""
-    lids = np.linalg.norm(eye[1] - eye[5]) + np.linalg.norm(eye[2] - eye[4])
-    return float(lids / max(2.0 * np.linalg.norm(eye[3] - eye[0]), 1e-6))
+    p = eye.tolist()           # six points: plain floats cost less than numpy here
+    return (math.dist(p[1], p[5]) + math.dist(p[2], p[4])) / max(2.0 * math.dist(p[3], p[0]), 1e-6)
 
 
 @dataclass
@@ -85,8 +86,10 @@ def iris_weight(gray: np.ndarray, eye: np.ndarray, feather: float, state: EyeSta
     g = cv2.GaussianBlur(gray[y0:y1, x0:x1].astype(np.float32), (0, 0), 0.8)
     side = 2 * int(round(0.9 * radius)) + 1        # a square of the disc's area: as good a probe, far cheaper
     darkness = cv2.blur((255.0 - g) * lids, (side, side), borderType=cv2.BORDER_CONSTANT)
-    cy, cx = np.unravel_index(np.argmax(np.where(lids > 0.5, darkness, -1.0)), darkness.shape)
-    centre = np.array([cx, cy], np.float64)
+    _, _, _, darkest = cv2.minMaxLoc(darkness, (lids > 0.5).view(np.uint8))
+    if darkest[0] < 0:          # no pixel well inside the lids
+        return None
+    centre = np.array(darkest, np.float64)
     if state is not None:
         centre = _track(state, eye - [x0, y0], centre)
     dist = np.hypot(np.arange(x1 - x0, dtype=np.float32)[None, :] - np.float32(centre[0]),

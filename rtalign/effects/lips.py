@@ -51,7 +51,7 @@ WORK_IOD = 110.0
 ROBUST_SAMPLES = 256
 
 _REGULARIZE = REGULARIZE * np.eye(3)
-_ONES = np.ones(3, np.float32)
+_SUM = np.ones((1, 3), np.float32)     # cv2.transform: the sum of three channels
 
 
 @dataclass
@@ -70,7 +70,7 @@ def _model(pixels: np.ndarray):
     probe = pixels[:: -(-len(pixels) // ROBUST_SAMPLES)]
     median = quantiles(probe, [0.5])[0]
     spread = 1.4826 * quantiles(np.abs(probe - median), [0.5])[0] + np.sqrt(REGULARIZE)
-    kept = pixels[((np.abs(pixels - median) / spread) ** 2 @ _ONES) < 9.0]
+    kept = pixels[_distance2(pixels[:, None], median, np.diag(1.0 / spread))[:, 0] < 9.0]
     if len(kept) >= 8:
         pixels = kept
     cov, mean = cv2.calcCovarMatrix(pixels, None, cv2.COVAR_NORMAL | cv2.COVAR_ROWS | cv2.COVAR_SCALE)
@@ -92,7 +92,7 @@ def _discriminant(m_lip, c_lip, m_skin, c_skin) -> np.ndarray:
 
 def _distance2(image: np.ndarray, mean, white) -> np.ndarray:
     y = cv2.transform(image, _affine(white, mean))
-    return cv2.transform(y * y, np.ones((1, 3), np.float32))
+    return cv2.transform(y * y, _SUM)
 
 
 def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
@@ -131,8 +131,9 @@ def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
     skin_lightness = float(quantiles(smooth[..., 0][ring] if ring.any() else lab[..., 0].ravel(), [0.5])[0])
     # skin above and below the mouth apart: the chin under the lower lip is often in shadow
     corner = pts[OUTER_LIPS[6]] - pts[OUTER_LIPS[0]]
-    ys, xs = np.arange(size[1])[:, None], np.arange(size[0])[None, :]
-    below = (xs - pts[OUTER_LIPS[0], 0]) * corner[1] - (ys - pts[OUTER_LIPS[0], 1]) * corner[0] < 0
+    left = pts[OUTER_LIPS[0]]
+    below = ((np.arange(size[0], dtype=np.float32) - left[0]) * corner[1])[None, :] < (
+        (np.arange(size[1], dtype=np.float32) - left[1]) * corner[0])[:, None]
     skins = [smooth[ring & below], smooth[ring & ~below]]
     skins = [sk for sk in skins if len(sk) >= 8] or ([smooth[ring]] if ring.sum() >= 8 else [])
     if len(core) >= 8 and skins:
