@@ -3,11 +3,13 @@ Lab blend with a target adapted to the face's lighting."""
 from __future__ import annotations
 
 import functools
+import math
 
 import cv2
 import numpy as np
 
 from ..color import parse_color
+from ..landmarks import INTEROCULAR
 
 _SHIFT = 4  # fixed-point bits for sub-pixel polygon filling
 #: Luminance Y of well-lit skin (L* ≈ 65): a face lit like this gets the target colour as given.
@@ -71,12 +73,17 @@ def _encode(v: float) -> float:
     return v * 12.92 if v <= 0.0031308 else 1.055 * v ** (1 / 2.4) - 0.055
 
 
+def interocular(points: np.ndarray) -> float:
+    """Inter-ocular distance (outer eye corners) of (68, 2) points, in their pixels."""
+    return math.dist(points[INTEROCULAR[0]].tolist(), points[INTEROCULAR[1]].tolist())
+
+
 def roi(points: np.ndarray, margin: float, shape) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) box around `points` grown by `margin` px and clipped to the frame; None if empty."""
     h, w = shape[:2]
-    x0, y0 = np.floor(points.min(0) - margin).astype(int)
-    x1, y1 = np.ceil(points.max(0) + margin).astype(int) + 1
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    (xa, ya), (xb, yb) = points.min(0).tolist(), points.max(0).tolist()      # plain floats: cheaper here
+    x0, y0 = max(math.floor(xa - margin), 0), max(math.floor(ya - margin), 0)
+    x1, y1 = min(math.ceil(xb + margin) + 1, w), min(math.ceil(yb + margin) + 1, h)
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
@@ -114,21 +121,24 @@ def blend_lab(roi_bgr: np.ndarray, weight: np.ndarray, target: np.ndarray, chrom
     detail (texture, shading, gloss) is kept exactly. The pixel then moves `weight` of the way to it
     (in BGR, so a pixel of weight 0 stays exactly as it was).
     """
-    sel = weight > 1 / 255.0          # less can not move a pixel by half a level
-    if not sel.any():
+    idx = np.flatnonzero(weight > 1 / 255.0)     # less can not move a pixel by half a level
+    if not len(idx):
         return
-    w = weight[sel]
-    orig = roi_bgr[sel]
+    block = roi_bgr.copy()          # contiguous: integer gathers and scatters cost a third of boolean ones
+    pixels = block.reshape(-1, 3)
+    w = weight.ravel().take(idx)
+    orig = pixels.take(idx, axis=0)
     px = lab8(orig)
     mean = (w @ px) / float(w.sum())
     new = px
     new[:, 0] += lightness_pull * (target[0] - mean[0])
     # the hue becomes the target's; each pixel keeps `chroma_keep` of its relative saturation
-    ratio = np.hypot(px[:, 1], px[:, 2]) / max(float(np.hypot(mean[1], mean[2])), 1.0)
+    ratio = np.hypot(px[:, 1], px[:, 2]) / max(math.hypot(mean[1], mean[2]), 1.0)
     saturation = 1.0 + chroma_keep * (np.minimum(ratio, 3.0) - 1.0)
     new[:, 1], new[:, 2] = target[1] * saturation, target[2] * saturation
     full = cv2.convertScaleAbs(_in_gamut_bgr(new), alpha=255.0)
-    roi_bgr[sel] = cv2.blendLinear(orig[:, None], full[:, None], 1.0 - w, w)[:, 0]
+    pixels[idx] = cv2.blendLinear(orig[:, None], full[:, None], 1.0 - w, w)[:, 0]
+    np.copyto(roi_bgr, block)
 
 
 def _linear_rgb(lab: np.ndarray, chroma=1.0) -> np.ndarray:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..landmarks import INTEROCULAR, LEFT_EYE, RIGHT_EYE
-from .common import blend_lab, flat_fill, grey_lightness, light_gain, lit_target, polygon_mask, quantiles, roi
+from ..landmarks import LEFT_EYE, RIGHT_EYE
+from .common import blend_lab, flat_fill, grey_lightness, interocular, light_gain, lit_target, polygon_mask, quantiles, roi
 
 #: Eye aspect ratio at which a closed eye counts as open again, and below which an open one closes.
 EAR_OPEN, EAR_CLOSE = 0.20, 0.16
@@ -74,7 +74,7 @@ def iris_weight(gray: np.ndarray, eye: np.ndarray, feather: float, state: EyeSta
         gray: the ROI's grey image (uint8 or float32); eye: its six points in ROI pixels;
         feather: softening in px; state: this eye's EyeState across frames, updated (None: a still image).
     """
-    width = float(np.hypot(*(eye[3] - eye[0])))
+    width = math.dist(eye[3].tolist(), eye[0].tolist())
     radius = IRIS_RADIUS * width
     if not (state or EyeState()).gate(eye_aspect_ratio(eye)) or radius < 1.5:
         return None
@@ -126,7 +126,7 @@ def recolor_irises(frame: np.ndarray, points: np.ndarray, color, strength: float
     eyes = [points[RIGHT_EYE], points[LEFT_EYE]]
     if style == "flat":
         return flat_fill(frame, eyes, [], color, strength)
-    feather = max(1.0, 0.025 * float(np.hypot(*(points[INTEROCULAR[1]] - points[INTEROCULAR[0]]))))
+    feather = max(1.0, 0.025 * interocular(points))
     for eye, state in zip(eyes, states or (None, None)):
         if state is None and eye_aspect_ratio(eye) < EAR_OPEN:
             continue                                      # a still image with a closed eye: nothing to find

@@ -8,13 +8,14 @@ pixels unlike both lip and skin (a hand, a microphone, moustache hair) are left 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from ..landmarks import INNER_LIPS, INTEROCULAR, OUTER_LIPS
-from .common import blend_lab, flat_fill, lab8, light_gain, lit_target, quantiles, roi, signed_distance
+from ..landmarks import INNER_LIPS, OUTER_LIPS
+from .common import blend_lab, flat_fill, interocular, lab8, light_gain, lit_target, quantiles, roi, signed_distance
 
 #: Band half-width around the polygon's outline, in inter-ocular distances: how far off the points may be.
 BAND = 0.05
@@ -81,7 +82,10 @@ def _model(pixels: np.ndarray):
 
 def _affine(matrix: np.ndarray, mean: np.ndarray) -> np.ndarray:
     """[M | -M mean] as float32 for cv2.transform: M (x - mean) per pixel."""
-    return np.hstack([matrix, -(matrix @ mean)[:, None]]).astype(np.float32)
+    out = np.empty((len(matrix), 4), np.float32)
+    out[:, :3] = matrix
+    out[:, 3] = -(matrix @ mean)
+    return out
 
 
 def _discriminant(m_lip, c_lip, m_skin, c_skin) -> np.ndarray:
@@ -105,7 +109,7 @@ def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
         image: (H, W, 3) BGR uint8 frame (read only).
         points: (68, 2) landmarks in frame pixels.
     """
-    iod = float(np.hypot(*(points[INTEROCULAR[1]] - points[INTEROCULAR[0]])))
+    iod = interocular(points)
     band = max(2.0, BAND * iod)
     box = roi(points[OUTER_LIPS], 2 * band + 2, image.shape)
     if box is None:
@@ -146,7 +150,7 @@ def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
             llr = side if llr is None else np.minimum(llr, side)
             nearer = np.minimum(nearer, _distance2(smooth, m_skin, w_skin))
             separation = min(separation, float(affine[0, :3] @ (m_lip - m_skin)))  # squared Mahalanobis
-            chroma_gap = min(chroma_gap, float(np.hypot(*(m_lip - m_skin)[1:])))
+            chroma_gap = min(chroma_gap, math.hypot(*(m_lip - m_skin)[1:].tolist()))
         boost = float(np.clip(SEPARATION / max(separation, 1e-6), 1.0, 4.0))  # alike models: trust the points
         inset = INSET * band * max(0.0, 1.0 - chroma_gap / MONO_CHROMA)
         prior = PRIOR * boost * np.clip(np.minimum(d_out - inset, -d_in) / band, -1.0, 1.0)
