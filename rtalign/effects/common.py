@@ -39,6 +39,12 @@ def quantiles(values: np.ndarray, qs) -> np.ndarray:
     return np.partition(values, ks, axis=0)[ks]
 
 
+def clamp(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """np.clip of a temporary array, in place, without np.clip's Python-level dispatch (which costs more
+    than the clipping itself on the small arrays of a face)."""
+    return np.minimum(np.maximum(values, lo, out=values), hi, out=values)
+
+
 def grey_lightness(grey: float) -> float:
     """L* of an 8-bit sRGB grey level."""
     y = _decode(grey / 255.0)
@@ -48,7 +54,7 @@ def grey_lightness(grey: float) -> float:
 def light_gain(skin_lightness: float) -> float:
     """The face's light relative to well-lit skin (luminance ratio, at most 1), read from its skin's L*."""
     y = ((max(float(skin_lightness), 8.0) + 16.0) / 116.0) ** 3
-    return float(np.clip(y / REFERENCE_SKIN_Y, 0.02, 1.0))
+    return min(max(y / REFERENCE_SKIN_Y, 0.02), 1.0)
 
 
 def lit_target(color, skin_lightness: float) -> np.ndarray:
@@ -174,7 +180,7 @@ def _in_gamut_bgr(lab: np.ndarray) -> np.ndarray:
     instead of being clipped per channel, which would shift their hue. The chroma limit comes from
     a table by L* and hue (a per-pixel search costs more than the rest of the blend)."""
     chroma, hue = cv2.cartToPolar(lab[:, 1], lab[:, 2], angleInDegrees=True)   # (N, 1) each, hue in [0, 360)
-    row = np.clip(lab[:, 0] + 0.5, 0, 100).astype(np.intp)
+    row = clamp(lab[:, 0] + 0.5, 0, 100).astype(np.intp)
     col = (hue[:, 0] + 0.5).astype(np.intp) % 360
     limit = _max_chroma().ravel().take(row * 360 + col)
     lab[:, 1:] *= np.minimum(1.0, limit / np.maximum(chroma[:, 0], 1e-6))[:, None]

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ..landmarks import LEFT_EYE, RIGHT_EYE
-from .common import blend_lab, flat_fill, grey_lightness, interocular, light_gain, lit_target, polygon_mask, quantiles, roi
+from .common import blend_lab, clamp, flat_fill, grey_lightness, interocular, light_gain, lit_target, polygon_mask, quantiles, roi
 
 #: Eye aspect ratio at which a closed eye counts as open again, and below which an open one closes.
 EAR_OPEN, EAR_CLOSE = 0.20, 0.16
@@ -94,7 +94,7 @@ def iris_weight(gray: np.ndarray, eye: np.ndarray, feather: float, state: EyeSta
         centre = _track(state, eye - [x0, y0], centre)
     dist = np.hypot(np.arange(x1 - x0, dtype=np.float32)[None, :] - np.float32(centre[0]),
                     np.arange(y1 - y0, dtype=np.float32)[:, None] - np.float32(centre[1])) / np.float32(radius)
-    iris = np.clip((1.0 - dist) * radius / max(feather, 0.5) + 0.5, 0.0, 1.0) * lids
+    iris = clamp((1.0 - dist) * radius / max(feather, 0.5) + 0.5, 0.0, 1.0) * lids
     inside, sclera = g[iris > 0.5], g[(lids > 0.5) & (dist > 1.2)]
     if inside.size < MIN_VISIBLE * np.pi * radius ** 2 or sclera.size < 4:
         return None
@@ -102,10 +102,10 @@ def iris_weight(gray: np.ndarray, eye: np.ndarray, feather: float, state: EyeSta
     if bright - mid < MIN_CONTRAST:
         return None
     # the pupil: central and dark; catch-lights and sclera: well above the iris's median
-    pupil_free = np.maximum(np.clip((dist - 0.3) / 0.2, 0, 1),
-                            np.clip((g - dark) / max(mid - dark, 1.0) * 2 - 0.5, 0, 1))
+    pupil_free = np.maximum(clamp((dist - 0.3) / 0.2, 0, 1),
+                            clamp((g - dark) / max(mid - dark, 1.0) * 2 - 0.5, 0, 1))
     lo, hi = mid + 0.35 * (bright - mid), mid + 0.7 * (bright - mid)
-    below_sclera = np.clip((hi - g) / (hi - lo), 0, 1)
+    below_sclera = clamp((hi - g) / (hi - lo), 0, 1)
     return box, cv2.GaussianBlur(iris * pupil_free * below_sclera, (0, 0), 0.6)
 
 

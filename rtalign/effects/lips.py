@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ..landmarks import INNER_LIPS, OUTER_LIPS
-from .common import blend_lab, flat_fill, interocular, lab8, light_gain, lit_target, quantiles, roi, signed_distance
+from .common import blend_lab, clamp, flat_fill, interocular, lab8, light_gain, lit_target, quantiles, roi, signed_distance
 
 #: Band half-width around the polygon's outline, in inter-ocular distances: how far off the points may be.
 BAND = 0.05
@@ -151,16 +151,16 @@ def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
             nearer = np.minimum(nearer, _distance2(smooth, m_skin, w_skin))
             separation = min(separation, float(affine[0, :3] @ (m_lip - m_skin)))  # squared Mahalanobis
             chroma_gap = min(chroma_gap, math.hypot(*(m_lip - m_skin)[1:].tolist()))
-        boost = float(np.clip(SEPARATION / max(separation, 1e-6), 1.0, 4.0))  # alike models: trust the points
+        boost = min(max(SEPARATION / max(separation, 1e-6), 1.0), 4.0)  # alike models: trust the points
         inset = INSET * band * max(0.0, 1.0 - chroma_gap / MONO_CHROMA)
-        prior = PRIOR * boost * np.clip(np.minimum(d_out - inset, -d_in) / band, -1.0, 1.0)
-        alike = np.clip((UNLIKE[1] - np.sqrt(nearer)) / (UNLIKE[1] - UNLIKE[0]), 0.0, 1.0)
-        logit = np.clip(SHARPNESS * llr, -10.0, 10.0) + prior
+        prior = PRIOR * boost * clamp(np.minimum(d_out - inset, -d_in) / band, -1.0, 1.0)
+        alike = clamp((UNLIKE[1] - np.sqrt(nearer)) / (UNLIKE[1] - UNLIKE[0]), 0.0, 1.0)
+        logit = clamp(SHARPNESS * llr, -10.0, 10.0) + prior
     else:
-        alike, logit = 1.0, 2 * PRIOR * np.clip(d_lip / band, -1.0, 1.0)
+        alike, logit = 1.0, 2 * PRIOR * clamp(d_lip / band, -1.0, 1.0)
     # nothing beyond the band outside; inside the mouth, only a pixel or two (the inner line errs
     # towards the teeth, and the tongue is lip-coloured)
-    reach = np.clip(np.minimum((d_out + band) / (0.5 * band), reach_in - d_in), 0.0, 1.0)
+    reach = clamp(np.minimum((d_out + band) / (0.5 * band), reach_in - d_in), 0.0, 1.0)
     weight = cv2.GaussianBlur((alike * reach / (1.0 + np.exp(-logit))).astype(np.float32), (0, 0), 0.7 * scale)
     if scale < 1.0:
         weight = cv2.resize(weight, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
