@@ -16,6 +16,10 @@ class LandmarkModel(Protocol):
     `predict_scored(frame, boxes)` returns the points and a (N,) score in [0, 1] saying how
     much each crop looks like a face (1.0 for models that cannot tell); trackers use it to
     notice a lost face. `threads` is how many threads inference really uses (reports quote it).
+
+    A model may also offer `predict_turned(frame, to_upright, boxes)` (the networks do): the boxes lie in
+    each face's upright view, and it cuts its rotated crops from the frame itself; without it, the tracker
+    hands the model one canvas of the faces turned upright (rtalign.align.predict_upright).
     """
 
     name: str
