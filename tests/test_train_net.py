@@ -100,3 +100,33 @@ def test_static_int8_keeps_the_metadata_and_the_head_float_and_stays_close(tiny_
     a, b = (OnnxLandmarker(p).session.run(None, {"image": normalize(crops)[:, None]})[0]
             for p in (fp32, int8))
     assert np.median(np.abs(a - b)) < 2.0            # crop pixels: int8 moves points little (untrained net)
+
+
+def test_a_teacher_sees_each_stacked_crop_as_its_own_face(test_samples):
+    """Distillation targets: the shipped resnet's points on a batch of stacked 112-px training crops are
+    its points on each crop alone, in that crop's pixels, and close to the labels."""
+    from rtalign.data import read_image
+    from rtalign.metrics import nme_per_face
+    from rtalign.models import load_model
+    from train.augment import eval_crop
+    import cv2
+    teacher = load_model("resnet", threads=1)
+    crops, labels = [], []
+    for s in test_samples[:6]:
+        crop, m = eval_crop(cv2.cvtColor(read_image(s.image), cv2.COLOR_BGR2GRAY), s.points, 1.3, 112)
+        crops.append(crop)
+        labels.append(train_net.apply_affine(m, s.points))
+    crops, labels = np.stack(crops), np.stack(labels)
+    together = train_net.teacher_points(teacher, crops)
+    alone = np.concatenate([train_net.teacher_points(teacher, c[None]) for c in crops])
+    assert np.abs(together - alone).mean() < 0.05            # only the crops' edge rows touch each other
+    assert np.median(nme_per_face(labels, together)) < 5.0
+
+
+def test_a_distilled_cnn_trains_and_says_from_what(tiny_data, monkeypatch):
+    import onnx
+    train(monkeypatch, tiny_data / "teacher.onnx")
+    train(monkeypatch, tiny_data / "student.onnx", "--teacher", str(tiny_data / "teacher.onnx"),
+          "--teacher-weight", "0.7")
+    meta = {p.key: p.value for p in onnx.load(str(tiny_data / "student.onnx")).metadata_props}
+    assert meta["rtalign.teacher"] == "teacher.onnx (cnn), weight 0.7"

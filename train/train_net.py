@@ -2,6 +2,7 @@
 
     python -m train.train_net --arch resnet --minutes 80 --out exported/resnet.onnx
     python -m train.train_net --arch cnn --minutes 25 --out exported/cnn.onnx
+    python -m train.train_net --arch cnn ... --teacher exported/resnet.onnx   # distilled from the resnet
 
 The schedule is wall-clock based (cosine decay over --minutes) so a run always ends on time on
 a slow machine; a checkpoint is written every epoch and --resume continues from it.
@@ -9,6 +10,7 @@ a slow machine; a checkpoint is written every epoch and --resume continues from 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import logging
@@ -42,8 +44,9 @@ def mean_shape_neighbours(points: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(d, axis=1)[:, :k]
 
 
-def batches(faces, args, first_epoch: int, out: queue.Queue):
-    """Producer thread: augmented batches, epoch after epoch (cv2 releases the GIL, so this overlaps training).
+def batches(faces, args, first_epoch: int, out: queue.Queue, teacher=None):
+    """Producer thread: augmented batches, epoch after epoch (cv2 releases the GIL, so this overlaps training):
+    (crops, points), plus the teacher's points on the same crops when there is one.
 
     An epoch's batches depend only on (--seed, epoch), so a resumed run sees the batches the
     uninterrupted run would have seen.
@@ -57,8 +60,29 @@ def batches(faces, args, first_epoch: int, out: queue.Queue):
             idx = order[start:start + args.batch]
             crops, pts = zip(*(augmented_crop(faces.images[i], faces.points[i], args.crop_scale,
                                               args.input_size, cfg, rng) for i in idx))
-            out.put((torch.from_numpy(normalize(np.stack(crops))[:, None]), torch.from_numpy(np.stack(pts))))
+            crops = np.stack(crops)
+            item = (torch.from_numpy(normalize(crops)[:, None]), torch.from_numpy(np.stack(pts)))
+            if teacher is not None:
+                item += (torch.from_numpy(teacher_points(teacher, crops)),)
+            out.put(item)
         out.put(None)  # epoch boundary
+
+
+def teacher_points(teacher, crops: np.ndarray) -> np.ndarray:
+    """A trained network's points (N, 68, 2) on uint8 training crops (N, s, s), in crop pixels.
+
+    The crops are stacked into one tall frame and each is boxed so that the teacher's own crop covers it
+    exactly (resampled to the teacher's input size): one batched inference, with the teacher's own
+    preprocessing. Its bilinear reads may take a sixteenth of the neighbouring crop's edge row.
+    """
+    n, s = crops.shape[:2]
+    side, centre = s / teacher.crop_scale, (s - 1) / 2
+    tops = np.arange(n)[:, None] * s
+    boxes = np.hstack([np.full((n, 1), centre - side / 2), tops + centre - side / 2,
+                       np.full((n, 1), centre + side / 2), tops + centre + side / 2])
+    pts = teacher.predict(crops.reshape(n * s, s), boxes)
+    pts[..., 1] -= tops
+    return pts.astype(np.float32)
 
 
 def cosine_lr(base: float, step: int, total: int) -> float:
@@ -81,8 +105,17 @@ def pip_loss(net: ResNetPIP, outputs, pts: torch.Tensor) -> torch.Tensor:
             + F.l1_loss(off_p, off_t) + F.l1_loss(nb_p, nb_t))
 
 
-def cnn_loss(net: SmallCNN, outputs, pts: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
-    """Cross-entropy of each coordinate's bin distribution against a Gaussian around the truth."""
+def cnn_loss(net: SmallCNN, outputs, pts: torch.Tensor, soft: torch.Tensor | None = None,
+             soft_weight: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of each coordinate's bin distribution against a Gaussian around the truth; with a
+    teacher's points `soft`, `soft_weight` of it against a Gaussian around those instead (distillation)."""
+    loss = _bin_cross_entropy(net, outputs, pts)
+    if soft is None:
+        return loss
+    return (1 - soft_weight) * loss + soft_weight * _bin_cross_entropy(net, outputs, soft)
+
+
+def _bin_cross_entropy(net: SmallCNN, outputs, pts: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
     target_bin = (pts + 0.5) * (net.bins / net.input_size)                # (N, 68, 2) in bin units
     target = torch.exp(-0.5 * ((net.centres - target_bin[..., None]) / sigma) ** 2)
     target = target / target.sum(-1, keepdim=True).clamp_min(1e-12)
@@ -186,6 +219,10 @@ def main():
                     help="store dense-layer weights as int8 (dynamic quantization): the CNN's head is memory-bound")
     ap.add_argument("--flip", action="store_true",
                     help="export a graph that averages each crop with its mirror image (test-time flip)")
+    ap.add_argument("--teacher", type=Path, default=None,
+                    help="cnn only: distil from this exported network (its points on the same augmented crops)")
+    ap.add_argument("--teacher-weight", type=float, default=0.5,
+                    help="share of the loss taken by the teacher's points (the rest: the labels)")
     ap.add_argument("--export-only", action="store_true",
                     help="no training: export the checkpoint beside --out (e.g. after a change to the exported graph)")
     args = ap.parse_args()
@@ -202,13 +239,22 @@ def main():
         loss_fn = pip_loss
     else:
         net = SmallCNN(args.input_size, args.width)
-        loss_fn = cnn_loss
+        loss_fn = functools.partial(cnn_loss, soft_weight=args.teacher_weight)
+    if args.teacher is not None and args.arch != "cnn":
+        raise SystemExit("--teacher distils into the cnn only")
     net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     ckpt = args.out.with_suffix(".ckpt")
     threshold_faces = val if len(val.images) else train
+    teacher = None
+    if args.teacher is not None:   # one thread: the two training threads keep theirs
+        from rtalign.models import OnnxLandmarker
+        from rtalign.runtime import RuntimeOptions
+        teacher = OnnxLandmarker(args.teacher, runtime=RuntimeOptions(threads=1))
     meta = {"rtalign.split": split,
             "rtalign.min_score_from": "validation split" if len(val.images) else "training faces (no validation split)"}
+    if teacher is not None:
+        meta["rtalign.teacher"] = f"{args.teacher.name} ({teacher.name}), weight {args.teacher_weight}"
     elapsed, epoch, history = 0.0, 0, []
     if args.export_only:
         state = torch.load(ckpt, weights_only=False)  # our own training checkpoint, never a shipped file
@@ -228,7 +274,7 @@ def main():
         log.info("resumed at epoch %d, %.1f min", epoch, elapsed / 60)
 
     q: queue.Queue = queue.Queue(maxsize=8)
-    threading.Thread(target=batches, args=(train, args, epoch, q), daemon=True).start()
+    threading.Thread(target=batches, args=(train, args, epoch, q, teacher), daemon=True).start()
     steps_per_epoch = len(train.images) // args.batch
     total_steps = args.epochs * steps_per_epoch
     t0 = time.time() - elapsed
@@ -243,8 +289,8 @@ def main():
         while (item := q.get()) is not None:
             for g in opt.param_groups:
                 g["lr"] = cosine_lr(args.lr, step, total_steps)
-            x, pts = item
-            loss = loss_fn(net, net(x.contiguous(memory_format=torch.channels_last)), pts)
+            x, *targets = item
+            loss = loss_fn(net, net(x.contiguous(memory_format=torch.channels_last)), *targets)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
