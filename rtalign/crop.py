@@ -89,24 +89,6 @@ def box_affines(boxes: np.ndarray, scale: float, size: int) -> np.ndarray:
     return np.array([crop_affine(box, scale, size) for box in boxes]).reshape(-1, 2, 3)
 
 
-def extract_crops(gray: np.ndarray, boxes: np.ndarray, scale: float, size: int,
-                  out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Warp one square crop per face box out of a grey frame.
-
-    Args:
-        gray: (H, W) uint8 frame.
-        boxes: (N, 4) face boxes [x0, y0, x1, y1] in frame pixels.
-        scale: crop side relative to the larger box side (from the model's metadata).
-        size: crop side in pixels.
-        out: optional (≥N, size, size) uint8 buffer to reuse.
-
-    Returns:
-        crops (N, size, size) uint8 and affines (N, 2, 3) mapping frame → crop.
-    """
-    affines = box_affines(boxes, scale, size)
-    return warp_crops(gray, affines, size, out), affines
-
-
 def frame_crops(frame: np.ndarray, affines: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
     """`warp_crops` straight from a BGR or grey frame: only the pixels the crops reach are converted to
     grey (a whole 720p conversion costs more than a crop). Returns (N, size, size) uint8."""

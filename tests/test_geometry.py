@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rtalign.crop import apply_affine, crop_affine, extract_crops, invert_affine
+from rtalign.crop import apply_affine, box_affines, crop_affine, frame_crops, invert_affine
 from rtalign.data import read_image, read_pts, write_pts
 from rtalign.errors import InputError
 from rtalign.landmarks import FLIP, LEFT_EYE, RIGHT_EYE, landmark_box, mirror_points
@@ -59,11 +59,12 @@ def test_crop_centres_the_box_with_the_requested_scale():
     assert edge[0] == pytest.approx(-0.5)            # 75 px left of centre is the crop's left pixel edge
 
 
-def test_extract_crops_puts_a_marked_pixel_where_the_affine_says(tmp_path):
+def test_frame_crops_put_a_marked_pixel_where_the_affine_says(tmp_path):
     gray = np.zeros((400, 600), np.uint8)
     cv2.circle(gray, (300, 180), 6, 255, -1)
     boxes = np.array([[250.0, 120.0, 350.0, 240.0], [100.0, 100.0, 500.0, 380.0]])  # the 2nd shrinks > 2x
-    crops, affines = extract_crops(gray, boxes, 1.3, 128)
+    affines = box_affines(boxes, 1.3, 128)
+    crops = frame_crops(gray, affines, 128)
     for crop, m in zip(crops, affines):
         expected = apply_affine(m, np.array([[300.0, 180.0]]))[0]
         ys, xs = np.nonzero(crop > 100)
