@@ -168,18 +168,27 @@ def test_target_is_lit_like_the_face():
     assert dim[0] == pytest.approx(27.85, abs=0.2) and abs(dim[1]) < 0.5 and abs(dim[2]) < 0.5
 
 
+def gamut_bgr(lab):
+    """_in_gamut_bgr of one Lab colour."""
+    return _in_gamut_bgr(np.float32([lab[0]]), lab[1:], np.ones(1, np.float32))
+
+
 def test_out_of_gamut_colours_lose_chroma_not_hue():
     lab = np.array([[50.0, 90.0, -90.0], [60.0, 20.0, 10.0]], np.float32)   # far outside sRGB; inside
-    bgr = _in_gamut_bgr(lab.copy())
+    bgr = np.concatenate([gamut_bgr(c) for c in lab])
     assert ((bgr >= 0) & (bgr <= 1.001)).all()
     back = lab_of(bgr)
     assert abs(np.degrees(np.arctan2(back[0, 2], back[0, 1])) + 45) < 3 and abs(back[0, 0] - 50) < 3
     assert np.allclose(back[1], lab[1], atol=0.5)
     # a dark orange beyond the gamut on the blue side: OpenCV's Lab → BGR clips blue at 0, turning the hue
     # by 13°, so the gamut is judged on the unclipped linear RGB
-    dark = _in_gamut_bgr(np.array([[33.0, 46.0, 72.0]], np.float32))
+    dark = gamut_bgr([33.0, 46.0, 72.0])
     hue = np.degrees(np.arctan2(*lab_of(dark)[0, 2:0:-1]))
     assert abs(hue - np.degrees(np.arctan2(72.0, 46.0))) < 1.5
+    # one hue, many chromas: each lowered to the limit at its own lightness, none beyond it
+    many = _in_gamut_bgr(np.float32([30, 50, 70]), (90.0, -90.0), np.float32([0.1, 1.0, 2.0]))
+    chroma = np.hypot(*lab_of(many)[:, 1:].T)
+    assert chroma[0] == pytest.approx(0.1 * np.hypot(90, 90), abs=0.5) and ((many >= 0) & (many <= 1.001)).all()
 
 
 def test_pixels_away_from_lips_and_eyes_are_bit_identical(faces):

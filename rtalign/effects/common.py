@@ -105,15 +105,20 @@ def polygon_mask(shape, origin, polygons, values, antialias: bool = True) -> np.
 def signed_distance(shape, origin, polygon) -> np.ndarray:
     """float32 distance in px to the polygon's outline: positive inside, negative outside."""
     inside = polygon_mask(shape, origin, [polygon], [1], antialias=False)
-    d_in = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_3)
-    d_out = cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_3)
-    return np.where(inside > 0, d_in - 0.5, 0.5 - d_out)
+    d_in = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_3)          # 0 outside
+    d_out = cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_3)     # 0 inside
+    d_in -= d_out
+    d_in += 0.5 - inside           # -0.5 inside, +0.5 outside: the outline lies between pixels
+    return d_in
 
 
 def lab8(bgr: np.ndarray) -> np.ndarray:
     """Lab (L in 0..100) of BGR uint8 pixels (any leading shape) through OpenCV's 8-bit conversion: a
-    table lookup, several times cheaper than the float one, and within half an L* step of it."""
-    lab = cv2.cvtColor(bgr.reshape(-1, 1, 3), cv2.COLOR_BGR2Lab).astype(np.float32)
+    table lookup, several times cheaper than the float one, and within half an L* step of it.
+
+    Pixel lists go to OpenCV as one row (1, N, 3), never as a column (N, 1, 3): its colour conversions
+    and blends work row by row, and a column of one-pixel rows costs about seven times as much."""
+    lab = cv2.cvtColor(bgr.reshape(1, -1, 3), cv2.COLOR_BGR2Lab).astype(np.float32)
     return cv2.transform(lab, _FROM_LAB8).reshape(bgr.shape)
 
 
@@ -136,14 +141,12 @@ def blend_lab(roi_bgr: np.ndarray, weight: np.ndarray, target: np.ndarray, chrom
     orig = pixels.take(idx, axis=0)
     px = lab8(orig)
     mean = (w @ px) / float(w.sum())
-    new = px
-    new[:, 0] += lightness_pull * (target[0] - mean[0])
+    lightness = px[:, 0] + lightness_pull * (target[0] - mean[0])
     # the hue becomes the target's; each pixel keeps `chroma_keep` of its relative saturation
     ratio = np.hypot(px[:, 1], px[:, 2]) / max(math.hypot(mean[1], mean[2]), 1.0)
     saturation = 1.0 + chroma_keep * (np.minimum(ratio, 3.0) - 1.0)
-    new[:, 1], new[:, 2] = target[1] * saturation, target[2] * saturation
-    full = cv2.convertScaleAbs(_in_gamut_bgr(new), alpha=255.0)
-    pixels[idx] = cv2.blendLinear(orig[:, None], full[:, None], 1.0 - w, w)[:, 0]
+    full = cv2.convertScaleAbs(_in_gamut_bgr(lightness, target[1:], saturation), alpha=255.0)
+    pixels[idx] = cv2.blendLinear(orig[None], full[None], (1.0 - w)[None], w[None])[0]
     np.copyto(roi_bgr, block)
 
 
@@ -175,16 +178,20 @@ def _max_chroma() -> np.ndarray:
     return np.ascontiguousarray(wrapped[:, 1:-1])
 
 
-def _in_gamut_bgr(lab: np.ndarray) -> np.ndarray:
-    """BGR in [0, 1] of (N, 3) float32 Lab (whose chroma is lowered in place); colours outside sRGB lose chroma (hue and lightness kept)
-    instead of being clipped per channel, which would shift their hue. The chroma limit comes from
-    a table by L* and hue (a per-pixel search costs more than the rest of the blend)."""
-    chroma, hue = cv2.cartToPolar(lab[:, 1], lab[:, 2], angleInDegrees=True)   # (N, 1) each, hue in [0, 360)
-    row = clamp(lab[:, 0] + 0.5, 0, 100).astype(np.intp)
-    col = (hue[:, 0] + 0.5).astype(np.intp) % 360
-    limit = _max_chroma().ravel().take(row * 360 + col)
-    lab[:, 1:] *= np.minimum(1.0, limit / np.maximum(chroma[:, 0], 1e-6))[:, None]
-    return cv2.cvtColor(lab[:, None, :], cv2.COLOR_Lab2BGR)[:, 0]
+def _in_gamut_bgr(lightness: np.ndarray, ab, scale: np.ndarray) -> np.ndarray:
+    """BGR in [0, 1] of N colours of one hue: L* `lightness` (N,), a*, b* = `ab` × `scale` (N,), float32.
+
+    Colours outside sRGB lose chroma (hue and lightness kept) instead of being clipped per channel,
+    which would shift their hue. The chroma limit comes from a table by L* and hue (a per-pixel search
+    costs more than the rest of the blend); with one hue for all pixels it is one column of it.
+    """
+    a, b = float(ab[0]), float(ab[1])
+    column = round(math.degrees(math.atan2(b, a))) % 360
+    row = clamp(lightness + 0.5, 0, 100).astype(np.intp)
+    limit = _max_chroma()[:, column].take(row)
+    scale = np.minimum(scale, limit / max(math.hypot(a, b), 1e-6))
+    lab = cv2.merge([lightness, a * scale, b * scale])             # all float32
+    return cv2.cvtColor(lab.reshape(1, -1, 3), cv2.COLOR_Lab2BGR)[0]
 
 
 def flat_fill(frame, polygons, holes, color, strength) -> np.ndarray:

@@ -71,7 +71,7 @@ def _model(pixels: np.ndarray):
     probe = pixels[:: -(-len(pixels) // ROBUST_SAMPLES)]
     median = quantiles(probe, [0.5])[0]
     spread = 1.4826 * quantiles(np.abs(probe - median), [0.5])[0] + np.sqrt(REGULARIZE)
-    kept = pixels[_distance2(pixels[:, None], median, np.diag(1.0 / spread))[:, 0] < 9.0]
+    kept = pixels[_distance2(pixels[None], median, np.diag(1.0 / spread))[0] < 9.0]   # a row: see lab8
     if len(kept) >= 8:
         pixels = kept
     cov, mean = cv2.calcCovarMatrix(pixels, None, cv2.COVAR_NORMAL | cv2.COVAR_ROWS | cv2.COVAR_SCALE)
