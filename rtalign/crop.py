@@ -39,7 +39,7 @@ def apply_affine(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a 2x3 affine (or a batch (N, 2, 3)) to points (..., 2) / (N, K, 2)."""
     m = np.asarray(m)
     if m.ndim == 3:
-        return np.einsum("nij,nkj->nki", m[:, :, :2], points) + m[:, None, :, 2]
+        return points @ m[:, :, :2].transpose(0, 2, 1) + m[:, None, :, 2]
     return points @ m[:, :2].T + m[:, 2]
 
 
