@@ -73,34 +73,43 @@ def _stability_pair(make_tracker, samples, frames) -> dict:
     return {**smooth, **{f"{k}_raw": v for k, v in raw.items()}}
 
 
-def time_effects(samples, runs: int = 50) -> float:
-    """Median ms for lips + irises on one face in a 1280x720 frame, one OpenCV thread.
+def time_effects(samples, runs: int = 10, rounds: int = 5) -> float:
+    """ms for lips + irises on one face in a 1280x720 frame, one OpenCV thread: the median over the faces
+    and `runs` repeats of each, in each of `rounds` rounds; the lowest round counts.
 
     Each test face (its ground-truth points) is scaled to a typical webcam size (face box ≈ 250 px).
+    Rounds, not one long median: this machine's speed changes by up to 1.7× from one few-second stretch
+    to the next (other tenants; the same matrix product measured at 1.04 and 0.60 ms minutes apart), and
+    the effect's own cost is what its quickest round shows, as timeit advises.
     """
     import cv2
     from ..effects import recolor_irises, recolor_lips
+    frames = []
+    for s in samples:
+        box = landmark_box(s.points)
+        k = 250.0 / max(box[2] - box[0], box[3] - box[1])
+        face = cv2.resize(read_image(s.image), None, fx=k, fy=k)
+        frame = np.zeros((720, 1280, 3), np.uint8)
+        h, w = min(face.shape[0], 720), min(face.shape[1], 1280)
+        frame[:h, :w] = face[:h, :w]
+        frames.append((frame, (s.points + 0.5) * k - 0.5))
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
-    times = []
+    medians = []
     try:
-        for s in samples:
-            box = landmark_box(s.points)
-            k = 250.0 / max(box[2] - box[0], box[3] - box[1])
-            face = cv2.resize(read_image(s.image), None, fx=k, fy=k)
-            frame = np.zeros((720, 1280, 3), np.uint8)
-            h, w = min(face.shape[0], 720), min(face.shape[1], 1280)
-            frame[:h, :w] = face[:h, :w]
-            pts = (s.points + 0.5) * k - 0.5
-            for _ in range(runs):
-                scene = frame.copy()
-                t0 = time.perf_counter()
-                recolor_lips(scene, pts, "crimson", 0.7)
-                recolor_irises(scene, pts, "dodgerblue", 0.7)
-                times.append(time.perf_counter() - t0)
+        for _ in range(rounds):
+            times = []
+            for frame, pts in frames:
+                for _ in range(runs):
+                    scene = frame.copy()
+                    t0 = time.perf_counter()
+                    recolor_lips(scene, pts, "crimson", 0.7)
+                    recolor_irises(scene, pts, "dodgerblue", 0.7)
+                    times.append(time.perf_counter() - t0)
+            medians.append(np.median(times) * 1000)
     finally:
         cv2.setNumThreads(threads)
-    return float(np.median(times) * 1000)
+    return float(min(medians))
 
 
 def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict], dict, dict]:
