@@ -88,7 +88,7 @@ def test_a_shrunk_crop_is_an_area_resample_and_does_not_depend_on_its_neighbours
     reference = cv2.warpAffine(small, m, (128, 128), flags=cv2.INTER_LINEAR)
     assert np.abs(alone.astype(int) - reference).mean() < 4.0     # 2.5; plain bilinear (aliased): 6.5
     colour = warp_crops(frame, big, 128)[0]                                      # a colour crop stays colour
-    assert colour.shape == (128, 128, 3) and np.abs(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY).astype(int) - alone).max() <= 1
+    assert colour.shape == (128, 128, 3) and np.abs(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY).astype(int) - alone).max() <= 2
 
 
 def test_landmark_box_is_min_max():
