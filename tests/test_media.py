@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from rtalign.cli import main
 from rtalign.pipeline import build_tracker, process_video
+from rtalign.pipeline.sinks import VideoFileSink
 from rtalign.export import read_landmarks
 from rtalign.synth import asset_frames, demo_clip, smooth_similarity_path
 
@@ -373,3 +374,22 @@ def test_frames_convert_to_bgr_like_ffmpeg(astronaut):
     assert np.array_equal(to_bgr(frame), frame.to_ndarray(format="bgr24"))
     full = av.VideoFrame.from_ndarray(astronaut, format="bgr24").reformat(format="yuvj420p")    # full range
     assert np.array_equal(to_bgr(full), full.to_ndarray(format="bgr24"))
+
+
+def test_written_colours_come_back_as_they_were(tmp_path):
+    """The sink converts BGR to YUV 4:2:0 itself (BT.601, limited range, as FFmpeg assumes for untagged
+    video): flat patches read back through FFmpeg's own conversion within 3 levels."""
+    colours = [(0, 0, 255), (0, 255, 0), (255, 0, 0), (90, 140, 200), (30, 30, 30), (240, 240, 240)]
+    image = np.zeros((128, 192, 3), np.uint8)
+    for i, c in enumerate(colours):
+        image[64 * (i // 3):64 * (i // 3 + 1), 64 * (i % 3):64 * (i % 3 + 1)] = c
+    out = tmp_path / "flat.mp4"
+    sink = VideoFileSink(out, (192, 128), Fraction(30))
+    for _ in range(3):
+        sink.write(image)
+    sink.close()
+    with av.open(str(out)) as c:
+        got = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)][-1]
+    for i, c in enumerate(colours):
+        patch = got[64 * (i // 3) + 16:64 * (i // 3) + 48, 64 * (i % 3) + 16:64 * (i % 3) + 48]
+        assert np.abs(patch.reshape(-1, 3).mean(0) - c).max() < 3, (c, patch.reshape(-1, 3).mean(0))
