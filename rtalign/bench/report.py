@@ -136,8 +136,8 @@ How each figure is measured:
 - Pipeline FPS: `rtalign video` on a generated 1280×720 H.264 clip of a real test face with smooth head
   motion (One Euro smoothing on, points drawn, one inference thread as the video commands default to);
   analysis-only FPS: `rtalign video IN --landmarks F.csv` on the same clip (decode, landmarks, head pose and
-  CSV rows; nothing drawn or encoded), runs of the two alternating, and the median of their ratios; codec FPS: the same clip decoded and re-encoded with the same encoder
-  settings and no landmark work.
+  CSV rows; nothing drawn or encoded), runs of the two alternating, and the median of their ratios; codec FPS:
+  the same clip decoded and re-encoded with the same encoder settings and no landmark work.
   Each is the median of 3 runs (1 in quick mode). dlib's pipeline is its usual one: HOG detection on every
   frame, then the ERT.
 - Latency: the same clip played in real time as a camera (`LiveFileSource`), capture → render, ms.
