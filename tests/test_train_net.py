@@ -1,5 +1,5 @@
 """train_net's reproducibility on a tiny run: the schedule follows steps, the split is seeded, and a
-resumed run ends with exactly the weights of an uninterrupted one."""
+resumed run ends with exactly the weights of an uninterrupted one; int8 and the peak-cell head keep the outputs."""
 import sys
 
 import numpy as np
@@ -8,6 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
+import onnxruntime as ort                                          # noqa: E402
 from train import train_net                                      # noqa: E402
 from train.augment import FaceSet                                 # noqa: E402
 from train.splits import validation_split                         # noqa: E402
@@ -94,8 +95,10 @@ def test_static_int8_keeps_the_metadata_and_the_head_float_and_stays_close(tiny_
     assert meta["rtalign.quantized"].startswith("static int8") and meta["rtalign.input_size"] == "64"
     quantized_inputs = {i for n in graph.graph.node if n.op_type == "DequantizeLinear" for i in n.output}
     convs = {n.name: n for n in graph.graph.node if n.op_type == "Conv"}
-    assert all(convs[f"/net/{h}/Conv"].input[1] not in quantized_inputs for h in ("cls", "off", "nb"))
-    assert sum(n.input[1] in quantized_inputs for n in convs.values()) == len(convs) - 3
+    assert convs["/cls/Conv"].input[1] not in quantized_inputs
+    assert sum(n.input[1] in quantized_inputs for n in convs.values()) == len(convs) - 1
+    offsets = [n for n in graph.graph.node if n.op_type == "MatMul"]      # the peak-cell offset heads
+    assert offsets and not any(set(n.input) & quantized_inputs for n in offsets)
     crops = calibration_crops(faces, 64, 1.3, 8, seed=1)
     a, b = (OnnxLandmarker(p).session.run(None, {"image": normalize(crops)[:, None]})[0]
             for p in (fp32, int8))
@@ -130,3 +133,37 @@ def test_a_distilled_cnn_trains_and_says_from_what(tiny_data, monkeypatch):
           "--teacher-weight", "0.7")
     meta = {p.key: p.value for p in onnx.load(str(tiny_data / "student.onnx")).metadata_props}
     assert meta["rtalign.teacher"] == "teacher.onnx (cnn), weight 0.7"
+
+
+def test_an_old_full_head_file_gets_the_peak_cell_head_with_the_same_outputs(tmp_path):
+    import onnx
+    from train.nets import ResNetPIP
+    from train.peak_head import with_peak_head
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    net = ResNetPIP(64, 8, np.stack([rng.choice(np.delete(np.arange(68), k), 10, replace=False) for k in range(68)]))
+    torch.nn.init.normal_(net.nb.bias, 0, 0.5)
+    net.eval()
+
+    class FullHead(torch.nn.Module):       # how files were exported before the peak-cell head
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            out = self.net(x)
+            return self.net.decode(*out), self.net.presence(*out)
+    old = tmp_path / "old.onnx"
+    torch.onnx.export(FullHead(), torch.zeros(1, 1, 64, 64), str(old), input_names=["image"],
+                      output_names=["points", "score"], dynamic_axes={k: {0: "n"} for k in ("image", "points", "score")},
+                      opset_version=17, dynamo=False)
+    model = onnx.load(str(old))
+    model.metadata_props.add(key="rtalign.input_size", value="64")
+    new = with_peak_head(model)
+    assert [o.name for o in new.graph.output] == ["points", "score"]
+    assert {p.key: p.value for p in new.metadata_props}["rtalign.input_size"] == "64"
+    assert not any(n.op_type == "Conv" and "/nb/" in n.name for n in new.graph.node)
+    x = {"image": np.random.default_rng(1).standard_normal((3, 1, 64, 64)).astype(np.float32)}
+    (p0, s0), (p1, s1) = (ort.InferenceSession(m.SerializeToString()).run(None, x) for m in (model, new))
+    np.testing.assert_allclose(p1, p0, atol=1e-4)
+    np.testing.assert_allclose(s1, s0, atol=1e-6)

@@ -30,8 +30,9 @@ from train.splits import validation_split
 
 log = logging.getLogger("quantize")
 
-#: Convolutions kept in float: the pixel-in-pixel head (cell scores, offsets, neighbour offsets).
-HEAD_PREFIXES = ("/net/cls/", "/net/off/", "/net/nb/")
+#: Convolutions kept in float, by module name: the pixel-in-pixel head (cell scores; in files exported
+#: before the peak-cell head also the offsets and neighbour offsets, which are now float matrix products).
+HEAD_MODULES = ("cls", "off", "nb")
 
 
 class _Crops(CalibrationDataReader):
@@ -66,7 +67,7 @@ def quantize_model(fp32: Path, out: Path, train_faces, n_calibration: int = 256)
     meta = {p.key: p.value for p in model.metadata_props}
     size, scale = int(meta["rtalign.input_size"]), float(meta["rtalign.crop_scale"])
     convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
-    keep_float = [n for n in convs if n.startswith(HEAD_PREFIXES)]
+    keep_float = [n for n in convs if any(f"/{m}/" in n for m in HEAD_MODULES)]
     crops = calibration_crops(train_faces, size, scale, n_calibration)
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "int8.onnx"

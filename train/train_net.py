@@ -168,8 +168,7 @@ def export(net, args, path: Path, extra: dict, threshold_faces=None) -> None:
                       dynamic_axes={name: {0: "n"} for name in ["image", *graph.outputs]},
                       opset_version=17, dynamo=False)
     model = onnx.load(str(path))
-    if hasattr(net, "presence"):
-        extra = {**extra, "rtalign.min_score": round(presence_threshold(net, threshold_faces, args), 4)}
+    extra = {**extra, "rtalign.min_score": round(presence_threshold(net, threshold_faces, args), 4)}
     meta = {"rtalign.arch": args.arch, "rtalign.input_size": args.input_size,
             "rtalign.crop_scale": args.crop_scale, "rtalign.color": "gray",
             "rtalign.mean": 127.5, "rtalign.std": 127.5,
