@@ -36,7 +36,7 @@ def predict_upright(model: LandmarkModel, frame: np.ndarray, centres: np.ndarray
             return model.predict_turned(frame, to_view, boxes)
     else:
         canvas, to_view = upright_canvas(frame, to_view, TILE)
-        back = np.stack([invert_affine(m) for m in to_view])
+        back = invert_affine(to_view)
 
         def run(boxes):
             pts, scores = model.predict_scored(canvas, boxes)

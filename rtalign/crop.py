@@ -29,10 +29,12 @@ def crop_affine(box: np.ndarray, scale: float, size: int, angle_deg: float = 0.0
 
 
 def invert_affine(m: np.ndarray) -> np.ndarray:
-    """Exact inverse of a 2x3 affine (so crop → frame undoes frame → crop)."""
-    a = np.asarray(m, dtype=np.float64)[:, :2]
-    inv = np.linalg.inv(a)
-    return np.hstack([inv, -inv @ np.asarray(m, dtype=np.float64)[:, 2:]])
+    """Exact inverse of a 2x3 affine, or of each of a batch (N, 2, 3) (so crop → frame undoes frame → crop).
+    The 2x2 part by its adjugate: one set of array operations for the whole batch."""
+    m = np.asarray(m, dtype=np.float64)
+    a, b, c, d = m[..., 0, 0], m[..., 0, 1], m[..., 1, 0], m[..., 1, 1]
+    inv = np.stack([np.stack([d, -b], -1), np.stack([-c, a], -1)], -2) / (a * d - b * c)[..., None, None]
+    return np.concatenate([inv, -inv @ m[..., 2:]], -1)
 
 
 def apply_affine(m: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -70,8 +72,8 @@ def _region(m: np.ndarray, size: int, shape, n: int) -> tuple[int, int, int, int
 
 
 def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """The 2x3 affine of `outer(inner(p))`."""
-    return np.hstack([outer[:, :2] @ inner[:, :2], outer[:, :2] @ inner[:, 2:] + outer[:, 2:]])
+    """The 2x3 affine of `outer(inner(p))`; either or both may be a batch (N, 2, 3)."""
+    return np.concatenate([outer[..., :2] @ inner[..., :2], outer[..., :2] @ inner[..., 2:] + outer[..., 2:]], -1)
 
 
 def warp_crops(image: np.ndarray, affines: np.ndarray, size: int, out: np.ndarray | None = None,

@@ -230,7 +230,7 @@ class BlazeFaceDetector:
         best = near[np.argmax(logits[:, near, 0], axis=1)]
         rows = np.arange(len(boxes))
         points = anchors[best][:, None] + regress[rows, best, 4:].reshape(-1, 6, 2) - 0.5   # crop pixel centres
-        to_frame = np.array([invert_affine(m) for m in affines])
+        to_frame = invert_affine(affines)
         return sigmoid(logits[rows, best, 0]), apply_affine(to_frame, points.astype(np.float64))
 
     def detect_faces(self, frame: np.ndarray) -> Detections:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from ..crop import apply_affine, box_affines, compose_affine, crop_affine, frame_crops, invert_affine
+from ..crop import apply_affine, box_affines, compose_affine, frame_crops, invert_affine
 from ..errors import ModelError
 from ..runtime import RuntimeOptions
 from .session import create_session
@@ -57,9 +57,9 @@ class OnnxLandmarker:
         (N, 2, 3) maps the frame to each face's upright view (rtalign.crop.upright_affines), `boxes` (N, 4)
         are the faces' boxes there. Each crop is warped straight from the frame, one resampling as in
         training, instead of from a resampled upright copy (which also costs a second warp)."""
-        affines = np.array([compose_affine(crop_affine(b, self.crop_scale, self.input_size), m)
-                            for b, m in zip(np.asarray(boxes, np.float64).reshape(-1, 4), to_upright)])
-        return self._predict_crops(frame, affines.reshape(-1, 2, 3))
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        return self._predict_crops(frame, compose_affine(box_affines(boxes, self.crop_scale, self.input_size),
+                                                         np.asarray(to_upright, np.float64).reshape(-1, 2, 3)))
 
     def _predict_crops(self, frame: np.ndarray, affines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Points in frame pixels and scores of the crops that the (N, 2, 3) affines frame → crop cut."""
@@ -71,6 +71,6 @@ class OnnxLandmarker:
         crops = frame_crops(frame, affines, self.input_size, out=self._crops)
         x = ((crops.astype(np.float32) - self.mean) / self.std)[:, None]
         out = dict(zip(self._outputs, self.session.run(None, {self._input: x})))
-        inv = np.stack([invert_affine(m) for m in affines])
+        inv = invert_affine(affines)
         score = out["score"].astype(np.float32) if self.has_score else np.ones(n, np.float32)
         return apply_affine(inv, out["points"]).astype(np.float32), score
