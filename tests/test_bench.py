@@ -45,8 +45,11 @@ def test_quick_bench_writes_table_json_and_results(tmp_path, test_folder):   # n
     assert rows[0]["name"] == "cnn" and keys <= rows[0].keys()
     assert all(isinstance(rows[0][k], float) and rows[0][k] > 0 for k in keys - {"name", "fr10"}), rows[0]
     assert 0 <= rows[0]["fr10"] <= 100
+    assert rows[0]["rolled_missed"] <= 1 and rows[0]["two_face_per_frame"] == pytest.approx(2, abs=0.1)  # of 4 × 42
+    assert all(rows[0][f"rolled_nme_{r}"] < 2 * rows[0]["nme"] for r in (0, 30, 45, 60))     # rolled faces tracked
     text = (out / "RESULTS.md").read_text()
     assert "Machine:" in text and "rtalign bench --quick" in text and "| NME % |" in text
+    assert "| NME % rolled 45° (tracked) |" in text and "| two-face clip: pipeline / codec |" in text
     assert (out / "ced.png").stat().st_size > 1000
 
 

@@ -72,6 +72,17 @@ def _pipeline(clip: Path, tracker_factory, workdir: Path, repeats: int) -> dict:
             "latency_ms_p50": live["latency_ms_p50"], "latency_ms_p95": live["latency_ms_p95"]}
 
 
+def _acquisition(name: str, model, detector, detector_name: str, samples, frames: int, pairs: int) -> dict:
+    """Figures of the detector → tracker path (see rtalign.bench.detector): NME of faces rolled by 0–60°
+    and tracked, and the generated two-face clip through `rtalign video` (faces per frame, pipeline / codec)."""
+    from .detector import rolled_nme, two_face_video
+    rolled = rolled_nme(model, detector, samples)
+    two = two_face_video(name, detector_name, frames, pairs)
+    return {**{f"rolled_nme_{roll}": r["nme"] for roll, r in rolled.items()},
+            "rolled_missed": sum(r["missed"] for r in rolled.values()),
+            "two_face_per_frame": two["faces_per_frame"], "two_face_ratio": two["fps_ratio"]}
+
+
 def _stability_pair(make_tracker, samples, frames) -> dict:
     raw = stability(lambda: make_tracker(None), samples, frames)
     smooth = stability(lambda: make_tracker(OneEuroOptions()), samples, frames)
@@ -164,6 +175,9 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
             row.update(_pipeline(clip, make, work, sz["repeats"]), codec_fps=codec_fps)
             progress(f"{name}: stability")
             row.update(_stability_pair(make, stab_samples, sz["stab_frames"]))
+            progress(f"{name}: rolled faces and the two-face clip")
+            row.update(_acquisition(name, one_thread, detector, opts.detector, samples, sz["clip_frames"] // 2,
+                                    sz["repeats"]))
             rows.append(row)
 
         for peer in opts.peers:

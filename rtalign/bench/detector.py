@@ -178,10 +178,10 @@ class _Counting:
         return out
 
 
-def two_face_video(model_name: str = "resnet", detector: str = "blazeface", n: int = 150) -> dict:
+def two_face_video(model_name: str = "resnet", detector: str = "blazeface", n: int = 150, pairs: int = 3) -> dict:
     """`rtalign video` (the library call behind it, one inference thread) on a generated two-face clip in
     which one face turns and tilts: faces per frame against the truth (2), pipeline FPS against the
-    codec-only FPS of the same clip in the same run (3 alternating pairs of runs: the median FPS of each and
+    codec-only FPS of the same clip in the same run (alternating pairs of runs: the median FPS of each and
     the median of the pairs' ratios), detector share of frames."""
     import tempfile
     from pathlib import Path
@@ -193,7 +193,7 @@ def two_face_video(model_name: str = "resnet", detector: str = "blazeface", n: i
         clip, out = Path(tmp) / "two.mp4", Path(tmp) / "out.mp4"
         write_clip(clip, two_face_frames(samples, n), audio=True)
         runs = []
-        for _ in range(3):      # codec and pipeline alternate: this machine's speed drifts between stretches
+        for _ in range(pairs):      # codec and pipeline alternate: this machine's speed drifts between stretches
             codec = process_video(clip, out, tracker=_NoLandmarks(), draw="none").fps
             counting = _Counting(build_tracker(model_name, "cpu", 1, 4, detector=detector))
             stats = process_video(clip, out, tracker=counting, draw="points")

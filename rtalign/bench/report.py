@@ -28,6 +28,11 @@ COLUMNS = [
     # end to end: each model's face found by the runtime's detector (dlib: its own HOG detector)
     ("e2e_nme", "NME % own detector", "{:.3f}"), ("e2e_fr10", "FR@10 % own detector", "{:.2f}"),
     ("e2e_miss_rate", "detector misses %", "{:.2f}"),
+    # the acquisition path: faces rolled in a 720p frame and tracked; the generated two-face clip
+    *((f"rolled_nme_{r}", f"NME % rolled {r}° (tracked)", "{:.3f}") for r in (0, 30, 45, 60)),
+    ("rolled_missed", "rolled faces not tracked", "{:d}"),
+    ("two_face_per_frame", "two-face clip: faces / frame", "{:.2f}"),
+    ("two_face_ratio", "two-face clip: pipeline / codec", "{:.2f}"),
 ]
 
 
@@ -145,6 +150,13 @@ How each figure is measured:
   warped by a smooth random similarity (motion) or not at all (static), with Gaussian noise σ = 4 and JPEG
   quality 80 per frame, run through the real tracker (the bench's `--detector` acquisition, landmark-driven boxes). dlib has
   no smoothing of its own: its off and on figures are the same run.
+- Rolled (tracked): each test face scaled to a 200 px box, rolled by 0, 30, 45 and 60° in a grey 1280×720
+  frame and given to a fresh tracker (the `--detector` acquisition, then 2 tracked frames, no smoothing);
+  mean NME of the faces tracked, and the count of faces not tracked over all four angles.
+- Two-face clip: 150 generated 1280×720 frames with two test faces, one of them crossing the frame, growing
+  and rolling to ±60°, through `rtalign video` (one inference thread, `--max-faces 4`); faces per frame
+  (the truth is 2), and the pipeline's FPS over the codec-only FPS of the same clip, alternating pairs of
+  runs (3; 1 in quick mode), the median of the pairs' ratios.
 - Fast mouth offset (lag where the lip colour is drawn; % of the inter-ocular distance): the motion clips'
   path at 3× the amplitude (a quick head turn, peaks of 2–7 inter-ocular distances per second); per frame,
   the mean distance of the 20 mouth points from the truth; p95 and max over all frames of all fast clips.
