@@ -12,7 +12,7 @@ import numpy as np
 
 from ..data import data_root, list_samples, read_image
 from ..detectors import DEFAULT_DETECTOR, load_detector
-from ..evaluate import detect_samples, predict_samples, summarize_detected, time_per_face
+from ..evaluate import detect_samples, predict_samples, summarize_detected
 from ..landmarks import landmark_box
 from ..metrics import nme_per_face, summarize
 from ..models import load_model
@@ -83,6 +83,46 @@ def _acquisition(name: str, model, detector, detector_name: str, samples, frames
             "two_face_per_frame": two["faces_per_frame"], "two_face_ratio": two["fps_ratio"]}
 
 
+def _speeds(opts: BenchOptions, image: np.ndarray, box: np.ndarray, rounds: int = 20, runs: int = 20) -> dict:
+    """ms per face of every model at 1 and 2 onnxruntime threads and of dlib (single-threaded), and each
+    model's ratio to dlib: one `predict` call at batch 1 (crop + inference + mapping back), timed in rounds
+    that alternate between them (this machine's speed drifts between few-second stretches, so only times
+    taken side by side compare). Per predictor the median over rounds of each round's median; a ratio is
+    the median over rounds of that round's ratio. Returns {name: {key: value}}."""
+    timed = {}
+    for name in opts.models:
+        for threads in (1, 2):
+            model = load_model(name, opts.device, threads=threads)
+            if model.threads == threads:        # the cascade is single-threaded: timed once
+                timed[(name, threads)] = model
+    if "dlib" in opts.peers and not dlib_unavailable():
+        timed[("dlib", 1)] = DlibPeer()
+    boxes = np.asarray(box, np.float64)[None]
+    for model in timed.values():
+        for _ in range(runs):
+            model.predict(image, boxes)
+    ms = {key: [] for key in timed}
+    for _ in range(rounds):
+        for key, model in timed.items():
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                model.predict(image, boxes)
+                times.append(time.perf_counter() - t0)
+            ms[key].append(1000 * float(np.median(times)))
+    out: dict = {}
+    for (name, threads), values in ms.items():
+        row = out.setdefault(name, {})
+        row[f"ms_per_face_{threads}t"] = float(np.median(values))
+        if ("dlib", 1) in ms and name != "dlib":
+            row[f"dlib_ratio_{threads}t"] = float(np.median(np.array(values) / np.array(ms[("dlib", 1)])))
+    for row in out.values():                   # single-threaded: the same figure in both columns
+        row.setdefault("ms_per_face_2t", row["ms_per_face_1t"])
+        if "dlib_ratio_1t" in row:
+            row.setdefault("dlib_ratio_2t", row["dlib_ratio_1t"])
+    return out
+
+
 def _stability_pair(make_tracker, samples, frames) -> dict:
     raw = stability(lambda: make_tracker(None), samples, frames)
     smooth = stability(lambda: make_tracker(OneEuroOptions()), samples, frames)
@@ -146,6 +186,8 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
     detector = load_detector(opts.detector)
     progress("detectors")
     extras["detectors"] = {name: detector_figures(load_detector(name), samples) for name in dict.fromkeys((opts.detector, "haar"))}
+    progress("speed per face, every model and dlib alternating")
+    speeds = _speeds(opts, images[0], landmark_box(samples[0].points))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         clip = work / "clip.mp4"
@@ -164,12 +206,8 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
             progress(f"{name}: accuracy with the {opts.detector} detector")
             e2e = summarize_detected(*detect_samples(model, detector, samples))
             row.update(e2e_nme=e2e["nme"], e2e_fr10=e2e["fr10"], e2e_miss_rate=e2e["miss_rate"])
-            progress(f"{name}: speed")
-            box = landmark_box(samples[0].points)
-            one_thread = load_model(name, opts.device, threads=1)   # also the video commands' default (see cli)
-            row["ms_per_face_1t"] = time_per_face(one_thread, images[0], box)
-            # a single-threaded model (the cascade) would only be timed twice doing the same thing
-            row["ms_per_face_2t"] = time_per_face(model, images[0], box) if model.threads > 1 else row["ms_per_face_1t"]
+            row.update(speeds[name])
+            one_thread = load_model(name, opts.device, threads=1)   # the video commands' default (see cli)
             progress(f"{name}: pipeline")
             make = lambda smoothing=OneEuroOptions(): FaceTracker(one_thread, detector, smoothing=smoothing)
             row.update(_pipeline(clip, make, work, sz["repeats"]), codec_fps=codec_fps)
@@ -195,9 +233,7 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
             row = {"name": "dlib", **summarize(gt, pred), "detector_misses": sum(not ok for _, ok in found)}
             row.update(e2e_nme=row["nme"], e2e_fr10=row["fr10"], e2e_miss_rate=100 * row["detector_misses"] / len(found))
             curves["dlib"] = nme_per_face(gt, pred)
-            progress("dlib: speed")
-            box = landmark_box(samples[0].points)
-            row["ms_per_face_1t"] = row["ms_per_face_2t"] = time_per_face(dl, images[0], box)
+            row.update(speeds["dlib"])
             progress("dlib: pipeline")
             row.update(_pipeline(clip, lambda: DlibTracker(dl), work, 1), codec_fps=codec_fps)
             progress("dlib: stability")

@@ -15,6 +15,7 @@ from ..metrics import ced
 COLUMNS = [
     ("nme", "NME %", "{:.3f}"), ("mse256", "MSE@256", "{:.2f}"), ("fr10", "FR@10 %", "{:.2f}"),
     ("auc10", "AUC@10", "{:.4f}"), ("ms_per_face_1t", "ms/face 1t", "{:.3f}"), ("ms_per_face_2t", "ms/face 2t", "{:.3f}"),
+    ("dlib_ratio_1t", "ms/face 1t / dlib's", "{:.2f}"), ("dlib_ratio_2t", "ms/face 2t / dlib's", "{:.2f}"),
     ("pipeline_fps", "pipeline FPS", "{:.1f}"), ("analysis_fps", "analysis-only FPS", "{:.1f}"),
     ("analysis_ratio", "analysis-only / pipeline", "{:.2f}"), ("codec_fps", "codec FPS", "{:.1f}"),
     ("latency_ms_p50", "latency p50 ms", "{:.1f}"), ("latency_ms_p95", "latency p95 ms", "{:.1f}"),
@@ -136,8 +137,10 @@ How each figure is measured:
 - Accuracy: 300-W `test_common`, the ground-truth landmark box given to each rtalign model (standard
   protocol); dlib gets its own HOG detector's box, as it was trained (`detector_misses` in the JSON counts
   faces it did not detect, which then get the calibrated ground-truth box).
-- ms/face: one `predict` call (crop + inference + mapping back) at batch 1, median of 200 runs after
-  20 warm-up runs, 1 and 2 onnxruntime threads (the cascade and dlib are single-threaded: one figure).
+- ms/face: one `predict` call (crop + inference + mapping back) at batch 1, 1 and 2 onnxruntime threads
+  (the cascade and dlib are single-threaded: one figure), every model and dlib timed in 20 alternating
+  rounds of 20 calls after 20 warm-up calls: the median of the rounds' medians. "/ dlib's": the median of
+  each round's ratio to dlib's time in that round.
 - Pipeline FPS: `rtalign video` on a generated 1280×720 H.264 clip of a real test face with smooth head
   motion (One Euro smoothing on, points drawn, one inference thread as the video commands default to);
   analysis-only FPS: `rtalign video IN --landmarks F.csv` on the same clip (decode, landmarks, head pose and
