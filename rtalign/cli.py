@@ -372,10 +372,10 @@ def tracking_options(f):
     return f
 
 
-def _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector=DEFAULT_DETECTOR):
+def _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector=DEFAULT_DETECTOR, live=False):
     from .pipeline import build_tracker
     smoothing = OneEuroOptions(min_cutoff, beta) if smooth == "oneeuro" else None
-    return build_tracker(model, device, threads, max_faces, smoothing, detector)
+    return build_tracker(model, device, threads, max_faces, smoothing, detector, background=live)
 
 
 def _report(stats, show: bool) -> None:
@@ -385,7 +385,7 @@ def _report(stats, show: bool) -> None:
                                                        ("capture_ms", "landmarks_ms", "render_ms", "sink_ms",
                                                         "events_ms")), err=True)
         click.echo(f"frames {s['frames_out']} (dropped {s['dropped']}), {s['fps']:.1f} FPS, latency p50 "
-                   f"{s['latency_ms_p50']:.1f} ms p95 {s['latency_ms_p95']:.1f} ms, detector on "
+                   f"{s['latency_ms_p50']:.1f} ms p95 {s['latency_ms_p95']:.1f} ms p99 {s['latency_ms_p99']:.1f} ms, detector on "
                    f"{100 * s['detector_share']:.1f} % of frames", err=True)
 
 
@@ -529,7 +529,7 @@ def webcam_cmd(camera, model, device, threads, draw, max_faces, smooth, min_cuto
     from .pipeline import run_live
 
     with _StopSignals() as signals:
-        tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector)
+        tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector, live=True)
         if serve:
             host = f"[{serve[0]}]" if ":" in serve[0] else serve[0]
             click.echo(f"preview at http://{host}:{serve[1]}/", err=True)

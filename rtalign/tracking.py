@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -18,7 +19,7 @@ import numpy as np
 from .align import predict_upright, upright_from_detections
 from .crop import apply_affine
 from .detectors import DEFAULT_DETECTOR, load_detector
-from .detectors.base import box_iou, detect_faces
+from .detectors.base import Detections, box_iou, detect_faces
 from .landmarks import eye_roll, landmark_box, shape_residual
 from .models import LandmarkModel, load_model
 from .runtime import RuntimeOptions
@@ -41,13 +42,20 @@ class TrackerOptions:
     detector_share: the most of the tracker's wall time the detector may take while it looks for faces:
     after a detector call of t seconds the next waits until t·(1/share − 1) seconds have passed, so a slow
     detector (BlazeFace's 48-px pyramid on a 720p frame) cannot drag the pipeline below (1 − share) of its
-    rate when no face is in view, and a fast one still runs every frame. 1.0: no limit."""
+    rate when no face is in view, and a fast one still runs every frame. 1.0: no limit.
+    background: run the detector on a thread of its own, for live sources. `update` then never waits for
+    it (a call costs 25-50 ms on a 720p frame here, longer than a 30 fps frame interval: without it the
+    picture stutters while the tracker looks for faces); faces it finds start tracks on the frame that
+    is current when it returns, boxed by where they were, then refined from their own landmarks. Off for
+    files: which frame a face starts on then depends on timing, and a file's results must be the same
+    on every run."""
     max_faces: int | None = 4
     redetect_every: int = 60
     detector_share: float = 0.25
     min_score: float | None = None
     max_residual: float = 0.5
     min_face: float = 24.0
+    background: bool = False
 
     def __post_init__(self):
         if (self.max_faces is not None and self.max_faces < 1) or self.redetect_every < 1:
@@ -93,6 +101,8 @@ class FaceTracker:
         self._detector_free_at = 0.0        # clock() time before which the detector budget is spent
         self._ids = count()
         self._capped = False                # a face was left out for max_faces (logged once)
+        self._pool: ThreadPoolExecutor | None = None     # the background detector's thread, made when first used
+        self._pending: Future | None = None               # its run under way
 
     def _alive(self, points: np.ndarray, scores: np.ndarray, shape) -> np.ndarray:
         o = self.options
@@ -124,15 +134,29 @@ class FaceTracker:
             drop = set(np.nonzero((iou > 0.5).any(axis=0))[0])
             self.tracks = [t for i, t in enumerate(self.tracks) if i not in drop]
 
-    def _acquire(self, image) -> None:
-        """Run the detector; faces not already tracked start new tracks, turned upright by the detector's roll."""
-        o = self.options
-        self.detector_runs += 1
-        self._since_detect = 0
+    def _detect(self, image) -> Detections:
+        """One detector run, which also sets when the next may start (TrackerOptions.detector_share)."""
         t0 = self.clock()
         found = detect_faces(self.detector, image)
         t1 = self.clock()
-        self._detector_free_at = t1 + (t1 - t0) * (1 / o.detector_share - 1)
+        self._detector_free_at = t1 + (t1 - t0) * (1 / self.options.detector_share - 1)
+        return found
+
+    def _acquire(self, image) -> None:
+        """Run the detector now, or (TrackerOptions.background) start it on its thread on a copy of the frame."""
+        self.detector_runs += 1
+        self._since_detect = 0
+        if not self.options.background:
+            self._start_tracks(image, self._detect(image))
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="rtalign-detector")
+        self._detector_free_at = float("inf")        # no second run until this one returns and sets it
+        self._pending = self._pool.submit(self._detect, image.copy())
+
+    def _start_tracks(self, image, found: Detections) -> None:
+        """Detected faces not already tracked start new tracks, turned upright by the detector's roll."""
+        o = self.options
         if self.tracks and len(found):
             known = landmark_box(np.stack([t.points for t in self.tracks]))
             found = found[box_iou(found.boxes, known).max(axis=1) < 0.2]
@@ -154,6 +178,9 @@ class FaceTracker:
         image = frame.image
         self._since_detect += 1
         self._follow(image)
+        if self._pending is not None and self._pending.done():
+            found, self._pending = self._pending.result(), None     # a detector error surfaces here
+            self._start_tracks(image, found)
         o = self.options
         room = o.max_faces is None or len(self.tracks) < o.max_faces
         wanted = not self.tracks or (room and self._since_detect >= o.redetect_every)

@@ -1,8 +1,13 @@
-"""The tracker as a plain object (no threads): acquisition, steady-state tracking, loss, ids."""
+"""The tracker as a plain object: acquisition, steady-state tracking, loss, ids, and the detector on a
+thread of its own for live sources."""
+import threading
+import time
+
 import numpy as np
 import pytest
 
 from rtalign.detect import HaarDetector
+from rtalign.detectors import load_detector
 from rtalign.landmarks import interocular
 from rtalign.models import load_model
 from rtalign.synth import asset_frames, smooth_similarity_path
@@ -94,3 +99,56 @@ def test_max_faces_none_tracks_every_face_and_a_cap_is_reported_once(resnet, thr
     assert counts == [2, 2, 2]
     assert [r.getMessage() for r in caplog.records] == [
         "more faces than max_faces=2 in view: tracking 2 (--max-faces raises it)"]
+
+
+class GatedDetector:
+    """The real BlazeFace detector held at a gate: each call says it started, then waits for the test."""
+
+    def __init__(self, error=None):
+        self.inner, self.error = load_detector("blazeface"), error
+        self.started, self.gate, self.finished = threading.Event(), threading.Event(), threading.Event()
+
+    def detect_faces(self, frame):
+        self.started.set()
+        assert self.gate.wait(10)
+        self.finished.set()
+        if self.error:
+            raise self.error
+        return self.inner.detect_faces(frame)
+
+    def detect(self, frame):
+        return self.detect_faces(frame).boxes
+
+
+def _until(tracker, frame, done, seconds=5.0):
+    """update() on `frame` until `done(faces)`, polling (the detector's thread finishes on its own time)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        faces = tracker.update(frame)
+        if done(faces):
+            return faces
+        time.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+def test_a_background_detector_never_holds_up_a_frame_and_what_it_finds_is_tracked(resnet):
+    detector = GatedDetector()
+    tracker = FaceTracker(resnet, detector, options=TrackerOptions(background=True, detector_share=1.0))
+    (frame, _), = frames_for(np.array([[0.0, 0.0, 1.0, 0.0]]))
+    assert len(tracker.update(frame)) == 0 and detector.started.wait(5)
+    for _ in range(3):                       # the detector is still held: frames go on, none waits for it
+        assert len(tracker.update(frame)) == 0
+    assert not detector.finished.is_set() and tracker.detector_runs == 1
+    detector.gate.set()
+    faces = _until(tracker, frame, lambda faces: len(faces) == 1)
+    assert tracker.detector_runs == 1 and faces.track_id.tolist() == [0]
+    assert 40 < interocular(faces.xy[0]) < 120          # the astronaut's face at 640x360
+
+
+def test_an_error_in_the_background_detector_reaches_the_caller(resnet):
+    detector = GatedDetector(RuntimeError("detector broke"))
+    detector.gate.set()
+    tracker = FaceTracker(resnet, detector, options=TrackerOptions(background=True))
+    (frame, _), = frames_for(np.array([[0.0, 0.0, 1.0, 0.0]]))
+    with pytest.raises(RuntimeError, match="detector broke"):
+        _until(tracker, frame, lambda faces: False)

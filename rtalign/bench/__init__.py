@@ -19,7 +19,7 @@ from ..models import load_model
 from ..pipeline import analyze_video, process_video, run_live
 from ..smoothing import OneEuroOptions
 from ..synth import write_clip
-from ..tracking import FaceTracker
+from ..tracking import FaceTracker, TrackerOptions
 from ..types import FaceLandmarks
 from .peers import DlibPeer, DlibTracker, dlib_unavailable
 from .stability import face_frames, stability
@@ -57,19 +57,20 @@ def _throughput(clip: Path, tracker_factory, workdir: Path, draw: str, repeats: 
                             for _ in range(repeats)]))
 
 
-def _pipeline(clip: Path, tracker_factory, workdir: Path, repeats: int) -> dict:
+def _pipeline(clip: Path, tracker_factory, workdir: Path, repeats: int, live_factory=None) -> dict:
     """`rtalign video IN OUT` and `rtalign video IN --landmarks F.csv` (decode + landmarks + head pose,
     nothing drawn or encoded) on the clip, alternating (this machine's speed drifts between stretches):
-    the median FPS of each, the median of the pairs' ratios, and the live latency."""
+    the median FPS of each, the median of the pairs' ratios, and the live latency with `live_factory`'s
+    tracker (default: the same as the files')."""
     runs = []
     for _ in range(repeats):
         fps = process_video(clip, workdir / "out.mp4", tracker=tracker_factory(), draw="points").fps
         analysis = analyze_video(clip, workdir / "lm.csv", tracker=tracker_factory()).fps
         runs.append((fps, analysis, analysis / fps))
     fps, analysis, ratio = np.median(np.array(runs), axis=0)
-    live = run_live(str(clip), tracker=tracker_factory(), draw="points", window=False).summary()
+    live = run_live(str(clip), tracker=(live_factory or tracker_factory)(), draw="points", window=False).summary()
     return {"pipeline_fps": float(fps), "analysis_fps": float(analysis), "analysis_ratio": float(ratio),
-            "latency_ms_p50": live["latency_ms_p50"], "latency_ms_p95": live["latency_ms_p95"]}
+            **{k: live[k] for k in ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99")}}
 
 
 def _acquisition(name: str, model, detector, detector_name: str, samples, frames: int, pairs: int) -> dict:
@@ -209,8 +210,10 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
             row.update(speeds[name])
             one_thread = load_model(name, opts.device, threads=1)   # the video commands' default (see cli)
             progress(f"{name}: pipeline")
-            make = lambda smoothing=OneEuroOptions(): FaceTracker(one_thread, detector, smoothing=smoothing)
-            row.update(_pipeline(clip, make, work, sz["repeats"]), codec_fps=codec_fps)
+            make = lambda smoothing=OneEuroOptions(), background=False: FaceTracker(
+                one_thread, detector, options=TrackerOptions(background=background), smoothing=smoothing)
+            # live, the detector runs on its own thread, as `rtalign webcam` runs it
+            row.update(_pipeline(clip, make, work, sz["repeats"], lambda: make(background=True)), codec_fps=codec_fps)
             progress(f"{name}: stability")
             row.update(_stability_pair(make, stab_samples, sz["stab_frames"]))
             progress(f"{name}: rolled faces and the two-face clip")

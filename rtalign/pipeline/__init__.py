@@ -26,11 +26,13 @@ log = logging.getLogger(__name__)
 
 
 def build_tracker(model="resnet", device="cpu", threads=2, max_faces=4,
-                  smoothing: OneEuroOptions | None = OneEuroOptions(), detector=DEFAULT_DETECTOR) -> FaceTracker:
+                  smoothing: OneEuroOptions | None = OneEuroOptions(), detector=DEFAULT_DETECTOR,
+                  background: bool = False) -> FaceTracker:
     """Model + face acquisition (a name from rtalign.detectors, or a detector object) + per-face One Euro
-    smoothing (None: raw landmarks)."""
-    return FaceTracker(model, detector, options=TrackerOptions(max_faces=max_faces), smoothing=smoothing,
-                       runtime=RuntimeOptions(device, threads))
+    smoothing (None: raw landmarks). `background`: the detector on its own thread, for live sources
+    (see TrackerOptions)."""
+    return FaceTracker(model, detector, options=TrackerOptions(max_faces=max_faces, background=background),
+                       smoothing=smoothing, runtime=RuntimeOptions(device, threads))
 
 
 def _landmark_stage(stack: ExitStack, tracker, landmarks, label: str, draw: str):

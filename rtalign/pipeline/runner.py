@@ -62,6 +62,7 @@ class RunStats:
         out = {f"{k}_ms": pct(v, 50) for k, v in self.stage_ms.items()}
         out.update(frames_in=self.frames_in, frames_out=self.frames_out, dropped=self.dropped, fps=self.fps,
                    latency_ms_p50=pct(self.latency_ms, 50), latency_ms_p95=pct(self.latency_ms, 95),
+                   latency_ms_p99=pct(self.latency_ms, 99),
                    frames_with_faces=self.frames_with_faces,
                    detector_share=self.detector_runs / self.frames_out if self.frames_out else 0.0)
         return out
