@@ -528,8 +528,8 @@ def webcam_cmd(camera, model, device, threads, draw, max_faces, smooth, min_cuto
     """Live landmarks from a camera to a window, a virtual camera and/or a browser."""
     from .pipeline import run_live
 
-    with _StopSignals() as signals:
-        tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector, live=True)
+    with _StopSignals() as signals, _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector,
+                                             live=True) as tracker:
         if serve:
             host = f"[{serve[0]}]" if ":" in serve[0] else serve[0]
             click.echo(f"preview at http://{host}:{serve[1]}/", err=True)

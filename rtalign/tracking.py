@@ -134,25 +134,49 @@ class FaceTracker:
             drop = set(np.nonzero((iou > 0.5).any(axis=0))[0])
             self.tracks = [t for i, t in enumerate(self.tracks) if i not in drop]
 
-    def _detect(self, image) -> Detections:
-        """One detector run, which also sets when the next may start (TrackerOptions.detector_share)."""
+    def _detect(self, image) -> tuple[Detections, float]:
+        """One detector run and how long it took (seconds of `clock`); safe on the detector's thread."""
         t0 = self.clock()
         found = detect_faces(self.detector, image)
-        t1 = self.clock()
-        self._detector_free_at = t1 + (t1 - t0) * (1 / self.options.detector_share - 1)
-        return found
+        return found, self.clock() - t0
+
+    def _spent(self, seconds: float) -> None:
+        """A detector run took `seconds`: the next waits until the share of time allows (detector_share)."""
+        self._detector_free_at = self.clock() + seconds * (1 / self.options.detector_share - 1)
 
     def _acquire(self, image) -> None:
         """Run the detector now, or (TrackerOptions.background) start it on its thread on a copy of the frame."""
         self.detector_runs += 1
         self._since_detect = 0
         if not self.options.background:
-            self._start_tracks(image, self._detect(image))
+            found, seconds = self._detect(image)
+            self._spent(seconds)
+            self._start_tracks(image, found)
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="rtalign-detector")
-        self._detector_free_at = float("inf")        # no second run until this one returns and sets it
         self._pending = self._pool.submit(self._detect, image.copy())
+
+    def _collect(self, image) -> None:
+        """Take up a finished background run: its faces start tracks on this frame. Every field is written
+        here, on the caller's thread; a detector error is raised here, once, and the next run may start."""
+        job, self._pending = self._pending, None
+        self._detector_free_at = self.clock()
+        found, seconds = job.result()
+        self._spent(seconds)
+        self._start_tracks(image, found)
+
+    def close(self) -> None:
+        """Wait for a background detector run under way and end its thread (a no-op without one)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool, self._pending = None, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def _start_tracks(self, image, found: Detections) -> None:
         """Detected faces not already tracked start new tracks, turned upright by the detector's roll."""
@@ -170,8 +194,12 @@ class FaceTracker:
         if len(found) == 0:
             return
         pts, scores = upright_from_detections(self.model, image, found)
-        for p, s, b, ok in zip(pts, scores, found.boxes, self._alive(pts, scores, image.shape)):
-            if ok:
+        ok = self._alive(pts, scores, image.shape)
+        if self.tracks:     # a face found a few frames ago (background runs) may be one tracked since
+            known = landmark_box(np.stack([t.points for t in self.tracks]))
+            ok &= box_iou(landmark_box(pts), known).max(axis=1) <= 0.5
+        for p, s, b, keep in zip(pts, scores, found.boxes, ok):
+            if keep:
                 self.tracks.append(_Track(next(self._ids), p, float(s), b))
 
     def update(self, frame: Frame) -> FaceLandmarks:
@@ -179,12 +207,11 @@ class FaceTracker:
         self._since_detect += 1
         self._follow(image)
         if self._pending is not None and self._pending.done():
-            found, self._pending = self._pending.result(), None     # a detector error surfaces here
-            self._start_tracks(image, found)
+            self._collect(image)
         o = self.options
         room = o.max_faces is None or len(self.tracks) < o.max_faces
         wanted = not self.tracks or (room and self._since_detect >= o.redetect_every)
-        if wanted and self.clock() >= self._detector_free_at:
+        if wanted and self._pending is None and self.clock() >= self._detector_free_at:
             self._acquire(image)
         if self.tracks:
             faces = FaceLandmarks(np.stack([t.points for t in self.tracks]), np.stack([t.box for t in self.tracks]),

@@ -145,10 +145,13 @@ def test_a_background_detector_never_holds_up_a_frame_and_what_it_finds_is_track
     assert 40 < interocular(faces.xy[0]) < 120          # the astronaut's face at 640x360
 
 
-def test_an_error_in_the_background_detector_reaches_the_caller(resnet):
+def test_a_background_detector_error_is_raised_once_and_the_next_run_may_start(resnet):
     detector = GatedDetector(RuntimeError("detector broke"))
     detector.gate.set()
-    tracker = FaceTracker(resnet, detector, options=TrackerOptions(background=True))
     (frame, _), = frames_for(np.array([[0.0, 0.0, 1.0, 0.0]]))
-    with pytest.raises(RuntimeError, match="detector broke"):
-        _until(tracker, frame, lambda faces: False)
+    with FaceTracker(resnet, detector, options=TrackerOptions(background=True, detector_share=1.0)) as tracker:
+        with pytest.raises(RuntimeError, match="detector broke"):
+            _until(tracker, frame, lambda faces: False)
+        detector.error = None                    # the detector recovers: the tracker takes it up again
+        assert len(_until(tracker, frame, lambda faces: len(faces) == 1)) == 1
+    assert tracker.detector_runs >= 2

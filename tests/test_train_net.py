@@ -167,3 +167,6 @@ def test_an_old_full_head_file_gets_the_peak_cell_head_with_the_same_outputs(tmp
     (p0, s0), (p1, s1) = (ort.InferenceSession(m.SerializeToString()).run(None, x) for m in (model, new))
     np.testing.assert_allclose(p1, p0, atol=1e-4)
     np.testing.assert_allclose(s1, s0, atol=1e-6)
+    model.metadata_props.add(key="rtalign.flip", value="mean of the crop and its mirror image")
+    with pytest.raises(ValueError, match="--flip"):       # its mirror averaging follows the head
+        with_peak_head(model)

@@ -62,7 +62,14 @@ def head_from_file(model: onnx.ModelProto) -> tuple[ResNetPIP, str]:
 
 
 def with_peak_head(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The same network with the peak-cell head; metadata kept."""
+    """The same network with the peak-cell head; metadata kept.
+
+    Raises:
+        ValueError: a file exported with test-time flip (its mirror averaging follows the head: re-export it
+            from its checkpoint instead, `train_net --export-only --flip`, which gives the new head).
+    """
+    if {p.key: p.value for p in model.metadata_props}.get("rtalign.flip", "no") != "no":
+        raise ValueError("a file exported with --flip: re-export it from its checkpoint (train_net --export-only --flip)")
     net, features = head_from_file(model)
     if features not in {v.name for v in model.graph.value_info}:      # the extractor needs its type
         model = onnx.ModelProto.FromString(model.SerializeToString())
@@ -114,7 +121,10 @@ def main():
     out = args.out or args.model
     with tempfile.TemporaryDirectory() as tmp:
         joined = Path(tmp) / "joined.onnx"
-        onnx.save(with_peak_head(model), str(joined))
+        try:
+            onnx.save(with_peak_head(model), str(joined))
+        except ValueError as e:
+            raise SystemExit(f"{args.model}: {e}") from None
         px, score = compare(args.model, joined, crops)
         log.info("largest difference on %d training crops: %.2e px, score %.2e", len(crops), px, score)
         if px > TOLERANCE_PX or score > TOLERANCE_SCORE:

@@ -68,7 +68,12 @@ def _pipeline(clip: Path, tracker_factory, workdir: Path, repeats: int, live_fac
         analysis = analyze_video(clip, workdir / "lm.csv", tracker=tracker_factory()).fps
         runs.append((fps, analysis, analysis / fps))
     fps, analysis, ratio = np.median(np.array(runs), axis=0)
-    live = run_live(str(clip), tracker=(live_factory or tracker_factory)(), draw="points", window=False).summary()
+    tracker = (live_factory or tracker_factory)()
+    try:
+        live = run_live(str(clip), tracker=tracker, draw="points", window=False).summary()
+    finally:
+        if isinstance(tracker, FaceTracker):     # its detector thread ends before the next measurement
+            tracker.close()
     return {"pipeline_fps": float(fps), "analysis_fps": float(analysis), "analysis_ratio": float(ratio),
             **{k: live[k] for k in ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99")}}
 
