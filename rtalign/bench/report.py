@@ -34,7 +34,7 @@ COLUMNS = [
     *((f"rolled_nme_{r}", f"NME % rolled {r}° (tracked)", "{:.3f}") for r in (0, 30, 45, 60)),
     ("rolled_missed", "rolled faces not tracked", "{:d}"),
     ("two_face_per_frame", "two-face clip: faces / frame", "{:.2f}"),
-    ("two_face_ratio", "two-face clip: pipeline / codec", "{:.2f}"),
+    ("two_face_ratio", "two-face clip: pipeline / codec", "{:.3f}"),
 ]
 
 
