@@ -303,8 +303,10 @@ def main():
             history.append({"epoch": epoch, "minutes": round(elapsed / 60, 1), **m})
             msg += f" validation NME {m['nme']:.3f} MSE256 {m['mse256']:.2f} FR10 {m['fr10']:.2f}"
         log.info(msg)
+        staged = ckpt.with_suffix(".ckpt.partial")   # a run killed while saving keeps the previous epoch's
         torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "elapsed": elapsed, "epoch": epoch,
-                    "seed": args.seed, "split": split, "torch_rng": torch.get_rng_state(), "history": history}, ckpt)
+                    "seed": args.seed, "split": split, "torch_rng": torch.get_rng_state(), "history": history}, staged)
+        staged.replace(ckpt)
 
     final_val = evaluate(net, val, args) if len(val.images) else None
     final_test = evaluate(net, load_faces(root / "test_common"), args)   # reported, never used to choose
