@@ -73,7 +73,8 @@ class _Track:
 
 
 class FaceTracker:
-    """`update(frame) -> FaceLandmarks`: smoothed landmarks of every tracked face, with ids.
+    """`update(frame) -> FaceLandmarks`: smoothed landmarks of every tracked face, with ids. With
+    `TrackerOptions(background=True)`, `close()` it (or use it in a `with` block) to end the detector's thread.
 
     Args:
         model: a model name or file (loaded on `runtime`), or a LandmarkModel; its `predict_scored`
