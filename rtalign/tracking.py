@@ -182,8 +182,8 @@ class FaceTracker:
     def _start_tracks(self, image, found: Detections) -> None:
         """Detected faces not already tracked start new tracks, turned upright by the detector's roll."""
         o = self.options
-        if self.tracks and len(found):
-            known = landmark_box(np.stack([t.points for t in self.tracks]))
+        known = landmark_box(np.stack([t.points for t in self.tracks])) if self.tracks else None
+        if known is not None and len(found):
             found = found[box_iou(found.boxes, known).max(axis=1) < 0.2]
         if o.max_faces is not None:
             room = o.max_faces - len(self.tracks)
@@ -196,8 +196,7 @@ class FaceTracker:
             return
         pts, scores = upright_from_detections(self.model, image, found)
         ok = self._alive(pts, scores, image.shape)
-        if self.tracks:     # a face found a few frames ago (background runs) may be one tracked since
-            known = landmark_box(np.stack([t.points for t in self.tracks]))
+        if known is not None:     # a face found a few frames ago (background runs) may be one tracked since
             ok &= box_iou(landmark_box(pts), known).max(axis=1) <= 0.5
         for p, s, b, keep in zip(pts, scores, found.boxes, ok):
             if keep:

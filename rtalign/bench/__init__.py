@@ -12,7 +12,7 @@ import numpy as np
 
 from ..data import data_root, list_samples, read_image
 from ..detectors import DEFAULT_DETECTOR, load_detector
-from ..evaluate import detect_samples, predict_samples, summarize_detected
+from ..evaluate import detect_samples, predict_samples, summarize_detected, time_per_face
 from ..landmarks import landmark_box
 from ..metrics import nme_per_face, summarize
 from ..models import load_model
@@ -89,33 +89,23 @@ def _acquisition(name: str, model, detector, detector_name: str, samples, frames
             "two_face_per_frame": two["faces_per_frame"], "two_face_ratio": two["fps_ratio"]}
 
 
-def _speeds(opts: BenchOptions, image: np.ndarray, box: np.ndarray, rounds: int = 20, runs: int = 20) -> dict:
+def _speeds(models: dict, dlib, image: np.ndarray, box: np.ndarray, rounds: int = 20, runs: int = 20) -> dict:
     """ms per face of every model at 1 and 2 onnxruntime threads and of dlib (single-threaded), and each
-    model's ratio to dlib: one `predict` call at batch 1 (crop + inference + mapping back), timed in rounds
-    that alternate between them (this machine's speed drifts between few-second stretches, so only times
-    taken side by side compare). Per predictor the median over rounds of each round's median; a ratio is
-    the median over rounds of that round's ratio. Returns {name: {key: value}}."""
-    timed = {}
-    for name in opts.models:
-        for threads in (1, 2):
-            model = load_model(name, opts.device, threads=threads)
-            if model.threads == threads:        # the cascade is single-threaded: timed once
-                timed[(name, threads)] = model
-    if "dlib" in opts.peers and not dlib_unavailable():
-        timed[("dlib", 1)] = DlibPeer()
-    boxes = np.asarray(box, np.float64)[None]
+    model's ratio to dlib: one `predict` call at batch 1 (`time_per_face`), timed in rounds that alternate
+    between them (this machine's speed drifts between few-second stretches, so only times taken side by
+    side compare). Per predictor the median over rounds of each round's median; a ratio is the median over
+    rounds of that round's ratio. `models`: {name: {threads: loaded model}}; `dlib`: a DlibPeer or None.
+    Returns {name: {key: value}}."""
+    timed = {(name, t): m for name, by_threads in models.items() for t, m in by_threads.items()
+             if m.threads == t}                 # the cascade is single-threaded: timed once
+    if dlib is not None:
+        timed[("dlib", 1)] = dlib
     for model in timed.values():
-        for _ in range(runs):
-            model.predict(image, boxes)
+        time_per_face(model, image, box, runs=1, warmup=runs)      # warm-up, not kept
     ms = {key: [] for key in timed}
     for _ in range(rounds):
         for key, model in timed.items():
-            times = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                model.predict(image, boxes)
-                times.append(time.perf_counter() - t0)
-            ms[key].append(1000 * float(np.median(times)))
+            ms[key].append(time_per_face(model, image, box, runs=runs, warmup=0))
     out: dict = {}
     for (name, threads), values in ms.items():
         row = out.setdefault(name, {})
@@ -192,8 +182,11 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
     detector = load_detector(opts.detector)
     progress("detectors")
     extras["detectors"] = {name: detector_figures(load_detector(name), samples) for name in dict.fromkeys((opts.detector, "haar"))}
+    # every model at 1 thread (the video commands' default, see cli) and 2, and dlib: loaded once
+    models = {name: {t: load_model(name, opts.device, threads=t) for t in (1, 2)} for name in opts.models}
+    dl = DlibPeer() if "dlib" in opts.peers and not dlib_unavailable() else None
     progress("speed per face, every model and dlib alternating")
-    speeds = _speeds(opts, images[0], landmark_box(samples[0].points))
+    speeds = _speeds(models, dl, images[0], landmark_box(samples[0].points))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         clip = work / "clip.mp4"
@@ -204,7 +197,7 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
 
         for name in opts.models:
             progress(f"{name}: accuracy")
-            model = load_model(name, opts.device, threads=2)
+            model, one_thread = models[name][2], models[name][1]
             gt, pred = predict_samples(model, samples)
             row = {"name": name, **summarize(gt, pred)}
             curves[name] = nme_per_face(gt, pred)
@@ -213,7 +206,6 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
             e2e = summarize_detected(*detect_samples(model, detector, samples))
             row.update(e2e_nme=e2e["nme"], e2e_fr10=e2e["fr10"], e2e_miss_rate=e2e["miss_rate"])
             row.update(speeds[name])
-            one_thread = load_model(name, opts.device, threads=1)   # the video commands' default (see cli)
             progress(f"{name}: pipeline")
             make = lambda smoothing=OneEuroOptions(), background=False: FaceTracker(
                 one_thread, detector, options=TrackerOptions(background=background), smoothing=smoothing)
@@ -233,7 +225,6 @@ def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict]
                 rows.append({"name": peer, "skipped": why})
                 continue
             progress("dlib: accuracy")
-            dl = DlibPeer()
             train = list_samples(opts.data.parent / "train")[::12]
             dl.calibrate(train, [read_image(s.image) for s in train])
             found = [dl.predict_with_own_detector(img, landmark_box(s.points)) for s, img in zip(samples, images)]
