@@ -14,13 +14,12 @@ leaves the hidden file with every frame flushed.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
-from .io_safety import partial_path, temp_path_for
+from .io_safety import move_into_place, partial_path, temp_path_for
 from .landmarks import N_POINTS
 from .pose import POSE_COLUMNS
 from .types import FaceLandmarks
@@ -80,7 +79,7 @@ class _Writer:
         self._closed = True
         self._finish()
         where = partial_path(self.path) if partial else self.path
-        os.replace(self._tmp, where)
+        move_into_place(self._tmp, where)
         return where
 
     def abort(self) -> None:

@@ -93,14 +93,24 @@ def temp_path_for(dst: Path) -> Path:
     raise InputError(f"cannot create a temporary file in {shown(dst.parent)}")
 
 
+def move_into_place(tmp: Path, dst: Path) -> None:
+    """Rename a finished temporary file onto `dst`. If that fails (an existing `dst` that may not be
+    replaced, the folder made read-only meanwhile), the temporary file is deleted and one clear error
+    raised."""
+    try:
+        os.replace(tmp, dst)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(f"cannot write {shown(dst)}: {e.strerror}") from None
+
+
 def write_bytes_atomic(dst: Path, data: bytes) -> None:
     """Write `data` to a temporary file beside `dst`, then rename: readers never see a partial file."""
     tmp = temp_path_for(Path(dst))
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-        os.replace(tmp, dst)
     except OSError as e:
-        raise InputError(f"cannot write {shown(dst)}: {e.strerror}") from None
-    finally:
         tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write {shown(dst)}: {e.strerror}") from None
+    move_into_place(tmp, dst)

@@ -60,6 +60,16 @@ def test_unknown_extension_is_one_clear_error(tmp_path):
         open_writer(tmp_path / "lm.txt")
 
 
+def test_a_file_that_cannot_be_put_in_place_is_a_clear_error_and_leaves_no_temporary(tmp_path):
+    writer = open_writer(tmp_path / "lm.csv")
+    writer.write("a.png", 0, 0.0, two_faces())
+    (tmp_path / "lm.csv").mkdir()                  # the final name is taken by a folder meanwhile
+    (tmp_path / "lm.csv" / "x").write_text("keeps the folder from being replaced")
+    with pytest.raises(InputError, match="cannot write .*lm.csv"):
+        writer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lm.csv"]
+
+
 def test_a_killed_writer_leaves_whole_rows_in_its_temporary_file(tmp_path):
     w = open_writer(tmp_path / "lm.csv")
     w.write("a.mp4", 0, 0.0, two_faces())

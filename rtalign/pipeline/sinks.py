@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import DeviceError, InputError, shown
-from ..io_safety import partial_path, temp_path_for
+from ..io_safety import move_into_place, partial_path, temp_path_for
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ class VideoFileSink(Sink):
         if self._audio:
             self._audio.close()
         final = partial_path(self.path) if partial else self.path
-        os.replace(self._tmp, final)
+        move_into_place(self._tmp, final)
         return final
 
     def _discard(self) -> None:
