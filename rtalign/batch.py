@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .detectors import DEFAULT_DETECTOR
-from .errors import InputError, RtalignError
+from .errors import InputError, RtalignError, TruncatedInputError, shown
 from .export import FORMATS, open_writer
 from .io_safety import partial_path
 from .pipeline.sinks import VIDEO_FORMATS
@@ -101,20 +101,21 @@ def plan(in_dir, out_dir, options: BatchOptions, suffixes=VIDEO_SUFFIXES + IMAGE
     its outputs at the same relative path under `out_dir` (a drawn .avi / .m4v video as NAME.mp4).
 
     Raises:
-        InputError: `in_dir` is not a folder, `out_dir` is `in_dir` while drawn outputs are on, or two
+        InputError: `in_dir` is not a folder, `out_dir` is `in_dir` or above it while drawn outputs are on, or two
             inputs would be drawn to the same file (clip.avi and clip.mp4).
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
         raise InputError(f"no such folder: {in_dir}")
-    if options.media and out_dir.resolve() == in_dir.resolve():
-        raise InputError(f"output folder {out_dir} is the input folder; choose another")
-    skip = out_dir.resolve()
+    inside = out_dir.resolve() == in_dir.resolve() or out_dir.resolve() in in_dir.resolve().parents
+    if options.media and inside:
+        raise InputError(f"output folder {out_dir} is or holds the input folder; choose another")
+    skip = None if inside else out_dir.resolve()     # outputs written inside IN_DIR are never inputs
     jobs = []
     for src in sorted(in_dir.rglob("*")):
         rel = src.relative_to(in_dir)
         if (src.suffix.lower() not in suffixes or not src.is_file() or any(p.startswith(".") for p in rel.parts)
-                or skip in src.resolve().parents):
+                or (skip is not None and skip in src.resolve().parents)):
             continue
         jobs.append(Job(src, rel.as_posix(), out_dir / _media_name(rel) if options.media else None,
                         out_dir / f"{rel}{options.landmarks}" if options.landmarks else None))
@@ -170,17 +171,26 @@ def _run_video(job: Job, options: BatchOptions) -> int:
     from .pipeline import analyze_video, build_tracker, process_video
     tracker = build_tracker(_model(options), max_faces=options.max_faces, smoothing=options.smoothing,
                             detector=_detector(options))
-    if job.media is not None:
-        stats = process_video(job.src, job.media, tracker=tracker, draw=options.draw, effects=_effects(options),
-                              preset=options.preset, crf=options.crf, landmarks=job.landmarks, stop=_STOP)
-    else:
-        stats = analyze_video(job.src, job.landmarks, tracker=tracker, stop=_STOP)
+    try:
+        if job.media is not None:
+            stats = process_video(job.src, job.media, tracker=tracker, draw=options.draw, effects=_effects(options),
+                                  preset=options.preset, crf=options.crf, landmarks=job.landmarks, stop=_STOP)
+        else:
+            stats = analyze_video(job.src, job.landmarks, tracker=tracker, stop=_STOP)
+    except TruncatedInputError as e:    # listed as failed, nothing half-done left in OUT_DIR
+        _delete_partials(job)
+        raise InputError(f"truncated or corrupt: {e.done} of {e.expected or 'unknown'} frames decoded; "
+                         f"`rtalign video {shown(job.src)} OUT --allow-truncated` keeps them") from None
     if stats.interrupted:        # a partial output must not pass for a complete one on the rerun
-        for p in (stats.partial, stats.partial_landmarks):
-            if p is not None:
-                p.unlink(missing_ok=True)
+        _delete_partials(job)
         raise KeyboardInterrupt
     return stats.frames_out
+
+
+def _delete_partials(job: Job) -> None:
+    for p in (job.media, job.landmarks):
+        if p is not None:
+            partial_path(p).unlink(missing_ok=True)
 
 
 def _run_image(job: Job, options: BatchOptions, writer=None) -> int:
@@ -198,9 +208,11 @@ def _run_image(job: Job, options: BatchOptions, writer=None) -> int:
 
 
 def _attempt(job: Job, work) -> FileResult:
-    """Run `work()` for `job`, turning any failure into a one-line reason (Ctrl-C still stops everything)."""
+    """Make `job`'s output folders and run `work()`, turning any failure into a one-line reason (Ctrl-C
+    still stops everything)."""
     t0 = time.perf_counter()
     try:
+        _make_folders(job)
         frames = work()
     except RtalignError as e:
         return FileResult(str(job.src), False, str(e))
@@ -215,10 +227,16 @@ def process_file(job: Job, options: BatchOptions) -> FileResult:
     """The per-file work, the same in-process, in a worker process and in a Ray task."""
     if _STOP is not None and _STOP.is_set():      # queued in a worker before the stop: not started
         raise KeyboardInterrupt
+    return _attempt(job, lambda: (_run_video if job.is_video else _run_image)(job, options))
+
+
+def _make_folders(job: Job) -> None:
     for p in (job.media, job.landmarks):
         if p is not None:
-            p.parent.mkdir(parents=True, exist_ok=True)
-    return _attempt(job, lambda: (_run_video if job.is_video else _run_image)(job, options))
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise InputError(f"cannot create {shown(p.parent)}: {e.strerror}") from None
 
 
 def _local(jobs, options, workers, report):
@@ -319,8 +337,6 @@ def align_folder(in_dir, out_dir, options: BatchOptions, landmarks=None, progres
     results = []
     with open_writer(landmarks) as writer:
         for job in jobs:
-            if job.media is not None:
-                job.media.parent.mkdir(parents=True, exist_ok=True)
             results.append(_attempt(job, lambda: _run_image(job, options, writer)))
             if progress:
                 progress(results[-1])

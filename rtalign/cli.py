@@ -305,6 +305,8 @@ def _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, 
     from .batch import IMAGE_SUFFIXES, BatchOptions, align_folder, plan
     if dst is None and landmarks is None:
         raise click.UsageError("give an output folder and/or --landmarks FILE")
+    if dst is not None:
+        OutputFolder().convert(dst, None, click.get_current_context())
     opts = BatchOptions(model=model, device=device, threads=threads, max_faces=max_faces, draw=draw,
                         effects=_effect_pairs(effects), media=dst is not None, detector=detector)
     total = len(plan(src, dst or src, opts, IMAGE_SUFFIXES))
@@ -454,7 +456,7 @@ def _exit_if_interrupted(result, signals: _StopSignals) -> None:
 
 @main.command("batch")
 @click.argument("in_dir", type=click.Path())
-@click.argument("out_dir", type=click.Path())
+@click.argument("out_dir", type=OutputFolder())
 @model_option(threads=1)
 @click.option("--draw", type=click.Choice(DRAW_STYLES), default="points", show_default=True)
 @click.option("--max-faces", type=click.IntRange(1), default=None, help="at most this many faces [default: all]")

@@ -11,6 +11,9 @@ processed, in order. For real-time display with dropped frames, threads and sink
 """
 from __future__ import annotations
 
+import logging
+import math
+import numbers
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -24,11 +27,13 @@ from .smoothing import OneEuroOptions
 from .tracking import FaceTracker, TrackerOptions
 from .types import FaceLandmarks, Frame
 
+log = logging.getLogger(__name__)
+
 
 def _array_frames(images: Iterable[np.ndarray], fps: float) -> Iterator[Frame]:
     for i, image in enumerate(images):
         image = np.asarray(image)
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
             raise InputError(f"frame {i}: expected a (H, W, 3) uint8 BGR image, got {image.dtype} {image.shape}")
         yield Frame(image, i / fps, i, time.perf_counter())
 
@@ -41,15 +46,22 @@ class FaceStream:
     Attributes:
         tracker: the FaceTracker (its `options`, `detector_runs`).
         fps: frames per second of the source (the `fps` given for arrays).
+        truncated: after the end, True when a video file stopped decoding before its last frame
+            (a damaged or cut file; logged as a warning too).
     """
 
     def __init__(self, frames: Iterable[Frame], tracker: FaceTracker, fps: float, source=None):
         self._frames, self.tracker, self.fps, self._source = frames, tracker, fps, source
+        self.truncated = False
 
     def __iter__(self) -> Iterator[tuple[Frame, FaceLandmarks]]:
         try:
             for frame in self._frames:
                 yield frame, self.tracker.update(frame)
+            if getattr(self._source, "truncated", False):     # only known once the frames have run out
+                self.truncated = True
+                log.warning("the video is truncated or corrupt: decoding stopped after %d frames",
+                            self._source.decoded)
         finally:
             self.close()
 
@@ -78,7 +90,7 @@ def track(source, *, model: str | LandmarkModel = "resnet", options: TrackerOpti
         options: how faces are found and lost (TrackerOptions). smoothing: None for raw points.
         runtime: where the model runs (device=/threads= are its older spelling).
         live: play a file in real time as if it were a camera (timestamps from the clock).
-        fps: frame rate of array input, which gives its timestamps (index / fps).
+        fps: frame rate of array input, which gives its timestamps (index / fps); a positive number.
         detector: a name from rtalign.detectors (None: the default, BlazeFace) or a detector object.
 
     Returns:
@@ -88,13 +100,18 @@ def track(source, *, model: str | LandmarkModel = "resnet", options: TrackerOpti
         InputError: a file that cannot be read, or arrays that are not BGR images.
         DeviceError: no camera at that index, or a missing runtime provider.
         ModelError: an unknown or broken model.
+        ValueError: fps is not a positive number.
     """
     from .pipeline.sources import CameraSource, LiveFileSource, VideoFileSource
 
+    if not isinstance(fps, numbers.Real) or not 0 < fps < math.inf:
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    if isinstance(source, bool):
+        raise InputError("cannot track a bool: give a path, a camera index or BGR images")
     tracker = FaceTracker(model, detector, options=options, smoothing=smoothing,
                           runtime=resolve_runtime(runtime, device, threads))
-    if isinstance(source, (str, os.PathLike)):
-        opened = (LiveFileSource if live else VideoFileSource)(os.fspath(source))
+    if isinstance(source, (str, bytes, os.PathLike)):
+        opened = (LiveFileSource if live else VideoFileSource)(os.fsdecode(source))
     elif isinstance(source, int):
         opened = CameraSource(source)
     elif isinstance(source, np.ndarray):

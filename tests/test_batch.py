@@ -41,8 +41,10 @@ def test_plan_maps_every_input_to_its_outputs(folder, tmp_path):
     assert [j.label for j in jobs] == ["broken.mp4", "clip0.mp4", "clip1.mp4", "sub/face.png"]
     assert jobs[1].media == tmp_path / "clip0.mp4" and jobs[1].landmarks == tmp_path / "clip0.mp4.jsonl"
     assert [j.is_video for j in jobs] == [True, True, True, False]
-    with pytest.raises(InputError, match="is the input folder"):
+    with pytest.raises(InputError, match="is or holds the input folder"):
         plan(folder, folder, BatchOptions())
+    with pytest.raises(InputError, match="is or holds the input folder"):       # drawn outputs could land on inputs
+        plan(folder / "sub", folder, BatchOptions())
     with pytest.raises(InputError, match="no such folder"):
         plan(folder / "nope", tmp_path, BatchOptions())
 
@@ -59,6 +61,36 @@ def test_bad_file_is_reported_and_the_rest_done_then_skipped_on_rerun(folder, tm
     again = run_batch(jobs, OPTS)
     assert [r.skipped for r in again] == [False, True, True, True] and not again[0].ok
     assert stamps == {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.csv")}
+
+
+def test_landmarks_beside_the_inputs_read_every_input(folder):
+    """Only landmark files (named INPUT.csv) may go into IN_DIR itself: every input is still read."""
+    assert [j.label for j in plan(folder, folder, OPTS)] == ["broken.mp4", "clip0.mp4", "clip1.mp4", "sub/face.png"]
+    assert [j.label for j in plan(folder / "sub", folder, OPTS)] == ["face.png"]
+
+
+def test_an_output_subfolder_that_cannot_be_made_fails_that_file_only(folder, tmp_path):
+    (tmp_path / "sub").write_text("a file where the photo's folder must go")
+    results = run_batch(plan(folder, tmp_path, OPTS), OPTS)
+    assert [r.ok for r in results] == [False, True, True, False]
+    assert results[3].reason.startswith(f"cannot create {tmp_path / 'sub'}")
+
+
+@pytest.mark.parametrize("make, pattern", [(lambda p: p.write_text("x"), "exists and is not a folder"),
+                                           (lambda p: None, "neither .* nor its parent folder exists")])
+def test_cli_batch_and_image_refuse_an_output_folder_they_cannot_make(folder, tmp_path, make, pattern):
+    out = tmp_path / "out"
+    make(out)
+    target = out if out.exists() else out / "deeper"
+    assert_clean_error(run_cli("batch", folder, target, "--landmarks", "csv"), pattern, exit_code=2)
+    assert_clean_error(run_cli("image", folder / "sub", target), pattern, exit_code=2)
+
+
+def test_cli_image_folder_with_only_a_landmarks_file(folder, tmp_path):
+    table = tmp_path / "faces.csv"
+    result = run_cli("image", folder / "sub", "--landmarks", table, "-m", "cnn")
+    assert result.exit_code == 0, result.output
+    assert read_landmarks(table)["file"] == ["face.png"]
 
 
 def test_worker_processes_write_the_same_bytes_as_one_by_one(folder, tmp_path):

@@ -253,6 +253,39 @@ def test_analysis_only_on_a_truncated_input_is_refused_like_a_video(tmp_path, cu
     assert result.exit_code == 0 and len(read_landmarks(table)["frame"]) == len(rows)
 
 
+def test_a_truncated_input_names_both_partial_files(tmp_path, cut_clip):
+    result = run("video", cut_clip, tmp_path / "o.mp4", "--model", "cnn", "--landmarks", tmp_path / "o.csv")
+    assert result.exit_code == 1, result.output
+    assert "they are in o.partial.mp4 and o.partial.csv" in result.output.replace(str(tmp_path) + os.sep, "")
+
+
+def test_batch_lists_a_truncated_input_as_failed_and_leaves_nothing_of_it(tmp_path, cut_clip):
+    """`rtalign batch` has no --allow-truncated: the file is failed with the command that keeps what
+    decodes, and no partial file stays in OUT_DIR to pass for a result."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    shutil.move(cut_clip, src / "cut.mp4")
+    result = run("batch", src, out, "--model", "cnn", "--landmarks", "csv")
+    assert result.exit_code == 1, result.output
+    assert "truncated or corrupt:" in result.output and "of 45 frames decoded" in result.output
+    assert f"`rtalign video {src / 'cut.mp4'} OUT --allow-truncated` keeps them" in result.output
+    assert list(out.iterdir()) == []
+
+
+def test_a_stream_says_when_its_file_was_truncated(cut_clip, face_clip):
+    import rtalign
+    with rtalign.track(cut_clip, model="cnn") as stream:
+        n = sum(1 for _ in stream)
+    assert 10 < n < 45 and stream.truncated
+    with rtalign.track(face_clip, model="cnn") as stream:
+        for _ in stream:
+            pass
+    assert not stream.truncated
+    with rtalign.track(cut_clip, model="cnn") as stream:     # left early: nothing is known about the end
+        next(iter(stream))
+    assert not stream.truncated
+
+
 @needs_ffmpeg
 def test_a_trimmed_clip_is_not_mistaken_for_a_truncated_one(face_clip, tmp_path):
     """`ffmpeg -ss 0.5 -c copy` keeps every sample and hides the first ones with an edit list: the header

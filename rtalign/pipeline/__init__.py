@@ -57,8 +57,9 @@ def _check_decoding(source: VideoFileSource, src: Path, stats: RunStats, refused
             else f"decoding stopped after {source.decoded} frames")
     why = f" ({source.error})" if source.error else ""
     if refused:
+        where = " and ".join(shown(p) for p in dict.fromkeys((stats.partial, stats.partial_landmarks)) if p)
         raise TruncatedInputError(
-            f"{shown(src)} is truncated or corrupt: {what}{why}; they are in {shown(stats.partial)} "
+            f"{shown(src)} is truncated or corrupt: {what}{why}; they are in {where} "
             f"(--allow-truncated writes {shown(dst)})", source.decoded, source.expected, stats.partial)
     if not stats.interrupted:
         log.warning("%s is truncated or corrupt: %s%s; written as it is", shown(src), what, why)
