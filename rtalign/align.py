@@ -5,10 +5,12 @@
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .crop import apply_affine, invert_affine, upright_affines, upright_canvas
 from .detectors import DEFAULT_DETECTOR, Detections, detect_faces, load_detector
+from .errors import InputError
 from .landmarks import landmark_box
 from .models import LandmarkModel, load_model, refine
 from .pose import head_pose
@@ -61,6 +63,36 @@ def upright_from_detections(model: LandmarkModel, frame: np.ndarray, found: Dete
     return predict_upright(model, frame, centres, sides, found.roll, boxes_of, refined=True)
 
 
+def as_bgr(image) -> np.ndarray:
+    """A uint8 image as (H, W, 3) BGR: grey (H, W) or (H, W, 1) and BGRA (H, W, 4) converted.
+
+    Raises:
+        InputError: anything else (float or 16-bit pixels, other shapes, an empty image), said in one line
+            instead of a detector or runtime error from deep inside.
+    """
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"expected a numpy image, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise InputError(f"expected uint8 pixels (0-255), got {image.dtype}: scale to 0-255 and "
+                         "convert with .astype(np.uint8)")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)) or 0 in image.shape:
+        raise InputError(f"expected an (H, W, 3) BGR, (H, W) grey or (H, W, 4) BGRA image, got shape {image.shape}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR) if image.shape[2] == 4 else image
+
+
+def _checked_boxes(boxes) -> np.ndarray:
+    boxes = np.asarray(boxes, np.float64)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise InputError(f"expected (N, 4) boxes x0, y0, x1, y1, got shape {boxes.shape}")
+    if not np.isfinite(boxes).all() or (boxes[:, 2:] <= boxes[:, :2]).any():
+        raise InputError("every box needs finite x0 < x1 and y0 < y1")
+    return boxes
+
+
 class FaceAligner:
     """Detector + landmark model for single images.
 
@@ -75,6 +107,8 @@ class FaceAligner:
     def __init__(self, model: str | LandmarkModel = "resnet", *, max_faces: int | None = 4,
                  runtime: RuntimeOptions | None = None, device: str | None = None, threads: int | None = None,
                  detector=DEFAULT_DETECTOR):
+        if max_faces is not None and max_faces < 1:
+            raise ValueError(f"max_faces must be ≥ 1 or None, got {max_faces}")
         runtime = resolve_runtime(runtime, device, threads)
         self.model = load_model(model, runtime=runtime) if isinstance(model, str) else model
         detector = DEFAULT_DETECTOR if detector is None else detector
@@ -87,12 +121,14 @@ class FaceAligner:
         detector reads from its eyes; pass (N, 4) `boxes` (upright faces) or the detector's own `detections`
         to skip detection (and max_faces).
 
-        `track_id` of the result is None: ids belong to a tracker (see FaceTracker).
+        `track_id` of the result is None: ids belong to a tracker (see FaceTracker). Grey and BGRA
+        images are converted (see `as_bgr`); other arrays raise InputError.
         """
+        image = as_bgr(image)
         if boxes is not None:
             if len(boxes) == 0:
                 return FaceLandmarks.empty()
-            pts, used, scores = refine(self.model, image, np.asarray(boxes, np.float64))
+            pts, used, scores = refine(self.model, image, _checked_boxes(boxes))
         else:
             found = detect_faces(self.detector, image)[: self.max_faces] if detections is None else detections
             if len(found) == 0:

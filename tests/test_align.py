@@ -95,3 +95,55 @@ def test_face_landmarks_defaults_and_empty():
     assert faces.xy.dtype == np.float32 and faces.score.tolist() == [1.0, 1.0] and faces.track_id is None
     assert FaceLandmarks.empty().track_id is None
     assert FaceLandmarks.empty(tracked=True).track_id.shape == (0,)
+
+
+class SeeingModel(BoxModel):
+    """BoxModel that keeps the images it was given."""
+
+    def predict_scored(self, frame, boxes):
+        self.seen = frame
+        return super().predict_scored(frame, boxes)
+
+
+def test_grey_and_bgra_images_are_read_as_bgr():
+    grey = np.arange(400 * 400, dtype=np.uint32).reshape(400, 400).astype(np.uint8)
+    bgr = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    for image in (grey, grey[:, :, None], cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)):
+        model = SeeingModel()
+        FaceAligner(model, detector=FixedDetector(BOXES)).align(image, boxes=np.array(BOXES))
+        assert model.seen.shape == (400, 400, 3) and (model.seen == bgr).all()
+
+
+@pytest.mark.parametrize("image, message", [
+    (IMAGE.astype(np.float32) / 255, "expected uint8 pixels .*got float32"),
+    (IMAGE.astype(np.uint16), "expected uint8 pixels .*got uint16"),
+    (IMAGE > 0, "expected uint8 pixels .*got bool"),
+    (IMAGE.transpose(2, 0, 1)[:2], r"got shape \(2, 400, 400\)"),
+    (IMAGE[None], r"got shape \(1, 400, 400, 3\)"),
+    (np.zeros((0, 0, 3), np.uint8), r"got shape \(0, 0, 3\)"),
+    (None, "expected a numpy image, got NoneType"),
+    (IMAGE.tolist(), "expected a numpy image, got list"),
+])
+def test_images_that_are_not_8_bit_pictures_are_clear_errors(image, message):
+    from rtalign.errors import InputError
+    model = BoxModel()
+    with pytest.raises(InputError, match=message):
+        FaceAligner(model, detector=FixedDetector(BOXES)).align(image)
+    assert model.calls == 0
+
+
+@pytest.mark.parametrize("boxes, message", [
+    (np.array([1.0, 2, 3]), r"expected \(N, 4\) boxes"),
+    (np.array([[10, 10, 10, 50]]), "finite x0 < x1 and y0 < y1"),
+    (np.array([[np.nan, 10, 50, 50]]), "finite x0 < x1 and y0 < y1"),
+])
+def test_unusable_boxes_are_clear_errors(boxes, message):
+    from rtalign.errors import InputError
+    with pytest.raises(InputError, match=message):
+        FaceAligner(BoxModel(), detector=FixedDetector(BOXES)).align(IMAGE, boxes=boxes)
+
+
+@pytest.mark.parametrize("n", [0, -1])
+def test_max_faces_below_one_is_refused(n):
+    with pytest.raises(ValueError, match=f"max_faces must be ≥ 1 or None, got {n}"):
+        FaceAligner(BoxModel(), max_faces=n, detector=FixedDetector(BOXES))

@@ -54,10 +54,24 @@ def test_arrays_one_image_and_an_iterable_give_the_same_faces():
     ([np.zeros((8, 8), np.uint8)], r"expected a \(H, W, 3\) uint8 BGR image"),
     (np.zeros((4, 4, 4, 4, 3), np.uint8), "got shape"),
     (3.5, "cannot track float"),
+    (True, "cannot track a bool"),
+    ([np.zeros((1, 0, 3), np.uint8)], r"got uint8 \(1, 0, 3\)"),
 ])
 def test_unusable_sources_are_clear_errors(source, message):
     with pytest.raises(InputError, match=message):
         list(rtalign.track(source, model="cnn"))
+
+
+def test_a_negative_camera_index_is_refused_before_opencv_sees_it():
+    from rtalign.errors import DeviceError
+    with pytest.raises(DeviceError, match="no camera at index -1: camera indexes are 0, 1"):
+        rtalign.track(-1, model="cnn")
+
+
+@pytest.mark.parametrize("fps", [0, -30, float("nan"), float("inf"), "30"])
+def test_array_frame_rate_must_be_a_positive_number(fps):
+    with pytest.raises(ValueError, match="fps must be a positive number"):
+        rtalign.track(np.zeros((2, 8, 8, 3), np.uint8), model="cnn", fps=fps)
 
 
 def test_runtime_or_the_older_keywords_but_not_both():

@@ -205,6 +205,8 @@ class CameraSource(_Source):
     mode = SourceMode.LIVE
 
     def __init__(self, index: int, size: tuple[int, int] | None = None):
+        if isinstance(index, bool) or index < 0:     # VideoCapture(-1) crashes some OpenCV builds
+            raise DeviceError(f"no camera at index {index}: camera indexes are 0, 1, ...")
         self._cap = cv2.VideoCapture(index)
         if not self._cap.isOpened():
             raise DeviceError(f"no camera at index {index}")
