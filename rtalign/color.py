@@ -13,7 +13,12 @@ def parse_color(text: str) -> tuple[int, int, int]:
         InputError: the string is neither.
     """
     try:
-        r, g, b = ImageColor.getrgb(text.strip())[:3]
+        rgba = ImageColor.getrgb(text.strip())
     except (ValueError, AttributeError):
         raise InputError(f"bad colour {text!r}: use a CSS colour name such as 'crimson' or a hex value '#rrggbb'") from None
+    if not all(0 <= c <= 255 for c in rgba):
+        raise InputError(f"bad colour {text!r}: each channel must be within 0-255")
+    if len(rgba) == 4 and rgba[3] != 255:
+        raise InputError(f"colour {text!r} has transparency: give an opaque colour and set its strength instead")
+    r, g, b = rgba[:3]
     return b, g, r

@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import InputError
 from .image import load_image as read_image  # noqa: F401  (datasets read images as photos are read)
-from .landmarks import N_POINTS
+from .landmarks import N_POINTS, interocular
 
 #: Where the 300-W crops live unless RTALIGN_DATA says otherwise (relative to the project root).
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "300w"
@@ -27,12 +27,15 @@ def read_pts(path: str | os.PathLike) -> np.ndarray:
     """Read an iBUG `.pts` file into a (68, 2) float32 array of 0-based pixel centres.
 
     Raises:
-        InputError: the file is missing or does not hold exactly 68 points.
+        InputError: the file is missing, is not text, does not hold exactly 68 finite points, or its
+            eye corners coincide (no face could be measured against it).
     """
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise InputError(f"cannot read landmark file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a .pts file (not text)") from None
     try:
         body = text[text.index("{") + 1: text.index("}")]
         pts = np.array([line.split() for line in body.strip().splitlines()], dtype=np.float64)
@@ -40,6 +43,10 @@ def read_pts(path: str | os.PathLike) -> np.ndarray:
         raise InputError(f"{path}: not a .pts file (expected 'version', 'n_points', '{{ x y ... }}')") from None
     if pts.shape != (N_POINTS, 2):
         raise InputError(f"{path}: expected {N_POINTS} points, found {len(pts)}")
+    if not np.isfinite(pts).all():
+        raise InputError(f"{path}: holds a point that is not a finite number")
+    if interocular(pts[None])[0] <= 0:
+        raise InputError(f"{path}: the outer eye corners (points 37 and 46) coincide")
     return (pts - 1.0).astype(np.float32)
 
 

@@ -161,6 +161,10 @@ def test_truncated_and_foreign_files_are_clear_errors(tmp_path):
     np.savez(foreign, weights=np.zeros(3))
     with pytest.raises(ModelError, match="not a cascade model"):
         load_model(str(foreign))
+    text = tmp_path / "text.npz"
+    text.write_text("weights: none")
+    with pytest.raises(ModelError, match=r"text.npz: not a cascade model \(not an .npz archive\)"):
+        load_model(str(text))
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, **{k: np.array([object()], dtype=object) for k in KEYS})
     with pytest.raises(ModelError):

@@ -271,6 +271,11 @@ def test_bad_colour_is_a_clear_error():
     with pytest.raises(InputError, match="bad colour 'notacolour'"):
         Recolor(lip_color="notacolour")
     assert parse_color("#ff8000") == (0, 128, 255) and parse_color("red") == (0, 0, 255)
+    assert parse_color("#ff8000ff") == (0, 128, 255) and parse_color("hsl(0, 100%, 50%)") == (0, 0, 255)
+    with pytest.raises(InputError, match=r"bad colour 'rgb\(300,0,0\)': each channel must be within 0-255"):
+        parse_color("rgb(300,0,0)")
+    with pytest.raises(InputError, match="has transparency: give an opaque colour and set its strength"):
+        parse_color("#ff000080")
 
 
 @pytest.mark.parametrize("dx,dy", [(-150, 0), (0, 200), (400, 400)])

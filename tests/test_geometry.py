@@ -22,6 +22,19 @@ def test_pts_with_wrong_point_count_is_a_clear_error(tmp_path):
         read_pts(tmp_path / "b.pts")
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda text: b"\xff\xfe" + text.encode(), "not a .pts file \\(not text\\)"),
+    (lambda text: text.replace(text.splitlines()[5], "nan 3").encode(), "not a finite number"),
+    (lambda text: text.replace(text.splitlines()[3 + 45], text.splitlines()[3 + 36]).encode(),
+     "outer eye corners \\(points 37 and 46\\) coincide"),
+])
+def test_pts_that_no_face_can_be_measured_against_are_clear_errors(tmp_path, edit, message):
+    write_pts(tmp_path / "a.pts", np.random.default_rng(0).uniform(0, 300, (68, 2)))
+    (tmp_path / "a.pts").write_bytes(edit((tmp_path / "a.pts").read_text()))
+    with pytest.raises(InputError, match=message):
+        read_pts(tmp_path / "a.pts")
+
+
 def test_flip_is_an_involution_that_swaps_left_and_right():
     assert (FLIP[FLIP] == np.arange(68)).all()
     assert set(FLIP[RIGHT_EYE]) == set(LEFT_EYE)

@@ -320,6 +320,9 @@ class CascadeLandmarker(UnscoredModel):
     def __init__(self, path, threads: int = 1, name: str = "cascade"):
         self.name, self.threads = name, 1     # `threads` is accepted for a common signature; one is used
         try:
+            with open(path, "rb") as f:
+                if f.read(4) != b"PK\x03\x04":      # np.load would call anything else pickled data
+                    raise ModelError(f"{path}: not a cascade model (not an .npz archive)")
             with np.load(path, allow_pickle=False) as f:
                 missing = [k for k in KEYS if k not in f.files]
                 if missing:
