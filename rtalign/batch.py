@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import shlex
 import signal
 import threading
 import time
@@ -97,8 +98,9 @@ def _media_name(rel: Path) -> Path:
 
 
 def plan(in_dir, out_dir, options: BatchOptions, suffixes=VIDEO_SUFFIXES + IMAGE_SUFFIXES) -> list[Job]:
-    """Every file with one of `suffixes` under `in_dir` (sorted, hidden files and `out_dir` left out),
-    its outputs at the same relative path under `out_dir` (a drawn .avi / .m4v video as NAME.mp4).
+    """Every file with one of `suffixes` under `in_dir` (sorted; hidden files, and `out_dir` when it lies
+    inside `in_dir`, left out), its outputs at the same relative path under `out_dir` (a drawn .avi /
+    .m4v video as NAME.mp4).
 
     Raises:
         InputError: `in_dir` is not a folder, `out_dir` is `in_dir` or above it while drawn outputs are on, or two
@@ -110,7 +112,9 @@ def plan(in_dir, out_dir, options: BatchOptions, suffixes=VIDEO_SUFFIXES + IMAGE
     inside = out_dir.resolve() == in_dir.resolve() or out_dir.resolve() in in_dir.resolve().parents
     if options.media and inside:
         raise InputError(f"output folder {out_dir} is or holds the input folder; choose another")
-    skip = None if inside else out_dir.resolve()     # outputs written inside IN_DIR are never inputs
+    # what is in OUT_DIR is output, not input; with OUT_DIR at or above IN_DIR only landmark files
+    # (INPUT.csv) are written there, and no input has their suffixes
+    skip = None if inside else out_dir.resolve()
     jobs = []
     for src in sorted(in_dir.rglob("*")):
         rel = src.relative_to(in_dir)
@@ -179,8 +183,9 @@ def _run_video(job: Job, options: BatchOptions) -> int:
             stats = analyze_video(job.src, job.landmarks, tracker=tracker, stop=_STOP)
     except TruncatedInputError as e:    # listed as failed, nothing half-done left in OUT_DIR
         _delete_partials(job)
-        raise InputError(f"truncated or corrupt: {e.done} of {e.expected or 'unknown'} frames decoded; "
-                         f"`rtalign video {shown(job.src)} OUT --allow-truncated` keeps them") from None
+        keep = "OUT" if job.media is not None else "--landmarks F.csv"
+        raise InputError(f"truncated or corrupt: {e.damage}; `rtalign video {shlex.quote(str(job.src))} {keep} "
+                         "--allow-truncated` keeps what decodes") from None
     if stats.interrupted:        # a partial output must not pass for a complete one on the rerun
         _delete_partials(job)
         raise KeyboardInterrupt
@@ -235,6 +240,8 @@ def _make_folders(job: Job) -> None:
         if p is not None:
             try:
                 p.parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise InputError(f"cannot create {shown(p.parent)}: a file of that name is in the way") from None
             except OSError as e:
                 raise InputError(f"cannot create {shown(p.parent)}: {e.strerror}") from None
 

@@ -117,7 +117,7 @@ class OutputFile(click.Path):
 
 
 class OutputFolder(click.Path):
-    """A folder to write into: it exists or can be created (its parent does), and is writable."""
+    """A folder to write into: it exists, or the nearest folder above it that exists lets it be made."""
 
     def __init__(self):
         super().__init__()
@@ -126,12 +126,11 @@ class OutputFolder(click.Path):
         import os
         from pathlib import Path
         value = super().convert(value, param, ctx)
-        folder = Path(value)
-        existing = folder if folder.is_dir() else folder.parent
-        if folder.exists() and not folder.is_dir():
-            self.fail(f"{value} exists and is not a folder", param, ctx)
+        existing = Path(os.path.abspath(value))
+        while not existing.exists():
+            existing = existing.parent
         if not existing.is_dir():
-            self.fail(f"neither {value} nor its parent folder exists", param, ctx)
+            self.fail(f"{existing} exists and is not a folder", param, ctx)
         if not os.access(existing, os.W_OK):
             self.fail(f"{existing} is not writable", param, ctx)
         return value

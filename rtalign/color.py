@@ -10,7 +10,7 @@ def parse_color(text: str) -> tuple[int, int, int]:
     """A CSS colour name ("crimson") or hex ("#b0306a", "#f00") as a BGR tuple.
 
     Raises:
-        InputError: the string is neither.
+        InputError: the string is neither, has a channel outside 0-255, or is not opaque.
     """
     try:
         rgba = ImageColor.getrgb(text.strip())

@@ -45,7 +45,7 @@ def read_pts(path: str | os.PathLike) -> np.ndarray:
         raise InputError(f"{path}: expected {N_POINTS} points, found {len(pts)}")
     if not np.isfinite(pts).all():
         raise InputError(f"{path}: holds a point that is not a finite number")
-    if interocular(pts[None])[0] <= 0:
+    if interocular(pts) <= 0:
         raise InputError(f"{path}: the outer eye corners (points 37 and 46) coincide")
     return (pts - 1.0).astype(np.float32)
 

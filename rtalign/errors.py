@@ -13,11 +13,12 @@ class InputError(RtalignError):
 
 
 class TruncatedInputError(InputError):
-    """The input ended early or stopped decoding; what did decode was written to `partial`."""
+    """The input ended early or stopped decoding; what did decode was written to `partial`. `damage`
+    says how far decoding got ("30 of 45 frames decoded (reason)"); `expected` is 0 when unknown."""
 
-    def __init__(self, message: str, done: int, expected: int, partial):
+    def __init__(self, message: str, done: int, expected: int, partial, damage: str = ""):
         super().__init__(message)
-        self.done, self.expected, self.partial = done, expected, partial
+        self.done, self.expected, self.partial, self.damage = done, expected, partial, damage
 
 
 class ModelError(RtalignError):

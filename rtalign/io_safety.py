@@ -95,13 +95,12 @@ def temp_path_for(dst: Path) -> Path:
 
 def move_into_place(tmp: Path, dst: Path) -> None:
     """Rename a finished temporary file onto `dst`. If that fails (an existing `dst` that may not be
-    replaced, the folder made read-only meanwhile), the temporary file is deleted and one clear error
-    raised."""
+    replaced, a folder of that name), the finished work stays in the temporary file, which the one-line
+    error names."""
     try:
         os.replace(tmp, dst)
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(f"cannot write {shown(dst)}: {e.strerror}") from None
+        raise InputError(f"cannot write {shown(dst)}: {e.strerror}; the result is in {shown(tmp)}") from None
 
 
 def write_bytes_atomic(dst: Path, data: bytes) -> None:
@@ -110,7 +109,9 @@ def write_bytes_atomic(dst: Path, data: bytes) -> None:
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-    except OSError as e:
+    except BaseException as e:      # a full disk, or Ctrl-C mid-write: no temporary file stays
         tmp.unlink(missing_ok=True)
-        raise InputError(f"cannot write {shown(dst)}: {e.strerror}") from None
+        if isinstance(e, OSError):
+            raise InputError(f"cannot write {shown(dst)}: {e.strerror}") from None
+        raise
     move_into_place(tmp, dst)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, shown
 from .models import LandmarkModel
 from .runtime import RuntimeOptions, resolve_runtime
 from .smoothing import OneEuroOptions
@@ -41,7 +41,8 @@ def _array_frames(images: Iterable[np.ndarray], fps: float) -> Iterator[Frame]:
 class FaceStream:
     """(frame, faces) for every frame of a source; a context manager that closes the source.
 
-    Iterating to the end also closes it; `close()` is safe to call twice. Made by `track()`.
+    Iterating to the end, or leaving the loop, also closes it; `close()` is safe to call twice; a closed
+    stream refuses to be iterated again. Made by `track()`.
 
     Attributes:
         tracker: the FaceTracker (its `options`, `detector_runs`).
@@ -52,20 +53,23 @@ class FaceStream:
 
     def __init__(self, frames: Iterable[Frame], tracker: FaceTracker, fps: float, source=None):
         self._frames, self.tracker, self.fps, self._source = frames, tracker, fps, source
-        self.truncated = False
+        self.truncated, self._closed = False, False
 
     def __iter__(self) -> Iterator[tuple[Frame, FaceLandmarks]]:
+        if self._closed:
+            raise InputError("this stream is closed (its frames ran out, or the loop was left): "
+                             "call rtalign.track again to go through the source again")
         try:
             for frame in self._frames:
                 yield frame, self.tracker.update(frame)
             if getattr(self._source, "truncated", False):     # only known once the frames have run out
                 self.truncated = True
-                log.warning("the video is truncated or corrupt: decoding stopped after %d frames",
-                            self._source.decoded)
+                log.warning("%s is truncated or corrupt: %s", shown(self._source.path), self._source.damage())
         finally:
             self.close()
 
     def close(self) -> None:
+        self._closed = True
         source, self._source = self._source, None
         if source is not None:
             source.close()
@@ -100,11 +104,12 @@ def track(source, *, model: str | LandmarkModel = "resnet", options: TrackerOpti
         InputError: a file that cannot be read, or arrays that are not BGR images.
         DeviceError: no camera at that index, or a missing runtime provider.
         ModelError: an unknown or broken model.
-        ValueError: fps is not a positive number.
+        ValueError: arrays with an fps that is not a positive number.
     """
     from .pipeline.sources import CameraSource, LiveFileSource, VideoFileSource
 
-    if not isinstance(fps, numbers.Real) or not 0 < fps < math.inf:
+    arrays = isinstance(source, Iterable) and not isinstance(source, (str, bytes))
+    if arrays and (not isinstance(fps, numbers.Real) or not 0 < fps < math.inf):
         raise ValueError(f"fps must be a positive number, got {fps!r}")
     if isinstance(source, bool):
         raise InputError("cannot track a bool: give a path, a camera index or BGR images")

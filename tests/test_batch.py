@@ -73,17 +73,22 @@ def test_an_output_subfolder_that_cannot_be_made_fails_that_file_only(folder, tm
     (tmp_path / "sub").write_text("a file where the photo's folder must go")
     results = run_batch(plan(folder, tmp_path, OPTS), OPTS)
     assert [r.ok for r in results] == [False, True, True, False]
-    assert results[3].reason.startswith(f"cannot create {tmp_path / 'sub'}")
+    assert results[3].reason == f"cannot create {tmp_path / 'sub'}: a file of that name is in the way"
 
 
-@pytest.mark.parametrize("make, pattern", [(lambda p: p.write_text("x"), "exists and is not a folder"),
-                                           (lambda p: None, "neither .* nor its parent folder exists")])
-def test_cli_batch_and_image_refuse_an_output_folder_they_cannot_make(folder, tmp_path, make, pattern):
-    out = tmp_path / "out"
-    make(out)
-    target = out if out.exists() else out / "deeper"
+@pytest.mark.parametrize("below", ["", "deeper/still"])
+def test_cli_batch_and_image_refuse_an_output_folder_they_cannot_make(folder, tmp_path, below):
+    (tmp_path / "out").write_text("a file where the folder must go")
+    target = tmp_path / "out" / below
+    pattern = f"{tmp_path / 'out'} exists and is not a folder"
     assert_clean_error(run_cli("batch", folder, target, "--landmarks", "csv"), pattern, exit_code=2)
     assert_clean_error(run_cli("image", folder / "sub", target), pattern, exit_code=2)
+
+
+def test_cli_image_folder_makes_a_nested_output_folder(folder, tmp_path):
+    result = run_cli("image", folder / "sub", tmp_path / "results" / "2026" / "run1", "-m", "cnn")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "results" / "2026" / "run1" / "face.png").is_file()
 
 
 def test_cli_image_folder_with_only_a_landmarks_file(folder, tmp_path):

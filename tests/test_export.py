@@ -60,14 +60,16 @@ def test_unknown_extension_is_one_clear_error(tmp_path):
         open_writer(tmp_path / "lm.txt")
 
 
-def test_a_file_that_cannot_be_put_in_place_is_a_clear_error_and_leaves_no_temporary(tmp_path):
+def test_a_file_that_cannot_be_put_in_place_is_a_clear_error_naming_where_the_rows_are(tmp_path):
     writer = open_writer(tmp_path / "lm.csv")
     writer.write("a.png", 0, 0.0, two_faces())
     (tmp_path / "lm.csv").mkdir()                  # the final name is taken by a folder meanwhile
     (tmp_path / "lm.csv" / "x").write_text("keeps the folder from being replaced")
-    with pytest.raises(InputError, match="cannot write .*lm.csv"):
+    with pytest.raises(InputError, match=r"cannot write .*lm.csv: .*; the result is in .*\.lm\..*\.tmp\.csv") as e:
         writer.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lm.csv"]
+    kept = [p for p in tmp_path.iterdir() if p.name != "lm.csv"]
+    assert len(kept) == 1 and str(kept[0].name) in str(e.value)
+    assert read_landmarks(kept[0])["file"] == ["a.png", "a.png"]
 
 
 def test_a_killed_writer_leaves_whole_rows_in_its_temporary_file(tmp_path):
@@ -161,3 +163,26 @@ def test_an_interrupted_video_run_leaves_both_outputs_as_partials(tmp_path, face
     assert (stats.partial, stats.partial_landmarks) == (tmp_path / "o.partial.mp4", tmp_path / "lm.partial.csv")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lm.partial.csv", "o.partial.mp4"]
     assert set(read_landmarks(stats.partial_landmarks)["frame"]) <= {i for i, _, _ in spy.seen}
+
+
+def test_ctrl_c_while_a_photo_is_written_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import builtins
+    import rtalign.io_safety as io_safety
+
+    class Interrupted:
+        def __init__(self, *args):
+            self.f = builtins.open(*args)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[:10])
+            raise KeyboardInterrupt
+    monkeypatch.setattr(io_safety, "open", Interrupted, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        io_safety.write_bytes_atomic(tmp_path / "face.png", b"x" * 100)
+    assert list(tmp_path.iterdir()) == []

@@ -259,24 +259,27 @@ def test_a_truncated_input_names_both_partial_files(tmp_path, cut_clip):
     assert "they are in o.partial.mp4 and o.partial.csv" in result.output.replace(str(tmp_path) + os.sep, "")
 
 
-def test_batch_lists_a_truncated_input_as_failed_and_leaves_nothing_of_it(tmp_path, cut_clip):
+@pytest.mark.parametrize("only, keep", [([], "OUT"), (["--only-landmarks"], "--landmarks F.csv")])
+def test_batch_lists_a_truncated_input_as_failed_and_leaves_nothing_of_it(tmp_path, cut_clip, only, keep):
     """`rtalign batch` has no --allow-truncated: the file is failed with the command that keeps what
     decodes, and no partial file stays in OUT_DIR to pass for a result."""
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     shutil.move(cut_clip, src / "cut.mp4")
-    result = run("batch", src, out, "--model", "cnn", "--landmarks", "csv")
+    result = run("batch", src, out, "--model", "cnn", "--landmarks", "csv", *only)
     assert result.exit_code == 1, result.output
     assert "truncated or corrupt:" in result.output and "of 45 frames decoded" in result.output
-    assert f"`rtalign video {src / 'cut.mp4'} OUT --allow-truncated` keeps them" in result.output
+    assert f"`rtalign video {src / 'cut.mp4'} {keep} --allow-truncated` keeps what decodes" in result.output
     assert list(out.iterdir()) == []
 
 
-def test_a_stream_says_when_its_file_was_truncated(cut_clip, face_clip):
+def test_a_stream_says_when_its_file_was_truncated(cut_clip, face_clip, caplog):
     import rtalign
-    with rtalign.track(cut_clip, model="cnn") as stream:
-        n = sum(1 for _ in stream)
+    with caplog.at_level("WARNING", logger="rtalign.stream"):
+        with rtalign.track(cut_clip, model="cnn") as stream:
+            n = sum(1 for _ in stream)
     assert 10 < n < 45 and stream.truncated
+    assert f"cut.mp4 is truncated or corrupt: {n} of 45 frames decoded" in caplog.text
     with rtalign.track(face_clip, model="cnn") as stream:
         for _ in stream:
             pass

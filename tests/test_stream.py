@@ -37,6 +37,21 @@ def test_leaving_the_loop_early_closes_the_file_once(face_clip, monkeypatch):
     assert len(closed) == 2
 
 
+def test_a_closed_stream_refuses_to_run_again_instead_of_crashing(face_clip):
+    """A decoder resumed over its closed container crashed the process (segfault): now the stream ends or
+    says it is closed."""
+    stream = rtalign.track(str(face_clip), model="cnn")
+    for frame, _ in stream:
+        break
+    with pytest.raises(InputError, match="this stream is closed"):
+        next(iter(stream))
+    stream = rtalign.track(str(face_clip), model="cnn")
+    it = iter(stream)
+    next(it)
+    stream.close()
+    assert list(it) == []
+
+
 def test_arrays_one_image_and_an_iterable_give_the_same_faces():
     frames = [f for f, _ in asset_frames((320, 240), smooth_similarity_path(5, seed=2))]
     model = rtalign.load_model("cnn", runtime=rtalign.RuntimeOptions(threads=1))

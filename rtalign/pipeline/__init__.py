@@ -52,17 +52,14 @@ def _check_decoding(source: VideoFileSource, src: Path, stats: RunStats, refused
                     shown(src), source.corrupt)
     if not source.truncated:
         return
-    about = "" if source.frames else "about "        # no count in the header: estimated from the duration
-    what = (f"{source.decoded} of {about}{source.expected} frames decoded" if source.expected
-            else f"decoding stopped after {source.decoded} frames")
-    why = f" ({source.error})" if source.error else ""
     if refused:
         where = " and ".join(shown(p) for p in dict.fromkeys((stats.partial, stats.partial_landmarks)) if p)
         raise TruncatedInputError(
-            f"{shown(src)} is truncated or corrupt: {what}{why}; they are in {where} "
-            f"(--allow-truncated writes {shown(dst)})", source.decoded, source.expected, stats.partial)
+            f"{shown(src)} is truncated or corrupt: {source.damage()}; they are in {where} "
+            f"(--allow-truncated writes {shown(dst)})", source.decoded, source.expected, stats.partial,
+            source.damage())
     if not stats.interrupted:
-        log.warning("%s is truncated or corrupt: %s%s; written as it is", shown(src), what, why)
+        log.warning("%s is truncated or corrupt: %s; written as it is", shown(src), source.damage())
 
 
 @contextmanager

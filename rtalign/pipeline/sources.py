@@ -100,7 +100,7 @@ class VideoFileSource(_Source):
         self.path = str(path)
         self._container, self._stream = _open_video(self.path)
         try:
-            self._frames = self._decoded_frames()
+            self._decoder = self._frames = self._decoded_frames()
             first = next(self._frames, None)
         except BaseException:
             self._container.close()
@@ -162,6 +162,13 @@ class VideoFileSource(_Source):
         short = self._shown_until < end - tolerance
         return short and (self.decoded < self.frames if self.frames else True)
 
+    def damage(self) -> str:
+        """What decoding achieved, for a truncated file: "30 of 45 frames decoded (reason)"."""
+        about = "" if self.frames else "about "        # no count in the header: estimated from the duration
+        what = (f"{self.decoded} of {about}{self.expected} frames decoded" if self.expected
+                else f"decoding stopped after {self.decoded} frames")
+        return what + (f" ({self.error})" if self.error else "")
+
     def __iter__(self):
         step = 1 / float(self.fps)
         t_prev = None
@@ -176,6 +183,9 @@ class VideoFileSource(_Source):
             t_prev, self._shown_until = t, t + shown_for
 
     def close(self) -> None:
+        """End decoding, then free the container: a decoder left suspended over a closed container would
+        crash the process on its next frame. Safe to call twice; no frame comes after it."""
+        self._decoder.close()
         self._container.close()
 
 
@@ -205,7 +215,7 @@ class CameraSource(_Source):
     mode = SourceMode.LIVE
 
     def __init__(self, index: int, size: tuple[int, int] | None = None):
-        if isinstance(index, bool) or index < 0:     # VideoCapture(-1) crashes some OpenCV builds
+        if index < 0:     # VideoCapture(-1) crashes some OpenCV builds
             raise DeviceError(f"no camera at index {index}: camera indexes are 0, 1, ...")
         self._cap = cv2.VideoCapture(index)
         if not self._cap.isOpened():
