@@ -19,6 +19,7 @@ from .models.session import DEVICES
 from .pipeline.sinks import X264_PRESETS
 from .effects import STYLES
 from .render import DRAW_STYLES
+from .runtime import MAX_THREADS
 from .smoothing import SMOOTHERS, OneEuroOptions
 
 
@@ -180,7 +181,7 @@ def model_option(f=None, threads: int = 2):
         f = click.option("--model", "-m", default="resnet", show_default=True,
                          help=f"landmark model: {', '.join(MODEL_NAMES)}, or a .onnx/.npz file")(f)
         f = click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)(f)
-        return click.option("--threads", type=click.IntRange(1, 64), default=threads, show_default=True,
+        return click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=threads, show_default=True,
                             help="inference threads")(f)
     return wrap(f) if f else wrap
 

@@ -74,7 +74,7 @@ def list_samples(folder: str | os.PathLike) -> list[Sample]:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"no such data folder: {folder}")
+        raise InputError(f"{folder} is a file, not a data folder" if folder.exists() else f"no such data folder: {folder}")
     samples = [Sample(p.with_suffix(ext), read_pts(p))
                for p in sorted(folder.glob("*.pts"))
                for ext in (".jpg", ".png") if p.with_suffix(ext).is_file()]

@@ -51,13 +51,13 @@ def auc(nme: np.ndarray, threshold: float = FAILURE_THRESHOLD) -> float:
     Computed exactly: the CED is a step function, so its integral is the mean over faces of
     (threshold − min(nme, threshold)).
     """
-    nme = np.asarray(nme, np.float64)
+    nme = np.nan_to_num(np.asarray(nme, np.float64), nan=np.inf)     # a NaN face is a failure
     return float(np.mean(threshold - np.minimum(nme, threshold)) / threshold)
 
 
 def failure_rate(nme: np.ndarray, threshold: float = FAILURE_THRESHOLD) -> float:
-    """Share of faces (in %) whose NME exceeds the threshold."""
-    return float(np.mean(np.asarray(nme) > threshold) * 100.0)
+    """Share of faces (in %) whose NME exceeds the threshold or is not a number (a model that gave NaN)."""
+    return float(np.mean(~(np.asarray(nme) <= threshold)) * 100.0)
 
 
 def summarize(gt: np.ndarray, pred: np.ndarray) -> dict:

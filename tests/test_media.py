@@ -429,3 +429,44 @@ def test_written_colours_come_back_as_they_were(tmp_path):
     for i, c in enumerate(colours):
         patch = got[64 * (i // 3) + 16:64 * (i // 3) + 48, 64 * (i % 3) + 16:64 * (i % 3) + 48]
         assert np.abs(patch.reshape(-1, 3).mean(0) - c).max() < 3, (c, patch.reshape(-1, 3).mean(0))
+
+
+def test_a_stream_url_that_never_answers_ends_with_a_clear_error(monkeypatch):
+    """FFmpeg would wait forever (and Ctrl-C cannot reach it there): a silent server is given up on."""
+    import socket
+    import threading
+    import rtalign.pipeline.sources as sources
+    from rtalign.errors import InputError
+    server = socket.create_server(("127.0.0.1", 0))
+    held = []
+    threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
+    monkeypatch.setattr(sources, "URL_TIMEOUT_S", 1.0)
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/clip.mp4"
+    with pytest.raises(InputError, match=f"cannot read video {url}: no answer within 1 s"):
+        sources.VideoFileSource(url)
+    server.close()
+
+
+def test_video_reads_a_url(tmp_path):
+    """`rtalign video http://…/clip.mp4 OUT`: the URL reaches FFmpeg whole (a path would fold its "//").
+    The clip is faststart: Python's test server cannot seek to an index at the end."""
+    (tmp_path / "site").mkdir()
+    face_clip = tmp_path / "site" / "clip.mp4"
+    _faststart_clip(face_clip)
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(face_clip.parent)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{face_clip.name}"
+        result = run("video", url, "--landmarks", tmp_path / "lm.csv", "--model", "cnn")
+    finally:
+        server.shutdown()
+    assert result.exit_code == 0, result.output
+    rows = read_landmarks(tmp_path / "lm.csv")
+    assert rows["file"][0] == face_clip.name and len(set(rows["frame"])) == 45

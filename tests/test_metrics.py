@@ -39,6 +39,7 @@ def test_mse256_scales_by_twice_the_larger_box_side():
 def test_failure_rate_and_auc_on_hand_made_nmes():
     nme = np.array([0.0, 5.0, 10.0, 20.0])
     assert failure_rate(nme) == 25.0           # only 20 > 10
+    assert failure_rate(np.array([5.0, np.nan])) == 50.0 and auc(np.array([5.0, np.nan])) == 0.25  # NaN: failed
     # mean of (10 - min(nme, 10)) / 10 = (1 + 0.5 + 0 + 0) / 4
     assert auc(nme) == pytest.approx(0.375)
     x, y = ced(nme)

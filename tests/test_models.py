@@ -71,11 +71,59 @@ def test_an_onnx_file_without_rtalign_metadata_is_refused(tmp_path):
         load_model(str(path))
 
 
+GOOD_META = {"rtalign.input_size": "112", "rtalign.crop_scale": "1.3", "rtalign.color": "gray",
+             "rtalign.mean": "127.5", "rtalign.std": "127.5"}
+
+
+def _tiny_model(path, channels=1, size=112, meta=GOOD_META, out_name="points", out_shape=(68, 2)):
+    """A real ONNX graph that turns the first pixels of its input into the output."""
+    k = int(np.prod(out_shape))
+    nodes = [helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+             helper.make_node("Slice", ["flat", "starts", "ends", "axes"], ["cut"]),
+             helper.make_node("Reshape", ["cut", "shape"], [out_name])]
+    inits = [helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
+             helper.make_tensor("ends", TensorProto.INT64, [1], [k]),
+             helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+             helper.make_tensor("shape", TensorProto.INT64, [3], [-1, *out_shape])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", channels, size, size])],
+        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, ["n", *out_shape])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(channels=3), r"takes \[\['n', 3, 112, 112\]\], not the \(N, 1, 112, 112\) grey crops"),
+    (dict(size=64), r"takes \[\['n', 1, 64, 64\]\], not the \(N, 1, 112, 112\)"),
+    (dict(out_name="landmarks"), r"needs a 'points' output of shape \(N, 68, 2\); it has landmarks"),
+    (dict(out_shape=(5, 2)), r"needs a 'points' output of shape \(N, 68, 2\); it has points"),
+    (dict(meta={**GOOD_META, "rtalign.input_size": "abc"}), "rtalign.input_size='abc' is not a number within 16-1024"),
+    (dict(meta={**GOOD_META, "rtalign.std": "0"}), "rtalign.std='0' is not a number within"),
+    (dict(meta={**GOOD_META, "rtalign.crop_scale": "nan"}), "rtalign.crop_scale='nan' is not a number within"),
+    (dict(meta={**GOOD_META, "rtalign.min_score": "high"}), "rtalign.min_score='high' is not a number within 0-1"),
+])
+def test_a_network_that_does_not_match_its_metadata_is_refused_at_load(tmp_path, kwargs, message):
+    with pytest.raises(ModelError, match=message):
+        load_model(_tiny_model(tmp_path / "m.onnx", **kwargs))
+    assert load_model(_tiny_model(tmp_path / "ok.onnx")).input_size == 112
+
+
 def test_unknown_names_and_missing_files_are_clear_errors(tmp_path):
     with pytest.raises(ModelError, match="unknown model 'vgg'"):
         load_model("vgg")
     with pytest.raises(ModelError, match="not found"):
         load_model(str(tmp_path / "none.onnx"))
+
+
+def test_a_models_folder_without_the_models_says_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTALIGN_MODELS", str(tmp_path))
+    with pytest.raises(ModelError, match=f"cnn.onnx \\(RTALIGN_MODELS={tmp_path}: point it at a folder holding"):
+        load_model("cnn")
 
 
 def test_cuda_without_a_gpu_says_what_to_install():

@@ -100,6 +100,22 @@ def test_runtime_or_the_older_keywords_but_not_both():
         rtalign.load_model("cnn", runtime=rtalign.RuntimeOptions(providers=["NoSuchExecutionProvider"]))
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(threads=0), "threads must be a whole number within 1-64, got 0"),
+    (dict(threads=1.5), "got 1.5"), (dict(threads="2"), "got '2'"), (dict(threads=10**6), "got 1000000"),
+    (dict(threads=True), "got True"),
+    (dict(providers="CPUExecutionProvider"), r"providers is a sequence of names, e.g. \('CPUExecutionProvider',\)"),
+])
+def test_runtime_options_refuse_what_onnxruntime_would_choke_on(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        rtalign.RuntimeOptions(**kwargs)
+
+
+def test_a_runtime_that_is_not_runtime_options_is_a_clear_error():
+    with pytest.raises(TypeError, match="runtime must be a RuntimeOptions"):
+        rtalign.FaceAligner("cnn", runtime="cuda")
+
+
 def test_the_readme_python_examples_run(face_clip, tmp_path, monkeypatch, capsys):
     section = README.read_text().split("## Python", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)

@@ -31,6 +31,12 @@ def models_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "exported"
 
 
+def _where_models_come_from() -> str:
+    if os.environ.get("RTALIGN_MODELS"):
+        return f" (RTALIGN_MODELS={os.environ['RTALIGN_MODELS']}: point it at a folder holding the shipped models, or unset it)"
+    return " (this installation lacks its models: reinstall it, e.g. pip install --force-reinstall rtalign)"
+
+
 def load_model(name: str, device: str | None = None, threads: int | None = None, *,
                runtime: RuntimeOptions | None = None) -> LandmarkModel:
     """A shipped model by name, or any .onnx / .npz file by path, on `runtime` (default: CPU, 2 threads).
@@ -49,7 +55,7 @@ def load_model(name: str, device: str | None = None, threads: int | None = None,
     else:
         raise ModelError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)} or give a .onnx/.npz file")
     if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
+        raise ModelError(f"model file not found: {path}" + (_where_models_come_from() if name in MODEL_FILES else ""))
     if path.suffix == ".npz":
         from .cascade import CascadeLandmarker  # numba compiles on import: only when asked for
         return CascadeLandmarker(path, threads=runtime.threads, name=name)

@@ -12,6 +12,28 @@ from .session import create_session
 _REQUIRED = ("rtalign.input_size", "rtalign.crop_scale", "rtalign.color", "rtalign.mean", "rtalign.std")
 
 
+def _number(path, meta: dict, key: str, low: float, high: float) -> float:
+    try:
+        value = float(meta[key])
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:            # NaN fails too
+        raise ModelError(f"{path}: metadata {key}={meta[key]!r} is not a number within {low:g}-{high:g}")
+    return value
+
+
+def _checked_input(path, session: ort.InferenceSession, size: int) -> str:
+    """The input's name, once its shape is (batch, 1, size, size): a graph made for other crops would
+    fail on every frame inside onnxruntime."""
+    inputs = session.get_inputs()
+    shape = inputs[0].shape if len(inputs) == 1 else None
+    fixed = None if shape is None or len(shape) != 4 else [d if isinstance(d, int) else None for d in shape[1:]]
+    if fixed is None or any(d is not None and d != want for d, want in zip(fixed, (1, size, size))):
+        raise ModelError(f"{path}: the network takes {[i.shape for i in inputs]}, not the (N, 1, {size}, {size}) "
+                         "grey crops its metadata describes")
+    return inputs[0].name
+
+
 class OnnxLandmarker:
     """Landmarks from an ONNX network whose preprocessing is read from its own metadata.
 
@@ -30,17 +52,23 @@ class OnnxLandmarker:
         if missing:
             raise ModelError(f"{path}: not an rtalign model (metadata lacks {', '.join(missing)})")
         self.name = name or meta.get("rtalign.arch", "onnx")
-        self.input_size = int(meta["rtalign.input_size"])
-        self.crop_scale = float(meta["rtalign.crop_scale"])
         if meta["rtalign.color"] != "gray":
             raise ModelError(f"{path}: colour mode {meta['rtalign.color']!r} is not supported")
-        self.mean, self.std = float(meta["rtalign.mean"]), float(meta["rtalign.std"])
-        self.metadata = dict(meta)
-        self._input = self.session.get_inputs()[0].name
-        self._outputs = [o.name for o in self.session.get_outputs()]
-        self.has_score = "score" in self._outputs
+        self.input_size = int(_number(path, meta, "rtalign.input_size", 16, 1024))
+        self.crop_scale = _number(path, meta, "rtalign.crop_scale", 0.5, 4.0)
+        self.mean = _number(path, meta, "rtalign.mean", -1e6, 1e6)
+        self.std = _number(path, meta, "rtalign.std", 1e-6, 1e6)
         #: score below which a tracked face counts as lost (measured at export; 0 = never)
-        self.min_score = float(meta.get("rtalign.min_score", 0.0))
+        self.min_score = _number(path, meta, "rtalign.min_score", 0.0, 1.0) if "rtalign.min_score" in meta else 0.0
+        self.metadata = dict(meta)
+        self._input = _checked_input(path, self.session, self.input_size)
+        self._outputs = [o.name for o in self.session.get_outputs()]
+        points = {o.name: o.shape for o in self.session.get_outputs()}.get("points")
+        if points is None or len(points) != 3 or any(isinstance(d, int) and d != want
+                                                     for d, want in zip(points[1:], (68, 2))):
+            raise ModelError(f"{path}: not an rtalign model (it needs a 'points' output of shape (N, 68, 2); "
+                             f"it has {', '.join(self._outputs)})")
+        self.has_score = "score" in self._outputs
         self._crops = np.empty((0, self.input_size, self.input_size), np.uint8)
 
     def predict(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -44,7 +44,7 @@ def _landmark_stage(stack: ExitStack, tracker, landmarks, label: str, draw: str)
     return (PoseTracker(tracker) if draw == "pose" else tracker), None
 
 
-def _check_decoding(source: VideoFileSource, src: Path, stats: RunStats, refused: bool, dst: Path) -> None:
+def _check_decoding(source: VideoFileSource, src: str, stats: RunStats, refused: bool, dst: Path) -> None:
     """Say what the decoder could not do: frames it concealed (a warning) and an input that ends early
     (TruncatedInputError when `refused`, else a warning)."""
     if source.corrupt:
@@ -106,15 +106,15 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
         InputError: unusable input or output (nothing is left behind).
         TruncatedInputError: the input ended early; the frames that decoded are in `err.partial`.
     """
-    src, dst = Path(src), Path(dst)
+    spec, src, dst = str(src), Path(src), Path(dst)      # spec: as given (a URL keeps its "//")
     check_output(src, dst)
     check_video_output(dst)
     if landmarks is not None:
         check_output(src, Path(landmarks))
     with ExitStack() as stack:
-        source = stack.enter_context(VideoFileSource(str(src)))
+        source = stack.enter_context(VideoFileSource(spec))
         tracker, writer = _landmark_stage(stack, tracker, landmarks, src.name, draw)
-        sink = VideoFileSink(dst, source.size, source.fps, audio_from=str(src) if source.has_audio else None,
+        sink = VideoFileSink(dst, source.size, source.fps, audio_from=spec if source.has_audio else None,
                              preset=preset, crf=crf, time_base=source.time_base)
         try:
             renderer = Compose([*effects, annotator_for(draw)])
@@ -132,7 +132,7 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
         if writer is not None:
             written = writer.close(partial=unfinished)
             stats.partial_landmarks = written if unfinished else None
-    _check_decoding(source, src, stats, refused, dst)
+    _check_decoding(source, spec, stats, refused, dst)
     return stats
 
 
@@ -148,10 +148,10 @@ def analyze_video(src, landmarks, *, tracker: FaceTracker, progress=None, stop: 
         InputError: unusable input or landmarks path (nothing is left under `landmarks`).
         TruncatedInputError: the input ended early; the rows of the frames that decoded are in `err.partial`.
     """
-    src = Path(src)
+    spec, src = str(src), Path(src)
     check_output(src, Path(landmarks))
     with ExitStack() as stack:
-        source = stack.enter_context(VideoFileSource(str(src)))
+        source = stack.enter_context(VideoFileSource(spec))
         tracker, writer = _landmark_stage(stack, tracker, landmarks, src.name, "none")
         on_frame = (lambda stats: progress(stats, source.expected)) if progress else None
         runner = Runner(source, tracker, Compose([]), [], on_frame)
@@ -161,7 +161,7 @@ def analyze_video(src, landmarks, *, tracker: FaceTracker, progress=None, stop: 
         unfinished = stats.interrupted or refused
         written = writer.close(partial=unfinished)
         stats.partial = stats.partial_landmarks = written if unfinished else None
-    _check_decoding(source, src, stats, refused, Path(landmarks))
+    _check_decoding(source, spec, stats, refused, Path(landmarks))
     return stats
 
 

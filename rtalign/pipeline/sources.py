@@ -29,12 +29,20 @@ class SourceMode(enum.Enum):
     LIVE = "live"
 
 
+#: Seconds a stream URL may stay silent, opening and then between packets, before it counts as ended:
+#: FFmpeg waits forever otherwise, deaf to Ctrl-C while it blocks.
+URL_TIMEOUT_S = 10.0
+
+
 def _open_video(spec: str):
     """(container, video stream) with one clear error for every way a file can be unusable."""
-    if "://" not in spec:
+    url = "://" in spec
+    if not url:
         check_input_file(spec)
     try:
-        container = av.open(spec, "r")
+        container = av.open(spec, "r", timeout=(URL_TIMEOUT_S, URL_TIMEOUT_S) if url else None)
+    except av.error.ExitError:      # the timeout's interrupt
+        raise InputError(f"cannot read video {shown(spec)}: no answer within {URL_TIMEOUT_S:g} s") from None
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
         raise InputError(f"cannot read video {shown(spec)}: {getattr(e, 'strerror', None) or e}") from None
     if not container.streams.video:
