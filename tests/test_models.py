@@ -132,3 +132,9 @@ def test_cuda_without_a_gpu_says_what_to_install():
         pytest.skip("this onnxruntime has CUDA")
     with pytest.raises(DeviceError, match="onnxruntime-gpu"):
         load_model("resnet", device="cuda")
+
+
+def test_the_cascade_says_it_runs_on_the_cpu_when_asked_for_cuda(caplog):
+    with caplog.at_level("WARNING", logger="rtalign.models"):
+        assert load_model("cascade", device="cuda").name == "cascade"
+    assert "cascade runs on the CPU: device cuda is for the networks" in caplog.text

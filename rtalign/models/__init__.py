@@ -1,6 +1,7 @@
 """Landmark models by name: `load_model("resnet")` gives an object with `predict(frame, boxes)`."""
 from __future__ import annotations
 
+import logging
 import os
 from importlib import resources
 from pathlib import Path
@@ -10,6 +11,8 @@ from ..runtime import RuntimeOptions, resolve_runtime
 from .base import LandmarkModel
 from .onnx_landmarker import OnnxLandmarker
 from .refine import refine
+
+log = logging.getLogger(__name__)
 
 #: Shipped models: CLI name → file in the models folder.
 MODEL_FILES = {"resnet": "resnet.onnx", "cnn": "cnn.onnx", "cascade": "cascade.npz"}
@@ -58,6 +61,8 @@ def load_model(name: str, device: str | None = None, threads: int | None = None,
         raise ModelError(f"model file not found: {path}" + (_where_models_come_from() if name in MODEL_FILES else ""))
     if path.suffix == ".npz":
         from .cascade import CascadeLandmarker  # numba compiles on import: only when asked for
+        if runtime.device != "cpu":
+            log.warning("%s runs on the CPU: device %s is for the networks (resnet, cnn)", name, runtime.device)
         return CascadeLandmarker(path, threads=runtime.threads, name=name)
     return OnnxLandmarker(path, runtime=runtime, name=name)
 
