@@ -249,8 +249,12 @@ def _when_encoding(out: Path, then, timeout: float = 120.0) -> None:
     raise AssertionError("the video never started encoding")
 
 
-def test_interrupted_video_leaves_no_output_no_partial_no_temporary(long_clip, tmp_path):
+def test_interrupted_video_leaves_no_output_no_partial_no_temporary(long_clip, tmp_path, request):
     import _thread
+    # interrupt_main does nothing while SIGINT is ignored or at SIG_DFL (as an earlier test or a library
+    # may leave it): Python's own handler for this test
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     opts = BatchOptions(model="cnn", landmarks=".csv")
     jobs = plan(long_clip, tmp_path, opts)
     watcher = threading.Thread(target=_when_encoding, args=(tmp_path, _thread.interrupt_main), daemon=True)
