@@ -52,14 +52,14 @@ def _check_decoding(source: VideoFileSource, src: str, stats: RunStats, refused:
                     shown(src), source.corrupt)
     if not source.truncated:
         return
+    damage = source.damage()
     if refused:
-        where = " and ".join(shown(p) for p in dict.fromkeys((stats.partial, stats.partial_landmarks)) if p)
+        where = " and ".join(shown(p) for p in stats.partial_files)
         raise TruncatedInputError(
-            f"{shown(src)} is truncated or corrupt: {source.damage()}; they are in {where} "
-            f"(--allow-truncated writes {shown(dst)})", source.decoded, source.expected, stats.partial,
-            source.damage())
+            f"{shown(src)} is truncated or corrupt: {damage}; they are in {where} "
+            f"(--allow-truncated writes {shown(dst)})", source.decoded, source.expected, stats.partial, damage)
     if not stats.interrupted:
-        log.warning("%s is truncated or corrupt: %s; written as it is", shown(src), source.damage())
+        log.warning("%s is truncated or corrupt: %s; written as it is", shown(src), damage)
 
 
 @contextmanager

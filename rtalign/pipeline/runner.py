@@ -55,6 +55,11 @@ class RunStats:
     def fps(self) -> float:
         return self.frames_out / self.wall_s if self.wall_s else 0.0
 
+    @property
+    def partial_files(self) -> list[Path]:
+        """The partial outputs this run left, each once (analysis alone writes one file as both)."""
+        return [p for p in dict.fromkeys((self.partial, self.partial_landmarks)) if p is not None]
+
     def summary(self) -> dict:
         """Medians per stage plus throughput, latency and detector use, as plain numbers."""
         def pct(sample: Reservoir, q: float) -> float:
