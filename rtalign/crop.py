@@ -45,30 +45,30 @@ def apply_affine(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ m[:, :2].T + m[:, 2]
 
 
-def _blocks(m: np.ndarray, shape) -> int:
-    """The side n of the pixel blocks a crop's region is averaged in before its warp (1: none).
+def _regions(affines: np.ndarray, size: int, shape) -> tuple[np.ndarray, np.ndarray]:
+    """Block sides (N,) and regions (N, 4) [x0, y0, x1, y1] for (N, 2, 3) crops, all in one set of array
+    operations (a Python loop over crops cost more than the warps themselves).
 
-    Bilinear warping aliases when shrinking by more than ~1.5×; models were trained on area-resampled
-    faces, so big faces get the same treatment: the region is averaged in n × n blocks, n the whole
-    factor nearest the shrink (OpenCV's block path costs a quarter of a fractional area resize), and
-    the warp does the rest, between 0.8× and 1.33×.
+    Block side n: bilinear warping aliases when shrinking by more than ~1.5×, and the models were trained on
+    area-resampled faces, so big faces get the same treatment: a crop's region is averaged in n × n blocks,
+    n the whole factor nearest the shrink (OpenCV's block path costs a quarter of a fractional area resize),
+    and the warp does the rest, between 0.8× and 1.33×; 1 when not shrinking (or for a frame under n pixels).
+
+    Region: the frame pixels a crop reaches, clipped to the frame, in whole n × n blocks aligned on the
+    frame's own grid (so a crop's pixels do not depend on the other crops beside it).
     """
-    k = np.sqrt(abs(np.linalg.det(m[:, :2])))
-    n = max(2, round(1 / k)) if k < 0.75 else 1
-    return n if n <= min(shape[:2]) else 1
-
-
-def _region(m: np.ndarray, size: int, shape, n: int) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1): the frame pixels a crop reaches, clipped to the frame, in whole n × n blocks
-    aligned on the frame's own grid (so a crop's pixels do not depend on the other crops beside it)."""
-    corners = apply_affine(invert_affine(m), np.array([[-0.5, -0.5], [size, -0.5], [-0.5, size], [size, size]]))
-    lo, hi = np.floor(corners.min(0)).astype(int), np.ceil(corners.max(0)).astype(int) + 1
-    out = []
-    for a, b, limit in zip(lo.tolist(), hi.tolist(), (shape[1], shape[0])):
-        a = min(max(a, 0) // n * n, (limit - n) // n * n)
-        count = max(1, min(-(-(b - a) // n), (limit - a) // n))
-        out += [a, a + count * n]
-    return out[0], out[2], out[1], out[3]
+    a = affines[:, :, :2]
+    k = np.sqrt(np.abs(a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]))
+    n = np.where(k < 0.75, np.maximum(2, np.round(1 / np.maximum(k, 1e-12))), 1)
+    n = np.where(n <= min(shape[:2]), n, 1).astype(np.int64)[:, None]
+    corners = apply_affine(invert_affine(affines),
+                           np.array([[-0.5, -0.5], [size, -0.5], [-0.5, size], [size, size]])[None])
+    lo = np.floor(corners.min(1)).astype(np.int64)
+    hi = np.ceil(corners.max(1)).astype(np.int64) + 1
+    limit = np.array([shape[1], shape[0]], np.int64)
+    start = np.minimum(np.maximum(lo, 0) // n * n, (limit - n) // n * n)
+    count = np.maximum(1, np.minimum(-(-(hi - start) // n), (limit - start) // n))
+    return n[:, 0], np.concatenate([start, start + count * n], axis=1)
 
 
 def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
@@ -79,7 +79,7 @@ def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
 def warp_crops(image: np.ndarray, affines: np.ndarray, size: int, out: np.ndarray | None = None,
                gray: bool = False) -> np.ndarray:
     """One `size` × `size` crop per 2x3 affine (N, 2, 3) frame → crop, block-averaged first when shrinking
-    a lot (see `_blocks`). Each crop reads only the pixels it reaches (converted to grey there when `gray`:
+    a lot (see `_regions`). Each crop reads only the pixels it reaches (converted to grey there when `gray`:
     a whole 720p conversion costs more than a crop).
 
     Returns (N, size, size) uint8, (N, size, size, C) for a colour image kept in colour (a view of `out`
@@ -87,9 +87,9 @@ def warp_crops(image: np.ndarray, affines: np.ndarray, size: int, out: np.ndarra
     n = len(affines)
     channels = () if gray or image.ndim == 2 else image.shape[2:]
     crops = out[:n] if out is not None else np.empty((n, size, size) + channels, np.uint8)
-    for i, m in enumerate(np.asarray(affines, np.float64)):  # one warp per face, not per pixel
-        k = _blocks(m, image.shape)
-        x0, y0, x1, y1 = _region(m, size, image.shape, k)
+    affines = np.asarray(affines, np.float64).reshape(-1, 2, 3)
+    blocks, regions = _regions(affines, size, image.shape)
+    for i, (m, k, (x0, y0, x1, y1)) in enumerate(zip(affines, blocks.tolist(), regions.tolist())):  # one warp per face
         roi = image[y0:y1, x0:x1]
         if gray and roi.ndim == 3:
             roi = cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY)

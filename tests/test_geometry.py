@@ -104,6 +104,21 @@ def test_a_shrunk_crop_is_an_area_resample_and_does_not_depend_on_its_neighbours
     assert colour.shape == (128, 128, 3) and np.abs(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY).astype(int) - alone).max() <= 2
 
 
+def test_crop_regions_are_whole_blocks_on_the_frame_grid_clipped_to_the_frame():
+    from rtalign.crop import _regions
+    halved = box_affines(np.array([[100.0, 100.0, 356.0, 356.0]]), 1.0, 128)    # 256 px → 128: 2 × 2 blocks
+    same = box_affines(np.array([[10.0, 20.0, 138.0, 148.0]]), 1.0, 128)       # no shrink: single pixels
+    both = np.concatenate([halved, same])
+    blocks, regions = _regions(both, 128, (720, 1280))
+    np.testing.assert_array_equal(blocks, [2, 1])
+    # crop corners -0.5 and 128 map back to 100 and 357 (10 and 138.5); the far edge reaches one pixel more, then whole blocks
+    np.testing.assert_array_equal(regions, [[100, 100, 358, 358], [10, 20, 140, 150]])
+    blocks, regions = _regions(halved, 128, (300, 300))                         # the frame ends at 300
+    np.testing.assert_array_equal(regions, [[100, 100, 300, 300]])
+    blocks, regions = _regions(halved, 128, (1, 1))                             # smaller than a block: none
+    np.testing.assert_array_equal(blocks, [1])
+
+
 def test_landmark_box_is_min_max():
     pts = np.array([[1.0, 5.0], [3.0, -2.0]] * 34)
     np.testing.assert_array_equal(landmark_box(pts), [1.0, -2.0, 3.0, 5.0])
