@@ -35,6 +35,8 @@ COLUMNS = [
     ("rolled_missed", "rolled faces not tracked", "{:d}"),
     ("two_face_per_frame", "two-face clip: faces / frame", "{:.2f}"),
     ("two_face_ratio", "two-face clip: pipeline / codec", "{:.3f}"),
+    ("two_face_ratio_low", "two-face clip: lowest pair", "{:.3f}"),
+    ("two_face_ratio_high", "two-face clip: highest pair", "{:.3f}"),
 ]
 
 
@@ -162,7 +164,7 @@ How each figure is measured:
 - Two-face clip: 150 generated 1280×720 frames with two test faces, one of them crossing the frame, growing
   and rolling to ±60°, through `rtalign video` (one inference thread, `--max-faces 4`); faces per frame
   (the truth is 2), and the pipeline's FPS over the codec-only FPS of the same clip, alternating pairs of
-  runs (3; 1 in quick mode), the median of the pairs' ratios.
+  runs (7; 1 in quick mode), the median of the pairs' ratios, and the lowest and highest pair.
 - Fast mouth offset (lag where the lip colour is drawn; % of the inter-ocular distance): the motion clips'
   path at 3× the amplitude (a quick head turn, peaks of 2–7 inter-ocular distances per second); per frame,
   the mean distance of the 20 mouth points from the truth; p95 and max over all frames of all fast clips.
