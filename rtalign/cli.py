@@ -20,7 +20,7 @@ from .pipeline.sinks import X264_PRESETS
 from .effects import STYLES
 from .render import DRAW_STYLES
 from .runtime import MAX_THREADS
-from .smoothing import SMOOTHERS, OneEuroOptions
+from .smoothing import CUTOFF_RANGE, MAX_BETA, SMOOTHERS, OneEuroOptions
 
 
 class _UsageLine(click.ClickException):
@@ -352,9 +352,9 @@ def smoothing_options(f):
     for opt in reversed([
         click.option("--smooth", type=click.Choice(SMOOTHERS), default="oneeuro", show_default=True,
                      help="temporal smoothing of the landmarks"),
-        click.option("--min-cutoff", type=FiniteFloat(min=0, min_open=True), default=OneEuroOptions.min_cutoff,
+        click.option("--min-cutoff", type=FiniteFloat(*CUTOFF_RANGE), default=OneEuroOptions.min_cutoff,
                      show_default=True, help="One Euro cutoff at rest, Hz (lower: steadier, more lag)"),
-        click.option("--beta", type=FiniteFloat(min=0), default=OneEuroOptions.beta, show_default=True,
+        click.option("--beta", type=FiniteFloat(0, MAX_BETA), default=OneEuroOptions.beta, show_default=True,
                      help="One Euro speed coefficient (higher: less lag in motion)"),
     ]):
         f = opt(f)

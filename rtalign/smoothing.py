@@ -16,6 +16,11 @@ from .types import FaceLandmarks
 SMOOTHERS = ("oneeuro", "none")
 #: Default bound on a filtered point's lag behind the raw one, in inter-ocular distances.
 MAX_LAG = 0.03
+#: Cutoffs (Hz) a setting may ask for: far below any frame rate up to far above it ("no smoothing"). Outside,
+#: the filter's arithmetic leaves floating point (1e308 Hz overflowed to inf and NaN points).
+CUTOFF_RANGE = (1e-4, 1e4)
+#: The largest speed coefficient: at 1e6 a face moving 0.001 of its size a second already gets 1 kHz.
+MAX_BETA = 1e6
 
 
 @dataclass(frozen=True)
@@ -36,9 +41,11 @@ class OneEuroOptions:
     max_lag: float | None = MAX_LAG
 
     def __post_init__(self):
-        if self.min_cutoff <= 0 or self.beta < 0 or self.d_cutoff <= 0 or (self.max_lag is not None
-                                                                          and self.max_lag <= 0):
-            raise ValueError(f"One Euro needs min_cutoff > 0, beta >= 0, d_cutoff > 0, max_lag > 0; got {self}")
+        lo, hi = CUTOFF_RANGE
+        if not (lo <= self.min_cutoff <= hi and lo <= self.d_cutoff <= hi and 0 <= self.beta <= MAX_BETA
+                and (self.max_lag is None or 0 < self.max_lag < float("inf"))):
+            raise ValueError(f"One Euro needs min_cutoff and d_cutoff in [{lo:g}, {hi:g}] Hz, beta in [0, {MAX_BETA:g}] "
+                             f"and max_lag > 0 (finite); got {self}")
 
 
 def _alpha(cutoff, dt: float):

@@ -302,7 +302,8 @@ def test_a_trimmed_clip_is_not_mistaken_for_a_truncated_one(face_clip, tmp_path)
     assert result.exit_code == 0 and f"{shown} frames" in result.output, result.output
 
 
-@pytest.mark.parametrize("option,value", [("--beta", "nan"), ("--min-cutoff", "inf"), ("--lip-strength", "nan"),
+@pytest.mark.parametrize("option,value", [("--beta", "nan"), ("--min-cutoff", "inf"), ("--min-cutoff", "1e308"),
+                                          ("--beta", "1e300"), ("--lip-strength", "nan"),
                                           ("--eye-strength", "-inf"), ("--preset", "warp"), ("--crf", "99")])
 def test_bad_option_values_are_refused_in_one_line(face_clip, tmp_path, option, value):
     result = run("video", face_clip, tmp_path / "o.mp4", option, value)

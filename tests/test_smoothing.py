@@ -45,9 +45,20 @@ def test_behaviour_follows_timestamps_not_frame_counts():
     assert abs(ends[0] - signal(2.0)) > 2.0          # and it does smooth (lags the raw signal)
 
 
-def test_invalid_options_are_rejected():
-    with pytest.raises(ValueError):
-        OneEuroOptions(min_cutoff=0.0)
+@pytest.mark.parametrize("bad", [dict(min_cutoff=0.0), dict(min_cutoff=1e308), dict(min_cutoff=float("nan")),
+                                 dict(d_cutoff=5e-324), dict(beta=-1.0), dict(beta=1e300), dict(max_lag=0.0),
+                                 dict(max_lag=float("inf"))])
+def test_invalid_options_are_rejected(bad):
+    with pytest.raises(ValueError, match="One Euro needs"):
+        OneEuroOptions(**bad)
+
+
+def test_the_extreme_allowed_settings_filter_without_overflow():
+    t = np.arange(30) / 30
+    noisy = [np.full((68, 2), v) for v in np.random.default_rng(0).normal(0, 1e3, 30)]
+    with np.errstate(all="raise"):               # an overflow would raise here
+        for o in (OneEuroOptions(1e4, 1e6, 1e4), OneEuroOptions(1e-4, 0.0, 1e-4)):
+            assert np.isfinite(run(OneEuroFilter(o), noisy, t, scale=1e-3)).all()
 
 
 def test_face_smoother_keeps_one_filter_per_track_id():
