@@ -20,8 +20,10 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from .align import as_bgr
 from .errors import InputError, shown
 from .models import LandmarkModel
+from .pose import PoseTracker
 from .runtime import RuntimeOptions, resolve_runtime
 from .smoothing import OneEuroOptions
 from .tracking import FaceTracker, TrackerOptions
@@ -31,10 +33,12 @@ log = logging.getLogger(__name__)
 
 
 def _array_frames(images: Iterable[np.ndarray], fps: float) -> Iterator[Frame]:
+    """Frames of arrays, each checked and made BGR as FaceAligner.align does (grey and BGRA converted)."""
     for i, image in enumerate(images):
-        image = np.asarray(image)
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
-            raise InputError(f"frame {i}: expected a (H, W, 3) uint8 BGR image, got {image.dtype} {image.shape}")
+        try:
+            image = as_bgr(np.asarray(image))
+        except InputError as e:
+            raise InputError(f"frame {i}: {e}") from None
         yield Frame(image, i / fps, i, time.perf_counter())
 
 
@@ -45,7 +49,7 @@ class FaceStream:
     stream refuses to be iterated again. Made by `track()`.
 
     Attributes:
-        tracker: the FaceTracker (its `options`, `detector_runs`).
+        tracker: the FaceTracker (its `options`, `detector_runs`); head pose is added to its output here.
         fps: frames per second of the source (the `fps` given for arrays).
         truncated: after the end, True when a video file stopped decoding before its last frame
             (a damaged or cut file; logged as a warning too).
@@ -53,6 +57,7 @@ class FaceStream:
 
     def __init__(self, frames: Iterable[Frame], tracker: FaceTracker, fps: float, source=None):
         self._frames, self.tracker, self.fps, self._source = frames, tracker, fps, source
+        self._posed = PoseTracker(tracker)
         self.truncated, self._closed = False, False
 
     def __iter__(self) -> Iterator[tuple[Frame, FaceLandmarks]]:
@@ -61,7 +66,7 @@ class FaceStream:
                              "call rtalign.track again to go through the source again")
         try:
             for frame in self._frames:
-                yield frame, self.tracker.update(frame)
+                yield frame, self._posed.update(frame)
             if getattr(self._source, "truncated", False):     # only known once the frames have run out
                 self.truncated = True
                 log.warning("%s is truncated or corrupt: %s", shown(self._source.path), self._source.damage())
@@ -88,8 +93,9 @@ def track(source, *, model: str | LandmarkModel = "resnet", options: TrackerOpti
     """Track the faces of `source`, frame by frame, with stable ids and One Euro smoothing.
 
     Args:
-        source: a video file path or stream URL; an int camera index; one (H, W, 3) uint8 BGR
-            image, an (N, H, W, 3) array, or any iterable of such images.
+        source: a video file path or stream URL; an int camera index; one uint8 image ((H, W, 3) BGR,
+            (H, W) grey or (H, W, 4) BGRA, as FaceAligner.align takes), an (N, H, W, 3) array, or any
+            iterable of such images.
         model: "resnet", "cnn", "cascade", a .onnx/.npz path, or a loaded LandmarkModel.
         options: how faces are found and lost (TrackerOptions). smoothing: None for raw points.
         runtime: where the model runs (device=/threads= are its older spelling).
@@ -98,7 +104,8 @@ def track(source, *, model: str | LandmarkModel = "resnet", options: TrackerOpti
         detector: a name from rtalign.detectors (None: the default, BlazeFace) or a detector object.
 
     Returns:
-        A FaceStream yielding (Frame, FaceLandmarks); FaceLandmarks.xy is (n, 68, 2) in frame pixels.
+        A FaceStream yielding (Frame, FaceLandmarks); FaceLandmarks.xy is (n, 68, 2) in frame pixels and
+        .pose (n, 3) the head's yaw, pitch and roll in degrees (rtalign.pose).
 
     Raises:
         InputError: a file that cannot be read, or arrays that are not BGR images.
@@ -120,9 +127,10 @@ def track(source, *, model: str | LandmarkModel = "resnet", options: TrackerOpti
     elif isinstance(source, int):
         opened = CameraSource(source)
     elif isinstance(source, np.ndarray):
-        if source.ndim not in (3, 4):
-            raise InputError(f"expected one (H, W, 3) image or an (N, H, W, 3) array, got shape {source.shape}")
-        return FaceStream(_array_frames(source[None] if source.ndim == 3 else source, fps), tracker, fps)
+        if source.ndim not in (2, 3, 4):
+            raise InputError(f"expected one (H, W, 3) BGR, (H, W) grey or (H, W, 4) BGRA image, or an (N, H, W, 3) "
+                             f"array, got shape {source.shape}")
+        return FaceStream(_array_frames(source[None] if source.ndim < 4 else source, fps), tracker, fps)
     elif isinstance(source, Iterable):
         return FaceStream(_array_frames(source, fps), tracker, fps)
     else:

@@ -20,6 +20,7 @@ from .align import predict_upright, upright_from_detections
 from .crop import apply_affine
 from .detectors import DEFAULT_DETECTOR, load_detector
 from .detectors.base import Detections, box_iou, detect_faces
+from .errors import InputError
 from .landmarks import eye_roll, landmark_box, shape_residual
 from .models import LandmarkModel, load_model
 from .runtime import RuntimeOptions
@@ -203,6 +204,15 @@ class FaceTracker:
                 self.tracks.append(_Track(next(self._ids), p, float(s), b))
 
     def update(self, frame: Frame) -> FaceLandmarks:
+        """The faces of the next frame (a Frame: its timestamp drives the smoothing).
+
+        Raises:
+            InputError: `frame` is not a Frame (a bare image has no time: use FaceAligner.align for one
+                image, rtalign.track for a sequence).
+        """
+        if not isinstance(frame, Frame):
+            raise InputError(f"FaceTracker.update takes an rtalign.Frame(image, timestamp, index), got "
+                             f"{type(frame).__name__}: for one image use FaceAligner.align, for a sequence rtalign.track")
         image = frame.image
         self._since_detect += 1
         self._follow(image)

@@ -64,13 +64,33 @@ def test_arrays_one_image_and_an_iterable_give_the_same_faces():
     assert frame.timestamp == 0.0 and one.track_id.tolist() == [0]
 
 
+def test_grey_and_bgra_arrays_track_like_bgr_and_every_tracked_face_has_a_pose():
+    """The stream takes what FaceAligner.align takes, and gives head pose as the README says."""
+    import cv2
+    frames = [f for f, _ in asset_frames((320, 240), smooth_similarity_path(4, seed=2))]
+    model = rtalign.load_model("cnn", runtime=rtalign.RuntimeOptions(threads=1))
+    grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
+    runs = {kind: list(rtalign.track(images, model=model, smoothing=None)) for kind, images in
+            (("bgr", frames), ("grey", grey), ("bgra", [cv2.cvtColor(f, cv2.COLOR_BGR2BGRA) for f in frames]))}
+    np.testing.assert_array_equal(np.stack([f.xy for _, f in runs["bgr"]]), np.stack([f.xy for _, f in runs["bgra"]]))
+    # the model sees grey crops anyway; only the detector saw colour (a slightly different first box)
+    np.testing.assert_allclose(np.stack([f.xy for _, f in runs["bgr"]]), np.stack([f.xy for _, f in runs["grey"]]),
+                               atol=1.0)
+    assert all(frame.image.shape == (240, 320, 3) for frame, _ in runs["grey"])
+    poses = np.stack([faces.pose for _, faces in runs["bgr"]])
+    assert poses.shape == (4, 1, 3) and np.isfinite(poses).all() and (np.abs(poses) < 45).all()
+    [(_, single)] = list(rtalign.track(grey[0], model=model))                   # one grey image alone
+    assert single.pose.shape == (1, 3)
+
+
 @pytest.mark.parametrize("source,message", [
     ("no/such/clip.mp4", "no such file"),
-    ([np.zeros((8, 8), np.uint8)], r"expected a \(H, W, 3\) uint8 BGR image"),
+    ([np.zeros((8, 8, 2), np.uint8)], r"frame 0: expected an \(H, W, 3\) BGR.*got shape \(8, 8, 2\)"),
+    ([np.zeros((8, 8, 3), np.float32)], r"frame 0: expected uint8 pixels"),
     (np.zeros((4, 4, 4, 4, 3), np.uint8), "got shape"),
     (3.5, "cannot track float"),
     (True, "cannot track a bool"),
-    ([np.zeros((1, 0, 3), np.uint8)], r"got uint8 \(1, 0, 3\)"),
+    ([np.zeros((8, 8, 3), np.uint8), np.zeros((1, 0, 3), np.uint8)], r"frame 1: .*got shape \(1, 0, 3\)"),
 ])
 def test_unusable_sources_are_clear_errors(source, message):
     with pytest.raises(InputError, match=message):

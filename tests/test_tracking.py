@@ -155,3 +155,10 @@ def test_a_background_detector_error_is_raised_once_and_the_next_run_may_start(r
         detector.error = None                    # the detector recovers: the tracker takes it up again
         assert len(_until(tracker, frame, lambda faces: len(faces) == 1)) == 1
     assert tracker.detector_runs >= 2
+
+
+def test_update_with_a_bare_image_says_what_to_use_instead():
+    from rtalign.errors import InputError
+    tracker = FaceTracker(load_model("cnn"), CountingDetector())
+    with pytest.raises(InputError, match=r"takes an rtalign.Frame.*got ndarray.*FaceAligner.align.*rtalign.track"):
+        tracker.update(np.zeros((8, 8, 3), np.uint8))
