@@ -448,8 +448,8 @@ def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cut
 def _exit_if_interrupted(result, signals: _StopSignals) -> None:
     """Say where the partial output went (never under the final name), then exit 128 + the signal."""
     if result.interrupted:
-        where = [shown(p) for p in result.partial_files]
-        done = f"{result.frames_out} frames in {' and '.join(where)}" if where else "nothing written"
+        where = [f"{n} frames in {shown(p)}" for p, n in result.partial_frames]
+        done = " and ".join(where) if where else "nothing written"
         click.echo(f"interrupted: {done}", err=True)
         sys.exit(signals.exit_code)
 

@@ -52,6 +52,8 @@ class _Writer:
         except OSError as e:
             raise InputError(f"cannot write landmarks {path}: {e.strerror}") from None
         self.rows = 0
+        #: frames written (with or without faces)
+        self.frames = 0
         self._closed = False
 
     def __enter__(self):
@@ -113,6 +115,7 @@ class _TextWriter(_Writer):
             self._f.write("".join(lines))
             self._f.flush()
             self.rows += len(lines)
+        self.frames += 1
 
     def _finish(self) -> None:
         self._f.close()
@@ -169,7 +172,7 @@ class ParquetWriter(_Writer):
                                  ("face_id", pa.int64()), *((c, f32) for c in COLUMNS[4:])])
         self._out = pq.ParquetWriter(str(self._tmp), self.schema)
         self._pending: list[tuple] = []
-        self._frames, self.group = 0, group
+        self.group = group
 
     def write(self, file: str, frame: int, time_s: float, faces: FaceLandmarks) -> None:
         n = len(faces)
@@ -179,8 +182,8 @@ class ParquetWriter(_Writer):
             self._pending.append(([file] * n, np.full(n, frame), np.full(n, time_s), ids, faces.score,
                                   pose, faces.xy.reshape(n, -1)))
             self.rows += n
-        self._frames += 1
-        if self._frames % self.group == 0:
+        self.frames += 1
+        if self.frames % self.group == 0:
             self._flush()
 
     def _flush(self) -> None:

@@ -163,6 +163,12 @@ def test_an_interrupted_video_run_leaves_both_outputs_as_partials(tmp_path, face
     assert (stats.partial, stats.partial_landmarks) == (tmp_path / "o.partial.mp4", tmp_path / "lm.partial.csv")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lm.partial.csv", "o.partial.mp4"]
     assert set(read_landmarks(stats.partial_landmarks)["frame"]) <= {i for i, _, _ in spy.seen}
+    # each file's own frame count (the landmarks stage runs ahead of the encoder)
+    import av
+    with av.open(str(stats.partial)) as c:
+        encoded = sum(1 for _ in c.decode(video=0))
+    assert stats.partial_frames == [(stats.partial, encoded), (stats.partial_landmarks, stats.landmark_frames)]
+    assert stats.landmark_frames == len(set(read_landmarks(stats.partial_landmarks)["frame"])) >= encoded
 
 
 def test_ctrl_c_while_a_photo_is_written_leaves_no_temporary_file(tmp_path, monkeypatch):

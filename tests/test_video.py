@@ -121,6 +121,7 @@ def test_a_signal_stops_quickly_and_leaves_a_playable_partial_beside_an_untouche
     assert out.read_bytes() == b"an earlier, finished result"
     n, rate, n_audio, _ = probe(partial)
     assert 0 < n < 900 and rate == 30 and n_audio == 1
+    assert f"interrupted: {n} frames in {partial}" in err          # the count is the file's own
     with av.open(str(partial)) as c:                  # the audio stops with the last frame
         v_end = float(c.streams.video[0].duration * c.streams.video[0].time_base)
         a_end = float(c.streams.audio[0].duration * c.streams.audio[0].time_base)

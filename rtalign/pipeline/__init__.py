@@ -132,6 +132,7 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
         if writer is not None:
             written = writer.close(partial=unfinished)
             stats.partial_landmarks = written if unfinished else None
+            stats.landmark_frames = writer.frames
     _check_decoding(source, spec, stats, refused, dst)
     return stats
 
@@ -161,6 +162,7 @@ def analyze_video(src, landmarks, *, tracker: FaceTracker, progress=None, stop: 
         unfinished = stats.interrupted or refused
         written = writer.close(partial=unfinished)
         stats.partial = stats.partial_landmarks = written if unfinished else None
+        stats.landmark_frames = writer.frames
     _check_decoding(source, spec, stats, refused, Path(landmarks))
     return stats
 

@@ -50,6 +50,9 @@ class RunStats:
     partial: Path | None = None
     #: the same for its landmarks file
     partial_landmarks: Path | None = None
+    #: frames whose rows are in the landmarks file: a stopped run's can be a few more than frames_out,
+    #: since the landmarks stage writes them before the encoder takes the frame
+    landmark_frames: int = 0
 
     @property
     def fps(self) -> float:
@@ -58,7 +61,17 @@ class RunStats:
     @property
     def partial_files(self) -> list[Path]:
         """The partial outputs this run left, each once (analysis alone writes one file as both)."""
-        return [p for p in dict.fromkeys((self.partial, self.partial_landmarks)) if p is not None]
+        return [p for p, _ in self.partial_frames]
+
+    @property
+    def partial_frames(self) -> list[tuple[Path, int]]:
+        """Each partial output with the frames it holds (the landmarks file's own count: see landmark_frames)."""
+        out = {}
+        if self.partial is not None:
+            out[self.partial] = self.frames_out
+        if self.partial_landmarks is not None:
+            out[self.partial_landmarks] = self.landmark_frames
+        return list(out.items())
 
     def summary(self) -> dict:
         """Medians per stage plus throughput, latency and detector use, as plain numbers."""
