@@ -178,9 +178,10 @@ def _run_video(job: Job, options: BatchOptions) -> int:
     try:
         if job.media is not None:
             stats = process_video(job.src, job.media, tracker=tracker, draw=options.draw, effects=_effects(options),
-                                  preset=options.preset, crf=options.crf, landmarks=job.landmarks, stop=_STOP)
+                                  preset=options.preset, crf=options.crf, landmarks=job.landmarks, stop=_STOP,
+                                  label=job.label)
         else:
-            stats = analyze_video(job.src, job.landmarks, tracker=tracker, stop=_STOP)
+            stats = analyze_video(job.src, job.landmarks, tracker=tracker, stop=_STOP, label=job.label)
     except TruncatedInputError as e:    # listed as failed, nothing half-done left in OUT_DIR
         _delete_partials(job)
         keep = "OUT" if job.media is not None else "--landmarks F.csv"

@@ -49,6 +49,19 @@ def test_plan_maps_every_input_to_its_outputs(folder, tmp_path):
         plan(folder / "nope", tmp_path, BatchOptions())
 
 
+def test_a_video_in_a_subfolder_is_labelled_by_its_path_in_the_input_folder(tmp_path):
+    """The landmarks' `file` column is the path relative to IN_DIR for videos as for photos (videos had
+    their bare file name)."""
+    src = tmp_path / "in" / "sub"
+    src.mkdir(parents=True)
+    demo_clip(src / "c.mp4", n_frames=6, size=(320, 180), audio=False)
+    for media in (False, True):
+        out = tmp_path / f"out{media}"
+        opts = BatchOptions(model="cnn", landmarks=".csv", media=media)
+        assert all(r.ok for r in run_batch(plan(tmp_path / "in", out, opts), opts))
+        assert set(read_landmarks(out / "sub" / "c.mp4.csv")["file"]) == {"sub/c.mp4"}
+
+
 def test_bad_file_is_reported_and_the_rest_done_then_skipped_on_rerun(folder, tmp_path):
     jobs = plan(folder, tmp_path, OPTS)
     seen = []

@@ -86,7 +86,7 @@ def _stopped_by(event: threading.Event | None, runner: Runner):
 
 def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effects=(), progress=None,
                   preset: str = "veryfast", crf: int = 20, stop: threading.Event | None = None,
-                  allow_truncated: bool = False, landmarks=None) -> RunStats:
+                  allow_truncated: bool = False, landmarks=None, label: str | None = None) -> RunStats:
     """Every frame of `src` through the tracker, drawn, into `dst` (format by extension, audio kept in sync,
     each frame at its input time, rotation metadata applied to the pixels).
 
@@ -101,6 +101,7 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
             frames that decoded (with a logged warning) instead of raising TruncatedInputError.
         landmarks: optional .csv / .jsonl / .parquet path for every frame's landmarks and head pose
             (rtalign.export), holding the frames done when the run ends for any reason.
+        label: the landmarks' `file` column (default: the input's file name).
 
     Raises:
         InputError: unusable input or output (nothing is left behind).
@@ -113,7 +114,7 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
         check_output(src, Path(landmarks))
     with ExitStack() as stack:
         source = stack.enter_context(VideoFileSource(spec))
-        tracker, writer = _landmark_stage(stack, tracker, landmarks, src.name, draw)
+        tracker, writer = _landmark_stage(stack, tracker, landmarks, label or src.name, draw)
         sink = VideoFileSink(dst, source.size, source.fps, audio_from=spec if source.has_audio else None,
                              preset=preset, crf=crf, time_base=source.time_base)
         try:
@@ -138,9 +139,10 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
 
 
 def analyze_video(src, landmarks, *, tracker: FaceTracker, progress=None, stop: threading.Event | None = None,
-                  allow_truncated: bool = False) -> RunStats:
+                  allow_truncated: bool = False, label: str | None = None) -> RunStats:
     """Analysis only: every frame of `src` decoded and tracked, landmarks and head pose written to
-    `landmarks` (rtalign.export); nothing drawn, nothing encoded.
+    `landmarks` (rtalign.export, its `file` column `label`, default the input's file name); nothing drawn,
+    nothing encoded.
 
     When `stop` is set, or the input is truncated (unless `allow_truncated`), the frames done go to
     LANDMARKS.partial.EXT (`stats.partial`), as `process_video` does with its video.
@@ -153,7 +155,7 @@ def analyze_video(src, landmarks, *, tracker: FaceTracker, progress=None, stop: 
     check_output(src, Path(landmarks))
     with ExitStack() as stack:
         source = stack.enter_context(VideoFileSource(spec))
-        tracker, writer = _landmark_stage(stack, tracker, landmarks, src.name, "none")
+        tracker, writer = _landmark_stage(stack, tracker, landmarks, label or src.name, "none")
         on_frame = (lambda stats: progress(stats, source.expected)) if progress else None
         runner = Runner(source, tracker, Compose([]), [], on_frame)
         with _stopped_by(stop, runner):
