@@ -206,7 +206,7 @@ def detector_option(f):
 @main.command("eval")
 @model_option
 @click.option("--data", type=click.Path(), default=None,
-              help="folder of NAME.jpg + NAME.pts [default: 300-W test_common]")
+              help="folder of NAME.jpg + NAME.pts [default: $RTALIGN_DATA/test_common, the 300-W test faces]")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of a table")
 @click.option("--runs", type=click.IntRange(1), default=200, show_default=True, help="timing runs")
 @click.option("--boxes", type=click.Choice(["gt", "detector"]), default="gt", show_default=True,

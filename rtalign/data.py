@@ -73,11 +73,16 @@ def list_samples(folder: str | os.PathLike) -> list[Sample]:
         InputError: the folder is missing or holds no annotated image.
     """
     folder = Path(folder)
+    where = (f" (the 300-W faces are looked for in $RTALIGN_DATA, now {data_root()}: set it to the folder that "
+             "holds test_common/ and train/)")
     if not folder.is_dir():
-        raise InputError(f"{folder} is a file, not a data folder" if folder.exists() else f"no such data folder: {folder}")
+        raise InputError(f"{folder} is a file, not a data folder" if folder.exists() else
+                         f"no such data folder: {folder}{where if folder.is_relative_to(data_root()) else ''}")
     samples = [Sample(p.with_suffix(ext), read_pts(p))
                for p in sorted(folder.glob("*.pts"))
                for ext in (".jpg", ".png") if p.with_suffix(ext).is_file()]
     if not samples:
-        raise InputError(f"no annotated images (NAME.jpg + NAME.pts) in {folder}")
+        inner = sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.pts")))
+        hint = f": give one of its folders ({', '.join(inner)})" if inner else ""
+        raise InputError(f"no annotated images (NAME.jpg + NAME.pts) in {folder}{hint}")
     return samples

@@ -57,6 +57,26 @@ def test_bad_arguments_give_one_clear_line(args, text, tmp_path):
     assert_clean_error(run(*args), text)
 
 
+def test_missing_data_names_the_setting_and_a_root_given_as_data_names_its_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTALIGN_DATA", str(tmp_path / "nowhere"))
+    assert_clean_error(run("eval", "--model", "cnn"),
+                       r"no such data folder: .*nowhere.test_common \(.*\$RTALIGN_DATA, now .*nowhere: set it")
+    for name in ("train", "test_common"):
+        (tmp_path / "300w" / name).mkdir(parents=True)
+        (tmp_path / "300w" / name / "a.pts").write_text("")
+    assert_clean_error(run("eval", "--model", "cnn", "--data", tmp_path / "300w"),
+                       r"no annotated images .* give one of its folders \(test_common, train\)")
+
+
+def test_bench_without_its_extra_says_how_to_install_it_before_any_work(monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "skimage" else real(name, *a))
+    result = run("bench", "--quick", "--models", "cnn", "--peers", "")
+    assert_clean_error(result, r"needs scikit-image: pip install 'rtalign\[bench\]'")
+    assert "bench:" not in result.output                 # no stage started
+
+
 def test_image_without_a_face(tmp_path):
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.full((240, 320, 3), 127, np.uint8))

@@ -2,6 +2,7 @@
 with dlib measured beside them in the same run."""
 from __future__ import annotations
 
+import importlib.util
 import logging
 import tempfile
 import time
@@ -12,6 +13,7 @@ import numpy as np
 
 from ..data import data_root, list_samples, read_image
 from ..detectors import DEFAULT_DETECTOR, load_detector
+from ..errors import InputError
 from ..evaluate import detect_samples, predict_samples, summarize_detected, time_per_face
 from ..landmarks import landmark_box
 from ..metrics import nme_per_face, summarize
@@ -168,7 +170,13 @@ def time_effects(samples, runs: int = 10, rounds: int = 5) -> float:
 
 def run_bench(opts: BenchOptions, progress=lambda msg: None) -> tuple[list[dict], dict, dict]:
     """Measure every model and peer; returns (rows, curves, extras): curves maps name → per-face NME,
-    extras holds model-independent figures (the colour effects' speed)."""
+    extras holds model-independent figures (the colour effects' speed).
+
+    Raises:
+        InputError: the [bench] extra (scikit-image) is missing, or the data folder holds no faces.
+    """
+    if importlib.util.find_spec("skimage") is None:   # the colour and detector figures need it; say so before any work
+        raise InputError("rtalign bench needs scikit-image: pip install 'rtalign[bench]'")
     sz = opts.sizes
     samples = list_samples(opts.data)[:: sz["face_step"]]
     images = [read_image(s.image) for s in samples]
