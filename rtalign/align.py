@@ -98,13 +98,13 @@ class FaceAligner:
 
     Args:
         model: a model name ("resnet", "cnn", "cascade"), a file path, or a loaded LandmarkModel.
-        max_faces: at most this many faces, largest first (None: all).
+        max_faces: at most this many faces, largest first (None, the default: every face, as `rtalign image`).
         runtime: where a model loaded here runs (device=/threads= are its older spelling).
         detector: a name from rtalign.detectors.DETECTOR_NAMES (default: blazeface), or any object with
             `detect(image) -> (N, 4) boxes`, largest first (and optionally `detect_faces(image)` for the roll).
     """
 
-    def __init__(self, model: str | LandmarkModel = "resnet", *, max_faces: int | None = 4,
+    def __init__(self, model: str | LandmarkModel = "resnet", *, max_faces: int | None = None,
                  runtime: RuntimeOptions | None = None, device: str | None = None, threads: int | None = None,
                  detector=DEFAULT_DETECTOR):
         if max_faces is not None and max_faces < 1:

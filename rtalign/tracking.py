@@ -190,8 +190,8 @@ class FaceTracker:
             room = o.max_faces - len(self.tracks)
             if len(found) > room and not self._capped:
                 self._capped = True
-                log.warning("more faces than max_faces=%d in view: tracking %d (--max-faces raises it)",
-                            o.max_faces, o.max_faces)
+                log.warning("more faces than max_faces=%d in view: tracking %d "
+                            "(TrackerOptions.max_faces or --max-faces raises it)", o.max_faces, o.max_faces)
             found = found[:room]
         if len(found) == 0:
             return

@@ -51,6 +51,13 @@ def test_max_faces_keeps_the_first_detections():
     assert faces.track_id is None                                 # ids belong to trackers
 
 
+def test_by_default_every_face_found_is_aligned():
+    many = [[x, y, x + 40, y + 40] for x in range(0, 400, 60) for y in (0, 200)]      # 14 faces
+    faces = FaceAligner(BoxModel(), detector=FixedDetector(many)).align(IMAGE)
+    assert len(faces) == 14
+    np.testing.assert_allclose(faces.bbox, many)
+
+
 def test_given_boxes_bypass_the_detector_and_max_faces():
     detector = FixedDetector(np.empty((0, 4)))
     faces = FaceAligner(BoxModel(), max_faces=1, detector=detector).align(IMAGE, boxes=np.array(BOXES))

@@ -98,7 +98,7 @@ def test_max_faces_none_tracks_every_face_and_a_cap_is_reported_once(resnet, thr
         counts = [len(capped.update(three_faces)) for _ in range(3)]
     assert counts == [2, 2, 2]
     assert [r.getMessage() for r in caplog.records] == [
-        "more faces than max_faces=2 in view: tracking 2 (--max-faces raises it)"]
+        "more faces than max_faces=2 in view: tracking 2 (TrackerOptions.max_faces or --max-faces raises it)"]
 
 
 class GatedDetector:
