@@ -130,7 +130,7 @@ def test_cuda_without_a_gpu_says_what_to_install():
     import onnxruntime as ort
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA")
-    with pytest.raises(DeviceError, match="onnxruntime-gpu"):
+    with pytest.raises(DeviceError, match=r"pip uninstall -y onnxruntime && pip install onnxruntime-gpu"):
         load_model("resnet", device="cuda")
 
 

@@ -135,6 +135,7 @@ def test_demo_command_runs_without_camera_or_data(tmp_path):
     assert result.exit_code == 0, result.output
     assert "150 frames, face found on 150" in result.output
     assert probe(out)[:3] == (150, 30, 1)
+    assert "FPS" in result.output and "latency" not in result.output   # a file's queueing is not lag
 
 
 def test_webcam_command_on_a_file_played_live(face_clip):

@@ -23,8 +23,9 @@ def _providers(runtime: RuntimeOptions) -> list[str]:
         return list(runtime.providers)
     if runtime.device == "cuda":
         if "CUDAExecutionProvider" not in available:
-            raise DeviceError("--device cuda needs onnxruntime-gpu and an NVIDIA GPU: "
-                              f"pip install onnxruntime-gpu (this onnxruntime has only {', '.join(available)})")
+            raise DeviceError("--device cuda needs onnxruntime-gpu and an NVIDIA GPU: pip uninstall -y onnxruntime && "
+                              "pip install onnxruntime-gpu (installed side by side, the CPU package hides the GPU one; "
+                              f"this onnxruntime has only {', '.join(available)})")
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
