@@ -13,6 +13,7 @@ import threading
 import click
 
 from .detectors import DEFAULT_DETECTOR, DETECTOR_NAMES
+from . import __version__
 from .errors import RtalignError, shown
 from .models import MODEL_NAMES
 from .models.session import DEVICES
@@ -187,10 +188,13 @@ def model_option(f=None, threads: int = 2):
 
 
 @click.group(cls=_Group)
+@click.version_option(__version__, prog_name="rtalign")
 @click.option("-v", "--verbose", is_flag=True, help="log what is loaded and chosen")
 def main(verbose: bool):
     """Real-time 68-point face alignment."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+    # a user reads "WARNING: …"; with --verbose the module that said it helps more
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(name)s: %(message)s" if verbose else "%(levelname)s: %(message)s")
     if not verbose:   # OpenCV's own log (a dozen lines while probing a missing camera) only with --verbose
         import cv2
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -535,11 +539,15 @@ def webcam_cmd(camera, model, device, threads, draw, max_faces, smooth, min_cuto
 
     with _StopSignals() as signals, _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector,
                                              live=True) as tracker:
-        if serve:
-            host = f"[{serve[0]}]" if ":" in serve[0] else serve[0]
-            click.echo(f"preview at http://{host}:{serve[1]}/", err=True)
+        said = []
+
+        def announce(_stats):     # once the camera gives frames and the server listens, not before
+            if serve and not said:
+                said.append(True)
+                host = f"[{serve[0]}]" if ":" in serve[0] else serve[0]
+                click.echo(f"preview at http://{host}:{serve[1]}/", err=True)
         result = run_live(camera, tracker=tracker, draw=draw, effects=make_effects(**effects), window=not no_window,
-                          vcam=vcam, serve=serve, stop=signals.event, landmarks=landmarks)
+                          vcam=vcam, serve=serve, stop=signals.event, landmarks=landmarks, on_frame=announce)
     _report(result, stats, live=True)
     if signals.signum not in (None, signal.SIGINT):   # Ctrl-C is how a live session normally ends: exit 0
         sys.exit(signals.exit_code)

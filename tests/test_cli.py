@@ -77,6 +77,12 @@ def test_bench_without_its_extra_says_how_to_install_it_before_any_work(monkeypa
     assert "bench:" not in result.output                 # no stage started
 
 
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+    result = run("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"rtalign, version {version('rtalign')}"
+
+
 def test_image_without_a_face(tmp_path):
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.full((240, 320, 3), 127, np.uint8))

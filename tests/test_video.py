@@ -139,12 +139,21 @@ def test_demo_command_runs_without_camera_or_data(tmp_path):
 
 
 def test_webcam_command_on_a_file_played_live(face_clip):
-    result = run("webcam", "--camera", face_clip, "--no-window", "--stats", "--model", "cnn", "--lip-color", "red")
+    import socket
+    with socket.socket() as s:                            # a free port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = run("webcam", "--camera", face_clip, "--no-window", "--stats", "--model", "cnn", "--lip-color", "red",
+                 "--serve", f"127.0.0.1:{port}")
     assert result.exit_code == 0, result.output
     assert "latency p50" in result.output
+    assert result.output.count(f"preview at http://127.0.0.1:{port}/") == 1
 
 
 def test_webcam_errors(face_clip):
     assert_clean_error(run("webcam", "--camera", "7", "--no-window"), "no camera at index 7")
+    result = run("webcam", "--camera", "7", "--no-window", "--serve", "127.0.0.1:8765")
+    assert_clean_error(result, "no camera at index 7")
+    assert "preview at" not in result.output              # no address for a preview that never started
     assert_clean_error(run("webcam", "--camera", face_clip, "--no-window", "--serve", "127.0.0.1:99999"), "HOST:PORT",
                        exit_code=2)
