@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .detectors import DEFAULT_DETECTOR
 from .errors import InputError, RtalignError, TruncatedInputError, shown
-from .export import FORMATS, open_writer
+from .export import check_format, open_writer
 from .io_safety import partial_path
 from .pipeline.sinks import VIDEO_FORMATS
 from .smoothing import OneEuroOptions
@@ -58,8 +58,8 @@ class BatchOptions:
     crf: int = 20
 
     def __post_init__(self):
-        if self.landmarks is not None and self.landmarks not in FORMATS:
-            raise InputError(f"landmarks format {self.landmarks!r}: expected one of {', '.join(FORMATS)}")
+        if self.landmarks is not None:
+            check_format(self.landmarks)
 
 
 @dataclass(frozen=True)

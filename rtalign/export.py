@@ -13,6 +13,7 @@ leaves the hidden file with every frame flushed.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -164,7 +165,7 @@ class ParquetWriter(_Writer):
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError:
-            raise InputError("Parquet output needs pyarrow: pip install 'rtalign[parquet]'") from None
+            raise InputError(_PARQUET_NEEDS) from None
         super().__init__(path)
         self._pa = pa
         f32 = pa.float32()
@@ -202,6 +203,21 @@ class ParquetWriter(_Writer):
             self._flush()
         finally:
             self._out.close()
+
+
+_PARQUET_NEEDS = "Parquet output needs pyarrow: pip install 'rtalign[parquet]'"
+
+
+def check_format(suffix: str) -> None:
+    """Refuse, before any work, a landmarks format that cannot be written here.
+
+    Raises:
+        InputError: not one of FORMATS, or .parquet without pyarrow.
+    """
+    if suffix not in FORMATS:
+        raise InputError(f"landmarks format {suffix!r}: expected one of {', '.join(FORMATS)}")
+    if suffix == ".parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise InputError(_PARQUET_NEEDS)
 
 
 def open_writer(path) -> _Writer:

@@ -49,6 +49,15 @@ def test_plan_maps_every_input_to_its_outputs(folder, tmp_path):
         plan(folder / "nope", tmp_path, BatchOptions())
 
 
+def test_parquet_without_pyarrow_is_refused_before_any_file_is_touched(folder, tmp_path, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a))
+    result = run_cli("batch", folder, tmp_path / "out", "--landmarks", "parquet", "--model", "cnn")
+    assert_clean_error(result, r"Parquet output needs pyarrow: pip install 'rtalign\[parquet\]'")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_video_in_a_subfolder_is_labelled_by_its_path_in_the_input_folder(tmp_path):
     """The landmarks' `file` column is the path relative to IN_DIR for videos as for photos (videos had
     their bare file name)."""
