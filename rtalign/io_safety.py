@@ -11,17 +11,21 @@ from .errors import InputError, shown
 
 
 def check_input_file(spec: str, what: str = "video") -> None:
-    """One clear error for a path that is missing, a folder, or not a regular file (device, pipe)."""
+    """One clear error for a path that is missing, a folder, not a regular file (device, pipe), or empty."""
+    kind = f"{'an' if what[0] in 'aeiou' else 'a'} {what} file"
     try:
-        mode = os.stat(spec).st_mode
+        st = os.stat(spec)
+        mode = st.st_mode
     except FileNotFoundError:
         raise InputError(f"no such file: {shown(spec)}") from None
     except OSError as e:
         raise InputError(f"cannot read {shown(spec)}: {e.strerror}") from None
     if stat.S_ISDIR(mode):
-        raise InputError(f"{shown(spec)} is a folder, not a {what} file")
+        raise InputError(f"{shown(spec)} is a folder, not {kind}")
     if not stat.S_ISREG(mode):
-        raise InputError(f"{shown(spec)} is a device, pipe or socket, not a {what} file")
+        raise InputError(f"{shown(spec)} is a device, pipe or socket, not {kind}")
+    if st.st_size == 0:
+        raise InputError(f"{shown(spec)} is empty (0 bytes), not {kind}")
 
 
 def check_destination(dst) -> None:

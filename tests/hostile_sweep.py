@@ -259,7 +259,7 @@ def cases(seed_files: dict) -> list[Case]:
     image("EXIF-rotated JPEG", _exif_rotated(s["photo.jpg"]), ext=".jpg", expect="ok")
     image("animated GIF", _animated_gif(s["photo.png"]), ext=".gif")
     image("a video named .jpg", s["clip.mp4"], ext=".jpg", expect="fail", text="not a readable image")
-    image("empty file", b"", ext=".jpg", expect="fail", text="not a readable image")
+    image("empty file", b"", ext=".jpg", expect="fail", text="is empty (0 bytes), not an image file")
     image("text", b"hello, world\n" * 10, ext=".png", expect="fail", text="not a readable image")
     image("random bytes", np.random.default_rng(7).bytes(5000), ext=".jpg", expect="fail")
 
@@ -286,7 +286,7 @@ def cases(seed_files: dict) -> list[Case]:
             video(f"display rotation {name}", s[name], expect="ok")
     video("audio only", s["tone.m4a"], ext=".m4a", expect="fail", text="has no video stream")
     video("a photo named .mp4", s["photo.jpg"], ext=".mp4")       # FFmpeg reads a JPEG as a one-frame video
-    video("empty file", b"", ext=".mp4", expect="fail", text="cannot read video")
+    video("empty file", b"", ext=".mp4", expect="fail", text="is empty (0 bytes), not a video file")
     video("text", b"not a video\n" * 50, ext=".mp4", expect="fail", text="cannot read video")
     video("random bytes", np.random.default_rng(8).bytes(20000), ext=".mkv", expect="fail")
 

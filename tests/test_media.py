@@ -197,10 +197,17 @@ def test_names_that_are_not_utf8_or_very_long(astronaut_file, face_clip, tmp_pat
 
 
 @pytest.mark.parametrize("spec,text", [(".", "is a folder, not a video file"),
-                                       ("/dev/null", "is a device, pipe or socket")])
-def test_folders_and_devices_as_input(spec, text, tmp_path):
+                                       ("/dev/null", "is a device, pipe or socket"),
+                                       ("EMPTY", "is empty (0 bytes), not a video file")])
+def test_folders_devices_and_empty_files_as_input(spec, text, tmp_path):
+    if spec == "EMPTY":
+        spec = tmp_path / "empty.mp4"
+        spec.touch()
     result = run("video", spec, tmp_path / "o.mp4")
     assert result.exit_code == 1 and text in result.output
+    empty = tmp_path / "empty.jpg"
+    empty.touch()
+    assert "is empty (0 bytes), not an image file" in run("image", empty, tmp_path / "o.png").output
 
 
 def _faststart_clip(path, n=45):
