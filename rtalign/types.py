@@ -58,6 +58,18 @@ class FaceLandmarks:
     def __len__(self) -> int:
         return len(self.xy)
 
+    def __repr__(self) -> str:
+        """One line a face, not 68 × 2 numbers: the box, score, id and pose (read .xy for the points)."""
+        faces = []
+        for i in range(len(self)):
+            parts = [f"box=[{', '.join(f'{v:.0f}' for v in self.bbox[i])}]", f"score={self.score[i]:.2f}"]
+            if self.track_id is not None:
+                parts.insert(0, f"id={self.track_id[i]}")
+            if self.pose is not None:
+                parts.append(f"yaw/pitch/roll=[{', '.join(f'{v:.1f}' for v in self.pose[i])}]")
+            faces.append(f"\n  face({', '.join(parts)})")
+        return f"FaceLandmarks({len(self)} face{'' if len(self) == 1 else 's'}, xy (n, 68, 2){''.join(faces)})"
+
     @classmethod
     def empty(cls, *, tracked: bool = False) -> "FaceLandmarks":
         """No faces; `tracked=True` (a tracker's output) gives an empty track_id array instead of None."""

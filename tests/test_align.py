@@ -154,3 +154,12 @@ def test_unusable_boxes_are_clear_errors(boxes, message):
 def test_max_faces_below_one_is_refused(n):
     with pytest.raises(ValueError, match=f"max_faces must be ≥ 1 or None, got {n}"):
         FaceAligner(BoxModel(), max_faces=n, detector=FixedDetector(BOXES))
+
+
+def test_face_landmarks_print_one_line_a_face_not_every_point():
+    faces = FaceLandmarks(np.zeros((2, 68, 2)), np.array([[1, 2, 3, 4], [5, 6, 7, 8.4]]), track_id=[3, 7],
+                          pose=[[1, 2, 3], [4, 5, 6]])
+    assert repr(faces).splitlines() == ["FaceLandmarks(2 faces, xy (n, 68, 2)",
+                                        "  face(id=3, box=[1, 2, 3, 4], score=1.00, yaw/pitch/roll=[1.0, 2.0, 3.0])",
+                                        "  face(id=7, box=[5, 6, 7, 8], score=1.00, yaw/pitch/roll=[4.0, 5.0, 6.0]))"]
+    assert repr(FaceLandmarks.empty()) == "FaceLandmarks(0 faces, xy (n, 68, 2))"

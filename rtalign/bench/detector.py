@@ -235,7 +235,7 @@ def detector_costs(samples, runs: int = 5, scenes: int = 8) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--detectors", default="blazeface,haar")
     ap.add_argument("--model", default="resnet")
     ap.add_argument("--quick", action="store_true", help="every 8th test face")
