@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import assert_clean_error
 
 from rtalign.cli import main
 from rtalign.pipeline import build_tracker, process_video
@@ -258,6 +259,24 @@ def test_analysis_only_on_a_truncated_input_is_refused_like_a_video(tmp_path, cu
     assert 10 < len(rows) < 45
     result = run("video", cut, "--landmarks", table, "--model", "cnn", "--allow-truncated")
     assert result.exit_code == 0 and len(read_landmarks(table)["frame"]) == len(rows)
+
+
+def test_an_mpeg_ts_cut_inside_a_frame_is_truncated_not_complete(tmp_path, face_clip):
+    """A transport stream has no index that announces its end: the damaged last frame tells the cut."""
+    ts = tmp_path / "whole.ts"
+    with av.open(str(face_clip)) as src, av.open(str(ts), "w", format="mpegts") as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    cut = tmp_path / "cut.ts"
+    data = ts.read_bytes()
+    cut.write_bytes(data[: len(data) * 3 // 4])                 # inside a frame, shown before two B-frames
+    assert run("video", ts, tmp_path / "whole.mp4", "--model", "cnn").exit_code == 0
+    result = run("video", cut, tmp_path / "o.mp4", "--model", "cnn")
+    assert_clean_error(result, r"cut.ts is truncated or corrupt: \d+ of about \d+ frames decoded \(the last ones damaged\)")
+    assert run("video", cut, tmp_path / "o.mp4", "--model", "cnn", "--allow-truncated").exit_code == 0
 
 
 def test_a_truncated_input_names_both_partial_files(tmp_path, cut_clip):

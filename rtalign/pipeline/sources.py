@@ -53,6 +53,9 @@ def _open_video(spec: str):
     return container, stream
 
 
+#: Frames a decoder may still show after the last one it decoded (B-frames; x264's default is 3).
+_REORDER_WINDOW = 4
+
 #: Colour spaces whose YUV → BGR matrix is OpenCV's (BT.601): unspecified (FFmpeg then assumes BT.601 too),
 #: BT470BG, SMPTE170M. Others (BT.709 …) go through FFmpeg's converter.
 _BT601 = (2, 5, 6)
@@ -133,6 +136,7 @@ class VideoFileSource(_Source):
         self.has_audio = bool(self._container.streams.audio)
         self.decoded = 0
         self.corrupt = 0
+        self._last_damaged = -1            # index of the newest frame the decoder concealed damage in
         self._shown_until = 0.0
 
     def _announced_end(self) -> tuple[float, float] | None:
@@ -159,10 +163,12 @@ class VideoFileSource(_Source):
 
     @property
     def truncated(self) -> bool:
-        """Decoding stopped on an error, or the frames end well before the container says the video does
-        (and, where the header counts frames, fewer were decoded). Time decides, not the count alone: a
-        trimmed clip's edit list hides frames the header still counts."""
-        if self.error:
+        """Decoding stopped on an error, one of the last frames came out damaged (a file cut inside the last
+        frame it holds: streams without an index, such as MPEG-TS, announce no end to fall short of; with
+        B-frames that frame is shown a few before the end), or the frames end well
+        before the container says the video does (and, where the header counts frames, fewer were decoded).
+        Time decides, not the count alone: a trimmed clip's edit list hides frames the header still counts."""
+        if self.error or self._cut_frame:
             return True
         if self._end is None:
             return False
@@ -170,12 +176,18 @@ class VideoFileSource(_Source):
         short = self._shown_until < end - tolerance
         return short and (self.decoded < self.frames if self.frames else True)
 
+    @property
+    def _cut_frame(self) -> bool:
+        """A damaged frame among the last few: what a cut inside the stream's final frame leaves."""
+        return self._last_damaged >= 0 and self.decoded - self._last_damaged <= _REORDER_WINDOW
+
     def damage(self) -> str:
         """What decoding achieved, for a truncated file: "30 of 45 frames decoded (reason)"."""
         about = "" if self.frames else "about "        # no count in the header: estimated from the duration
         what = (f"{self.decoded} of {about}{self.expected} frames decoded" if self.expected
                 else f"decoding stopped after {self.decoded} frames")
-        return what + (f" ({self.error})" if self.error else "")
+        reason = self.error or ("the last ones damaged" if self._cut_frame else None)
+        return what + (f" ({reason})" if reason else "")
 
     def __iter__(self):
         step = 1 / float(self.fps)
@@ -184,7 +196,9 @@ class VideoFileSource(_Source):
             t = float(frame.time) if frame.pts is not None and frame.time is not None else (
                 t_prev + step if t_prev is not None else 0.0)
             image = upright(to_bgr(frame), frame.rotation or 0)
-            self.corrupt += bool(frame.is_corrupt)
+            if frame.is_corrupt:
+                self.corrupt += 1
+                self._last_damaged = self.decoded
             yield Frame(image, t, self.decoded, time.perf_counter())
             self.decoded += 1
             shown_for = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else step
