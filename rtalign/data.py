@@ -73,7 +73,8 @@ def list_samples(folder: str | os.PathLike) -> list[Sample]:
         InputError: the folder is missing or holds no annotated image.
     """
     folder = Path(folder)
-    where = (f" (the 300-W faces are looked for in $RTALIGN_DATA, now {data_root()}: set it to the folder that "
+    setting = f"now {data_root()}" if "RTALIGN_DATA" in os.environ else f"not set, so {data_root()}"
+    where = (f" (the 300-W faces are looked for in $RTALIGN_DATA, {setting}: set it to the folder that "
              "holds test_common/ and train/)")
     if not folder.is_dir():
         raise InputError(f"{folder} is a file, not a data folder" if folder.exists() else

@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """quick: a reduced run for CI (every 8th test face, short clips, 3 stability faces). pairs: codec /
-    pipeline run pairs on the two-face clip, whose single ratios spread by ±0.1 on this 2-core machine."""
+    """quick: a reduced run for CI (every 8th test face, short clips, 3 stability faces). `sizes["pairs"]`:
+    codec / pipeline run pairs on the two-face clip (single pairs' ratios spread by ±0.1 on a 2-core VM)."""
     models: tuple = ("resnet", "cnn")
     peers: tuple = ("dlib",)
     quick: bool = False

@@ -50,8 +50,8 @@ class RunStats:
     partial: Path | None = None
     #: the same for its landmarks file
     partial_landmarks: Path | None = None
-    #: frames whose rows are in the landmarks file: a stopped run's can be a few more than frames_out,
-    #: since the landmarks stage writes them before the encoder takes the frame
+    #: frames written to the landmarks file (a frame without a face is counted, though it has no row): a
+    #: stopped run's can be a few more than frames_out, as the landmarks stage writes before the encoder
     landmark_frames: int = 0
 
     @property

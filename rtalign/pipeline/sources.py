@@ -34,6 +34,13 @@ class SourceMode(enum.Enum):
 URL_TIMEOUT_S = 10.0
 
 
+#: Frames a decoder may still show after the last one it decoded (B-frames; x264's default is 3).
+_REORDER_WINDOW = 4
+#: Containers (FFmpeg's names) with no index or frame count: MPEG transport and program streams, raw
+#: H.264 / HEVC / MPEG video.
+_NO_INDEX = frozenset({"mpegts", "mpeg", "mpegvideo", "h264", "hevc"})
+
+
 def _open_video(spec: str):
     """(container, video stream) with one clear error for every way a file can be unusable."""
     url = "://" in spec
@@ -49,12 +56,11 @@ def _open_video(spec: str):
         container.close()
         raise InputError(f"{shown(spec)} has no video stream")
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    # frame threading, except for formats without an index: there a cut shows only as damaged last frames,
+    # and with frame threads whether a damaged frame is flagged depends on timing (VideoFileSource.truncated)
+    stream.thread_type = "NONE" if container.format.name in _NO_INDEX else "AUTO"
     return container, stream
 
-
-#: Frames a decoder may still show after the last one it decoded (B-frames; x264's default is 3).
-_REORDER_WINDOW = 4
 
 #: Colour spaces whose YUV → BGR matrix is OpenCV's (BT.601): unspecified (FFmpeg then assumes BT.601 too),
 #: BT470BG, SMPTE170M. Others (BT.709 …) go through FFmpeg's converter.
@@ -136,7 +142,7 @@ class VideoFileSource(_Source):
         self.has_audio = bool(self._container.streams.audio)
         self.decoded = 0
         self.corrupt = 0
-        self._last_damaged = -1            # index of the newest frame the decoder concealed damage in
+        self._last_damaged = -1            # index of the newest frame that decoded damaged
         self._shown_until = 0.0
 
     def _announced_end(self) -> tuple[float, float] | None:
@@ -163,12 +169,11 @@ class VideoFileSource(_Source):
 
     @property
     def truncated(self) -> bool:
-        """Decoding stopped on an error, one of the last frames came out damaged (a file cut inside the last
-        frame it holds: streams without an index, such as MPEG-TS, announce no end to fall short of; with
-        B-frames that frame is shown a few before the end), or the frames end well
-        before the container says the video does (and, where the header counts frames, fewer were decoded).
-        Time decides, not the count alone: a trimmed clip's edit list hides frames the header still counts."""
-        if self.error or self._cut_frame:
+        """Decoding stopped on an error, the frames end well before the container says the video does (and,
+        where the header counts frames, fewer were decoded), or a file without an index ends in damaged
+        frames (see `_ends_damaged`). Time decides, not the count alone: a trimmed clip's edit list hides
+        frames the header still counts."""
+        if self.error or self._ends_damaged:
             return True
         if self._end is None:
             return False
@@ -177,16 +182,20 @@ class VideoFileSource(_Source):
         return short and (self.decoded < self.frames if self.frames else True)
 
     @property
-    def _cut_frame(self) -> bool:
-        """A damaged frame among the last few: what a cut inside the stream's final frame leaves."""
-        return self._last_damaged >= 0 and self.decoded - self._last_damaged <= _REORDER_WINDOW
+    def _ends_damaged(self) -> bool:
+        """A file in a format without an index (_NO_INDEX: its end is read from whatever data it ends with,
+        so a cut file announces its cut end) whose last frames decoded damaged: all that a cut inside its
+        last frame leaves (with B-frames that frame is shown up to _REORDER_WINDOW before the end). Such
+        formats decode on one thread (_open_video), where the damage flag does not depend on timing."""
+        return (self._last_damaged >= 0 and self._container.format.name in _NO_INDEX
+                and self.decoded - self._last_damaged <= _REORDER_WINDOW)
 
     def damage(self) -> str:
         """What decoding achieved, for a truncated file: "30 of 45 frames decoded (reason)"."""
         about = "" if self.frames else "about "        # no count in the header: estimated from the duration
         what = (f"{self.decoded} of {about}{self.expected} frames decoded" if self.expected
                 else f"decoding stopped after {self.decoded} frames")
-        reason = self.error or ("the last ones damaged" if self._cut_frame else None)
+        reason = self.error or ("its last frames are damaged" if self._ends_damaged else None)
         return what + (f" ({reason})" if reason else "")
 
     def __iter__(self):
