@@ -539,11 +539,8 @@ def webcam_cmd(camera, model, device, threads, draw, max_faces, smooth, min_cuto
 
     with _StopSignals() as signals, _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector,
                                              live=True) as tracker:
-        said = []
-
-        def announce(_stats):     # once the camera gives frames and the server listens, not before
-            if serve and not said:
-                said.append(True)
+        def announce(progress):     # on the first frame out: the camera gives frames and the server listens
+            if serve and progress.frames_out == 1:
                 host = f"[{serve[0]}]" if ":" in serve[0] else serve[0]
                 click.echo(f"preview at http://{host}:{serve[1]}/", err=True)
         result = run_live(camera, tracker=tracker, draw=draw, effects=make_effects(**effects), window=not no_window,

@@ -66,6 +66,16 @@ class Sample:
     points: np.ndarray
 
 
+def _where_data_is(folder: Path) -> str:
+    """For a missing folder under the 300-W root: where that root is looked for, and how to change it."""
+    root = data_root()
+    if not folder.is_relative_to(root):
+        return ""
+    setting = f"now {root}" if "RTALIGN_DATA" in os.environ else f"not set, so {root}"
+    return (f" (the 300-W faces are looked for in $RTALIGN_DATA, {setting}: set it to the folder that holds "
+            "test_common/ and train/)")
+
+
 def list_samples(folder: str | os.PathLike) -> list[Sample]:
     """Every `NAME.jpg|png` with a `NAME.pts` beside it, sorted by name.
 
@@ -73,12 +83,9 @@ def list_samples(folder: str | os.PathLike) -> list[Sample]:
         InputError: the folder is missing or holds no annotated image.
     """
     folder = Path(folder)
-    setting = f"now {data_root()}" if "RTALIGN_DATA" in os.environ else f"not set, so {data_root()}"
-    where = (f" (the 300-W faces are looked for in $RTALIGN_DATA, {setting}: set it to the folder that "
-             "holds test_common/ and train/)")
     if not folder.is_dir():
         raise InputError(f"{folder} is a file, not a data folder" if folder.exists() else
-                         f"no such data folder: {folder}{where if folder.is_relative_to(data_root()) else ''}")
+                         f"no such data folder: {folder}{_where_data_is(folder)}")
     samples = [Sample(p.with_suffix(ext), read_pts(p))
                for p in sorted(folder.glob("*.pts"))
                for ext in (".jpg", ".png") if p.with_suffix(ext).is_file()]

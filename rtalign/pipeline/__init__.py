@@ -44,6 +44,13 @@ def _landmark_stage(stack: ExitStack, tracker, landmarks, label: str, draw: str)
     return (PoseTracker(tracker) if draw == "pose" else tracker), None
 
 
+def _close_landmarks(writer, stats: RunStats, unfinished: bool) -> None:
+    """Close the landmarks file (to LANDMARKS.partial.EXT when the run did not finish) and note it in `stats`."""
+    written = writer.close(partial=unfinished)
+    stats.partial_landmarks = written if unfinished else None
+    stats.landmark_frames = writer.frames
+
+
 def _check_decoding(source: VideoFileSource, src: str, stats: RunStats, refused: bool, dst: Path) -> None:
     """Say what the decoder could not do: frames it concealed (a warning) and an input that ends early
     (TruncatedInputError when `refused`, else a warning)."""
@@ -131,9 +138,7 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
         written = sink.close(partial=unfinished)
         stats.partial = written if unfinished else None
         if writer is not None:
-            written = writer.close(partial=unfinished)
-            stats.partial_landmarks = written if unfinished else None
-            stats.landmark_frames = writer.frames
+            _close_landmarks(writer, stats, unfinished)
     _check_decoding(source, spec, stats, refused, dst)
     return stats
 
@@ -162,9 +167,8 @@ def analyze_video(src, landmarks, *, tracker: FaceTracker, progress=None, stop: 
             stats = runner.run()
         refused = source.truncated and not allow_truncated and not stats.interrupted
         unfinished = stats.interrupted or refused
-        written = writer.close(partial=unfinished)
-        stats.partial = stats.partial_landmarks = written if unfinished else None
-        stats.landmark_frames = writer.frames
+        _close_landmarks(writer, stats, unfinished)
+        stats.partial = stats.partial_landmarks        # the landmarks file is this run's one output
     _check_decoding(source, spec, stats, refused, Path(landmarks))
     return stats
 
