@@ -135,6 +135,27 @@ def test_a_distilled_cnn_trains_and_says_from_what(tiny_data, monkeypatch):
     assert meta["rtalign.teacher"] == "teacher.onnx (cnn), weight 0.7"
 
 
+def test_a_network_distilled_from_an_ensemble_starts_from_init_and_says_from_what(tiny_data, monkeypatch):
+    """--init loads the checkpoint's weights (no epochs: the exported student answers as that network does);
+    several --teacher files are averaged, and the resnet's grid loss takes them too."""
+    import onnx
+    from rtalign.models import OnnxLandmarker
+    resnet = ("--arch", "resnet", "--input-size", "64")
+    train(monkeypatch, tiny_data / "a.onnx", *resnet)
+    train(monkeypatch, tiny_data / "b.onnx", *resnet, "--seed", "1")
+    monkeypatch.setattr(sys, "argv", ["train_net", *resnet, "--width", "4", "--epochs", "0", "--val-share", "0.2",
+                                      "--init", str(tiny_data / "a.ckpt"), "--out", str(tiny_data / "copy.onnx")])
+    train_net.main()
+    crops = np.random.default_rng(0).integers(0, 256, (4, 1, 64, 64)).astype(np.float32) / 127.5 - 1
+    same, original = (OnnxLandmarker(tiny_data / f).session.run(None, {"image": crops})[0] for f in ("copy.onnx", "a.onnx"))
+    np.testing.assert_allclose(same, original, atol=1e-4)
+    train(monkeypatch, tiny_data / "student.onnx", *resnet, "--teacher", str(tiny_data / "a.onnx"),
+          str(tiny_data / "b.onnx"), "--init", str(tiny_data / "a.ckpt"))
+    meta = {p.key: p.value for p in onnx.load(str(tiny_data / "student.onnx")).metadata_props}
+    assert meta["rtalign.teacher"] == "a.onnx (resnet), b.onnx (resnet), weight 0.5"
+    assert meta["rtalign.init"] == "a.ckpt"
+
+
 def test_an_old_full_head_file_gets_the_peak_cell_head_with_the_same_outputs(tmp_path):
     import onnx
     from train.nets import ResNetPIP

@@ -3,6 +3,7 @@
     python -m train.train_net --arch resnet --minutes 80 --out exported/resnet.onnx
     python -m train.train_net --arch cnn --minutes 25 --out exported/cnn.onnx
     python -m train.train_net --arch cnn ... --teacher exported/resnet.onnx   # distilled from the resnet
+    python -m train.train_net --arch resnet ... --teacher A.onnx B.onnx --init A.ckpt   # from an ensemble
 
 The schedule is wall-clock based (cosine decay over --minutes) so a run always ends on time on
 a slow machine; a checkpoint is written every epoch and --resume continues from it.
@@ -10,7 +11,6 @@ a slow machine; a checkpoint is written every epoch and --resume continues from 
 from __future__ import annotations
 
 import argparse
-import functools
 import itertools
 import json
 import logging
@@ -44,9 +44,9 @@ def mean_shape_neighbours(points: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(d, axis=1)[:, :k]
 
 
-def batches(faces, args, first_epoch: int, out: queue.Queue, teacher=None):
+def batches(faces, args, first_epoch: int, out: queue.Queue, teachers=()):
     """Producer thread: augmented batches, epoch after epoch (cv2 releases the GIL, so this overlaps training):
-    (crops, points), plus the teacher's points on the same crops when there is one.
+    (crops, points), plus the teachers' mean points on the same crops when there are any.
 
     An epoch's batches depend only on (--seed, epoch), so a resumed run sees the batches the
     uninterrupted run would have seen.
@@ -62,8 +62,8 @@ def batches(faces, args, first_epoch: int, out: queue.Queue, teacher=None):
                                               args.input_size, cfg, rng) for i in idx))
             crops = np.stack(crops)
             item = (torch.from_numpy(normalize(crops)[:, None]), torch.from_numpy(np.stack(pts)))
-            if teacher is not None:
-                item += (torch.from_numpy(teacher_points(teacher, crops)),)
+            if teachers:
+                item += (torch.from_numpy(np.mean([teacher_points(t, crops) for t in teachers], axis=0)),)
             out.put(item)
         out.put(None)  # epoch boundary
 
@@ -105,17 +105,16 @@ def pip_loss(net: ResNetPIP, outputs, pts: torch.Tensor) -> torch.Tensor:
             + F.l1_loss(off_p, off_t) + F.l1_loss(nb_p, nb_t))
 
 
-def cnn_loss(net: SmallCNN, outputs, pts: torch.Tensor, soft: torch.Tensor | None = None,
-             soft_weight: float = 0.0) -> torch.Tensor:
-    """Cross-entropy of each coordinate's bin distribution against a Gaussian around the truth; with a
-    teacher's points `soft`, `soft_weight` of it against a Gaussian around those instead (distillation)."""
-    loss = _bin_cross_entropy(net, outputs, pts)
-    if soft is None:
-        return loss
-    return (1 - soft_weight) * loss + soft_weight * _bin_cross_entropy(net, outputs, soft)
+def distilled(loss_fn, weight: float):
+    """`loss_fn` against the labels and, taking `weight` of the total, against the teachers' points on the
+    same crops (an ensemble's mean points are steadier targets than one annotator's clicks)."""
+    def loss(net, outputs, pts, soft):
+        return (1 - weight) * loss_fn(net, outputs, pts) + weight * loss_fn(net, outputs, soft)
+    return loss
 
 
-def _bin_cross_entropy(net: SmallCNN, outputs, pts: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
+def cnn_loss(net: SmallCNN, outputs, pts: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
+    """Cross-entropy of each coordinate's bin distribution against a Gaussian around the target."""
     target_bin = (pts + 0.5) * (net.bins / net.input_size)                # (N, 68, 2) in bin units
     target = torch.exp(-0.5 * ((net.centres - target_bin[..., None]) / sigma) ** 2)
     target = target / target.sum(-1, keepdim=True).clamp_min(1e-12)
@@ -218,10 +217,12 @@ def main():
                     help="store dense-layer weights as int8 (dynamic quantization): the CNN's head is memory-bound")
     ap.add_argument("--flip", action="store_true",
                     help="export a graph that averages each crop with its mirror image (test-time flip)")
-    ap.add_argument("--teacher", type=Path, default=None,
-                    help="cnn only: distil from this exported network (its points on the same augmented crops)")
+    ap.add_argument("--teacher", type=Path, nargs="+", default=[],
+                    help="distil from these exported networks (their mean points on the same augmented crops)")
     ap.add_argument("--teacher-weight", type=float, default=0.5,
-                    help="share of the loss taken by the teacher's points (the rest: the labels)")
+                    help="share of the loss taken by the teachers' points (the rest: the labels)")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from this training checkpoint's weights (same architecture), on a new schedule")
     ap.add_argument("--export-only", action="store_true",
                     help="no training: export the checkpoint beside --out (e.g. after a change to the exported graph)")
     args = ap.parse_args()
@@ -238,22 +239,27 @@ def main():
         loss_fn = pip_loss
     else:
         net = SmallCNN(args.input_size, args.width)
-        loss_fn = functools.partial(cnn_loss, soft_weight=args.teacher_weight)
-    if args.teacher is not None and args.arch != "cnn":
-        raise SystemExit("--teacher distils into the cnn only")
+        loss_fn = cnn_loss
+    if args.teacher:
+        loss_fn = distilled(loss_fn, args.teacher_weight)
+    if args.init is not None:
+        net.load_state_dict(torch.load(args.init, weights_only=True)["net"])
     net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     ckpt = args.out.with_suffix(".ckpt")
     threshold_faces = val if len(val.images) else train
-    teacher = None
-    if args.teacher is not None:   # one thread: the two training threads keep theirs
+    teachers = []
+    if args.teacher:   # one thread: the two training threads keep theirs
         from rtalign.models import OnnxLandmarker
         from rtalign.runtime import RuntimeOptions
-        teacher = OnnxLandmarker(args.teacher, runtime=RuntimeOptions(threads=1))
+        teachers = [OnnxLandmarker(t, runtime=RuntimeOptions(threads=1)) for t in args.teacher]
     meta = {"rtalign.split": split,
             "rtalign.min_score_from": "validation split" if len(val.images) else "training faces (no validation split)"}
-    if teacher is not None:
-        meta["rtalign.teacher"] = f"{args.teacher.name} ({teacher.name}), weight {args.teacher_weight}"
+    if teachers:
+        meta["rtalign.teacher"] = (", ".join(f"{p.name} ({t.name})" for p, t in zip(args.teacher, teachers))
+                                   + f", weight {args.teacher_weight}")
+    if args.init is not None:
+        meta["rtalign.init"] = args.init.name
     elapsed, epoch, history = 0.0, 0, []
     if args.export_only:
         state = torch.load(ckpt, weights_only=False)  # our own training checkpoint, never a shipped file
@@ -273,7 +279,7 @@ def main():
         log.info("resumed at epoch %d, %.1f min", epoch, elapsed / 60)
 
     q: queue.Queue = queue.Queue(maxsize=8)
-    threading.Thread(target=batches, args=(train, args, epoch, q, teacher), daemon=True).start()
+    threading.Thread(target=batches, args=(train, args, epoch, q, teachers), daemon=True).start()
     steps_per_epoch = len(train.images) // args.batch
     total_steps = args.epochs * steps_per_epoch
     t0 = time.time() - elapsed
