@@ -47,9 +47,7 @@ class TrackerOptions:
     background: run the detector on a thread of its own, for live sources. `update` then never waits for
     it (a call costs 25-50 ms on a 720p frame here, longer than a 30 fps frame interval: without it the
     picture stutters while the tracker looks for faces); faces it finds start tracks on the frame that
-    is current when it returns, boxed by where they were, then refined from their own landmarks. The
-    first run alone is waited for, once, so that the first frame has its faces (a photo played as a
-    camera is one frame long). Off for
+    is current when it returns, boxed by where they were, then refined from their own landmarks. Off for
     files: which frame a face starts on then depends on timing, and a file's results must be the same
     on every run."""
     max_faces: int | None = 4
@@ -149,11 +147,10 @@ class FaceTracker:
         self._detector_free_at = self.clock() + seconds * (1 / self.options.detector_share - 1)
 
     def _acquire(self, image) -> None:
-        """Run the detector now, or (TrackerOptions.background, after the first run) start it on its thread
-        on a copy of the frame."""
+        """Run the detector now, or (TrackerOptions.background) start it on its thread on a copy of the frame."""
         self.detector_runs += 1
         self._since_detect = 0
-        if not self.options.background or self.detector_runs == 1:
+        if not self.options.background:
             found, seconds = self._detect(image)
             self._spent(seconds)
             self._start_tracks(image, found)
