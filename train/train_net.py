@@ -1,12 +1,12 @@
 """Train a landmark network on ../shared/data/300w/train and export it to ONNX.
 
-    python -m train.train_net --arch resnet --minutes 80 --out exported/resnet.onnx
-    python -m train.train_net --arch cnn --minutes 25 --out exported/cnn.onnx
+    python -m train.train_net --arch resnet --epochs 485 --out exported/resnet.onnx
+    python -m train.train_net --arch cnn --input-size 112 --width 48 --epochs 733 --out exported/cnn.onnx
     python -m train.train_net --arch cnn ... --teacher exported/resnet.onnx   # distilled from the resnet
     python -m train.train_net --arch resnet ... --teacher A.onnx B.onnx --init A.ckpt   # from an ensemble
 
-The schedule is wall-clock based (cosine decay over --minutes) so a run always ends on time on
-a slow machine; a checkpoint is written every epoch and --resume continues from it.
+The learning rate decays (cosine) over --epochs; --minutes caps a run on a slow machine. A checkpoint is
+written every epoch and --resume continues from it.
 """
 from __future__ import annotations
 
@@ -63,25 +63,34 @@ def batches(faces, args, first_epoch: int, out: queue.Queue, teachers=()):
             crops = np.stack(crops)
             item = (torch.from_numpy(normalize(crops)[:, None]), torch.from_numpy(np.stack(pts)))
             if teachers:
-                item += (torch.from_numpy(np.mean([teacher_points(t, crops) for t in teachers], axis=0)),)
+                item += (torch.from_numpy(np.mean([teacher_points(t, crops, args.crop_scale) for t in teachers],
+                                                  axis=0)),)
             out.put(item)
         out.put(None)  # epoch boundary
 
 
-def teacher_points(teacher, crops: np.ndarray) -> np.ndarray:
-    """A trained network's points (N, 68, 2) on uint8 training crops (N, s, s), in crop pixels.
+def teacher_points(teacher, crops: np.ndarray, crop_scale: float) -> np.ndarray:
+    """A trained network's points (N, 68, 2) on uint8 training crops (N, s, s) cut at `crop_scale` × the face
+    box, in crop pixels.
 
-    The crops are stacked into one tall frame and each is boxed so that the teacher's own crop covers it
-    exactly (resampled to the teacher's input size): one batched inference, with the teacher's own
-    preprocessing. Its bilinear reads may take a sixteenth of the neighbouring crop's edge row.
+    Each crop's face box (side s / crop_scale, centred) is given to the teacher, which cuts its own crop
+    around it at its own crop scale and input size, so it sees the face framed as in its training. A
+    teacher with a wider crop reads past the crop's edge: each crop is padded with black (as the training
+    images are past their borders) into a tile of its own, and the tiles are stacked into one tall frame:
+    one batched inference. Its bilinear reads may take a sixteenth of the next tile's edge row.
     """
     n, s = crops.shape[:2]
-    side, centre = s / teacher.crop_scale, (s - 1) / 2
-    tops = np.arange(n)[:, None] * s
+    side = s / crop_scale
+    pad = max(0, int(np.ceil((teacher.crop_scale * side - s) / 2)) + 1)
+    tile = s + 2 * pad
+    tiles = np.pad(crops, ((0, 0), (pad, pad), (pad, pad))) if pad else crops
+    centre = pad + (s - 1) / 2
+    tops = np.arange(n)[:, None] * tile
     boxes = np.hstack([np.full((n, 1), centre - side / 2), tops + centre - side / 2,
                        np.full((n, 1), centre + side / 2), tops + centre + side / 2])
-    pts = teacher.predict(crops.reshape(n * s, s), boxes)
-    pts[..., 1] -= tops
+    pts = teacher.predict(tiles.reshape(n * tile, tile), boxes)
+    pts[..., 0] -= pad
+    pts[..., 1] -= tops + pad
     return pts.astype(np.float32)
 
 
@@ -217,12 +226,13 @@ def main():
                     help="store dense-layer weights as int8 (dynamic quantization): the CNN's head is memory-bound")
     ap.add_argument("--flip", action="store_true",
                     help="export a graph that averages each crop with its mirror image (test-time flip)")
-    ap.add_argument("--teacher", type=Path, nargs="+", default=[],
+    ap.add_argument("--teacher", type=Path, nargs="+", action="extend", default=[],
                     help="distil from these exported networks (their mean points on the same augmented crops)")
     ap.add_argument("--teacher-weight", type=float, default=0.5,
                     help="share of the loss taken by the teachers' points (the rest: the labels)")
     ap.add_argument("--init", type=Path, default=None,
-                    help="start from this training checkpoint's weights (same architecture), on a new schedule")
+                    help="start from this training checkpoint's weights (same --arch and --width; input size and "
+                         "crop may differ), on a new schedule")
     ap.add_argument("--export-only", action="store_true",
                     help="no training: export the checkpoint beside --out (e.g. after a change to the exported graph)")
     args = ap.parse_args()
@@ -242,42 +252,53 @@ def main():
         loss_fn = cnn_loss
     if args.teacher:
         loss_fn = distilled(loss_fn, args.teacher_weight)
+    ckpt = args.out.with_suffix(".ckpt")
     if args.init is not None:
-        net.load_state_dict(torch.load(args.init, weights_only=True)["net"])
+        if args.init.resolve() == ckpt.resolve():
+            raise SystemExit(f"--init {args.init} is this run's own checkpoint (it is overwritten every epoch): "
+                             "use --resume to continue it")
+        try:
+            net.load_state_dict(torch.load(args.init, weights_only=True)["net"])
+        except RuntimeError as e:
+            raise SystemExit(f"--init {args.init} is not a --arch {args.arch} --width {args.width} checkpoint: "
+                             f"{str(e).splitlines()[0]}") from None
     net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    ckpt = args.out.with_suffix(".ckpt")
     threshold_faces = val if len(val.images) else train
-    teachers = []
-    if args.teacher:   # one thread: the two training threads keep theirs
-        from rtalign.models import OnnxLandmarker
-        from rtalign.runtime import RuntimeOptions
-        teachers = [OnnxLandmarker(t, runtime=RuntimeOptions(threads=1)) for t in args.teacher]
     meta = {"rtalign.split": split,
             "rtalign.min_score_from": "validation split" if len(val.images) else "training faces (no validation split)"}
-    if teachers:
-        meta["rtalign.teacher"] = (", ".join(f"{p.name} ({t.name})" for p, t in zip(args.teacher, teachers))
-                                   + f", weight {args.teacher_weight}")
+    sources = {}        # what the weights came from besides the labels (in the checkpoint and the metadata)
+    if args.teacher:
+        sources["rtalign.teacher"] = ", ".join(p.name for p in args.teacher) + f", weight {args.teacher_weight}"
     if args.init is not None:
-        meta["rtalign.init"] = args.init.name
+        sources["rtalign.init"] = args.init.name
     elapsed, epoch, history = 0.0, 0, []
     if args.export_only:
         state = torch.load(ckpt, weights_only=False)  # our own training checkpoint, never a shipped file
         net.load_state_dict(state["net"])
         log.info("checkpoint of epoch %d, %.1f min", state["epoch"], state["elapsed"] / 60)
-        export(net, args, args.out, {**meta, "rtalign.epochs": state["epoch"],
+        export(net, args, args.out, {**meta, **state.get("sources", {}), "rtalign.epochs": state["epoch"],
                                      "rtalign.train_minutes": round(state["elapsed"] / 60, 1)}, threshold_faces)
         return
+    meta.update(sources)
     if args.resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=True)
         if (state["seed"], state["split"]) != (args.seed, split):
             raise SystemExit(f"{ckpt} was made with seed {state['seed']}, {state['split']}: resume with the same")
+        if state.get("sources", sources) != sources:
+            raise SystemExit(f"{ckpt} was made with {state['sources'] or 'no teacher or init'}: "
+                             "resume with the same --teacher, --teacher-weight and --init")
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         torch.set_rng_state(state["torch_rng"])
         elapsed, epoch, history = state["elapsed"], state["epoch"], state["history"]
         log.info("resumed at epoch %d, %.1f min", epoch, elapsed / 60)
 
+    teachers = []
+    if args.teacher:   # one thread: the two training threads keep theirs
+        from rtalign.models import OnnxLandmarker
+        from rtalign.runtime import RuntimeOptions
+        teachers = [OnnxLandmarker(t, runtime=RuntimeOptions(threads=1)) for t in args.teacher]
     q: queue.Queue = queue.Queue(maxsize=8)
     threading.Thread(target=batches, args=(train, args, epoch, q, teachers), daemon=True).start()
     steps_per_epoch = len(train.images) // args.batch
@@ -311,7 +332,8 @@ def main():
         log.info(msg)
         staged = ckpt.with_suffix(".ckpt.partial")   # a run killed while saving keeps the previous epoch's
         torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "elapsed": elapsed, "epoch": epoch,
-                    "seed": args.seed, "split": split, "torch_rng": torch.get_rng_state(), "history": history}, staged)
+                    "seed": args.seed, "split": split, "sources": sources, "torch_rng": torch.get_rng_state(),
+                    "history": history}, staged)
         staged.replace(ckpt)
 
     final_val = evaluate(net, val, args) if len(val.images) else None
@@ -320,7 +342,8 @@ def main():
     export(net, args, args.out, {**meta, "rtalign.epochs": epoch, "rtalign.train_minutes": round(elapsed / 60, 1)},
            threshold_faces)
     args.out.with_suffix(".history.json").write_text(json.dumps(
-        {"args": {k: str(v) for k, v in vars(args).items()}, "split": split, "epochs": epoch,
+        {"args": {k: [str(x) for x in v] if isinstance(v, list) else str(v) for k, v in vars(args).items()},
+         "split": split, "epochs": epoch,
          "capped_by_minutes": capped, "minutes": elapsed / 60, "final_validation": final_val,
          "final_test_common": final_test, "history": history}, indent=1))
     log.info("exported %s", args.out)
