@@ -189,6 +189,17 @@ def test_a_network_distilled_from_an_ensemble_starts_from_init_and_says_from_wha
     assert meta["rtalign.init"] == "a.ckpt"
 
 
+def test_init_and_resume_refuse_what_does_not_fit_in_one_line(tiny_data, monkeypatch):
+    train(monkeypatch, tiny_data / "a.onnx")
+    for extra, message in (
+            (("--init", str(tiny_data / "b.ckpt"), "--out", str(tiny_data / "b.onnx")), "this run's own checkpoint"),
+            (("--init", str(tiny_data / "a.ckpt"), "--width", "8"), "is not a --arch cnn --width 8 checkpoint"),
+            (("--resume", "--out", str(tiny_data / "a.onnx"), "--teacher", str(tiny_data / "a.onnx")),
+             "resume with the same --teacher, --teacher-weight and --init")):
+        with pytest.raises(SystemExit, match=message):
+            train(monkeypatch, tiny_data / "c.onnx", *extra)
+
+
 def test_an_old_full_head_file_gets_the_peak_cell_head_with_the_same_outputs(tmp_path):
     import onnx
     from train.nets import ResNetPIP
