@@ -135,6 +135,7 @@ def test_the_distillation_target_is_the_teachers_mean_and_takes_its_weight(tiny_
     centre + 1 px; the loss mixes labels and targets by the weight."""
     from train.augment import load_faces
     import queue
+    import threading
     import types
 
     class Stub:
@@ -149,7 +150,6 @@ def test_the_distillation_target_is_the_teachers_mean_and_takes_its_weight(tiny_
     args = types.SimpleNamespace(rotation=30.0, box_shift=0.08, box_scale=(0.88, 1.15), seed=0, batch=4,
                                  crop_scale=1.2, input_size=32)
     q = queue.Queue(maxsize=1)
-    import threading
     threading.Thread(target=train_net.batches, args=(load_faces(tiny_data / "data" / "train"), args, 0, q,
                                                      [Stub(0.0), Stub(2.0)]), daemon=True).start()
     _, _, soft = q.get(timeout=30)

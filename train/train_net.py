@@ -77,7 +77,7 @@ def teacher_points(teacher, crops: np.ndarray, crop_scale: float) -> np.ndarray:
     around it at its own crop scale and input size, so it sees the face framed as in its training. A
     teacher with a wider crop reads past the crop's edge: each crop is padded with black (as the training
     images are past their borders) into a tile of its own, and the tiles are stacked into one tall frame:
-    one batched inference. Its bilinear reads may take a sixteenth of the next tile's edge row.
+    one batched inference. A teacher with a tighter crop reads inside the crop, so no tile is padded then.
     """
     n, s = crops.shape[:2]
     side = s / crop_scale
