@@ -93,6 +93,7 @@ def test_static_int8_keeps_the_metadata_and_the_head_float_and_stays_close(tiny_
     meta = {p.key: p.value for p in graph.metadata_props}
     assert meta["rtalign.flip"] == "mean of the crop and its mirror image"
     assert meta["rtalign.quantized"].startswith("static int8") and meta["rtalign.input_size"] == "64"
+    assert "SpaceToDepth" in {n.op_type for n in graph.graph.node} and "stem as a space-to-depth" in meta["rtalign.graph"]
     quantized_inputs = {i for n in graph.graph.node if n.op_type == "DequantizeLinear" for i in n.output}
     convs = {n.name: n for n in graph.graph.node if n.op_type == "Conv"}
     assert convs["/cls/Conv"].input[1] not in quantized_inputs

@@ -8,7 +8,9 @@ onnxruntime's static int8 convolutions took a ResNet-18 at 128 px from 4.0 to 1.
 convolutions (cell scores and sub-pixel offsets) and the decoding inside the graph stay float, since
 they set the precision of every point and cost little. The calibration crops are augmented training
 crops (the runtime's kind of crop), never validation or test faces; the validation split's NME before
-and after is logged and recorded in the metadata, so the card can say what int8 costs.
+and after is logged and recorded in the metadata, so the card can say what int8 costs. The written
+graph gets `train.fast_graph`'s two rewrites (the stem as a space-to-depth convolution, each ReLU folded
+into the quantization of the convolution before it).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from rtalign.metrics import summarize
 from rtalign.models import OnnxLandmarker
 from rtalign.landmarks import landmark_box
 from train.augment import AugmentConfig, augmented_crop, load_faces, normalize
+from train.fast_graph import faster
 from train.splits import validation_split
 
 log = logging.getLogger("quantize")
@@ -81,6 +84,7 @@ def quantize_model(fp32: Path, out: Path, train_faces, n_calibration: int = 256)
     meta["rtalign.quantized"] = "; ".join(filter(None, [done, meta.get("rtalign.quantized")]))   # the CNN's int8 dense stays
     for k, v in meta.items():
         q.metadata_props.add(key=k, value=v)
+    faster(q)
     onnx.save(q, str(out))
 
 
