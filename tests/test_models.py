@@ -36,6 +36,27 @@ def test_preprocessing_comes_from_the_model_metadata(network):
     assert 1.0 < network.crop_scale < 2.0
 
 
+def test_shipped_networks_carry_the_fast_int8_graph(network):
+    """train.fast_graph's rewrites (a re-export that skipped train.quantize would lose 12-30 % of the speed)."""
+    graph = onnx.load(str(models_dir() / f"{network.name}.onnx")).graph
+    ops = [n.op_type for n in graph.node]
+    assert "SpaceToDepth" in ops and "QLinearConv" not in ops        # QDQ, with the space-to-depth stem
+    assert "space-to-depth" in network.metadata["rtalign.graph"]
+    producer = {o: n for n in graph.node for o in n.output}
+    consumer = {i: n for n in graph.node for i in n.input}
+
+    def up(tensor, depth=3):          # op types of a tensor's producer, its first input's producer, ...
+        node = producer.get(tensor)
+        return [] if node is None or depth == 0 else [node.op_type] + up(node.input[0], depth - 1)
+
+    def down(tensor):                 # the first op after a tensor that is not a max-pool
+        node = consumer.get(tensor)
+        return down(node.output[0]) if node is not None and node.op_type == "MaxPool" else getattr(node, "op_type", None)
+    unfolded = [r.name for r in graph.node if r.op_type == "Relu" and down(r.output[0]) == "QuantizeLinear"
+                and up(r.input[0]) == ["DequantizeLinear", "QuantizeLinear", "Conv"]]
+    assert not unfolded, f"ReLUs still requantizing their convolution's output: {unfolded}"
+
+
 def test_batch_of_faces_equals_faces_one_by_one(network, test_samples):
     frames = [read_image(s.image) for s in test_samples[:1]]
     box = landmark_box(test_samples[0].points)
