@@ -37,7 +37,7 @@ def test_preprocessing_comes_from_the_model_metadata(network):
 
 
 def test_shipped_networks_carry_the_fast_int8_graph(network):
-    """train.fast_graph's rewrites (a re-export that skipped train.quantize would lose 12-30 % of the speed)."""
+    """train.fast_graph's rewrites (a re-export that skipped train.quantize would lose 10-30 % of the speed)."""
     graph = onnx.load(str(models_dir() / f"{network.name}.onnx")).graph
     ops = [n.op_type for n in graph.node]
     assert "SpaceToDepth" in ops and "QLinearConv" not in ops        # QDQ, with the space-to-depth stem
