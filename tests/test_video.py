@@ -150,6 +150,24 @@ def test_webcam_command_on_a_file_played_live(face_clip):
     assert result.output.count(f"preview at http://127.0.0.1:{port}/") == 1
 
 
+def test_a_photo_played_as_a_camera_says_to_use_the_image_command(astronaut_file, tmp_path, caplog):
+    """Its one frame goes out before the background detector answers: the run must say why no face came."""
+    csv = tmp_path / "points.csv"
+    with caplog.at_level("WARNING", logger="rtalign.pipeline"):
+        result = run("webcam", "--camera", astronaut_file, "--no-window", "--model", "cnn", "--landmarks", csv)
+    assert result.exit_code == 0, result.output
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(said) == 1 and "single frame" in said[0] and "rtalign image" in said[0], said
+    assert len(csv.read_text().splitlines()) == 1                    # the header: no frame had a face
+
+
+def test_a_clip_played_as_a_camera_gives_no_single_frame_warning(face_clip, caplog):
+    with caplog.at_level("WARNING", logger="rtalign.pipeline"):
+        result = run("webcam", "--camera", face_clip, "--no-window", "--model", "cnn")
+    assert result.exit_code == 0, result.output
+    assert not any("single frame" in r.getMessage() for r in caplog.records)
+
+
 def test_webcam_errors(face_clip):
     assert_clean_error(run("webcam", "--camera", "7", "--no-window"), "no camera at index 7")
     result = run("webcam", "--camera", "7", "--no-window", "--serve", "127.0.0.1:8765")

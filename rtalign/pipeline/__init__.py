@@ -18,7 +18,7 @@ from ..tracking import FaceTracker, TrackerOptions
 from .landmark_sink import LandmarkRecorder
 from .runner import Runner, RunStats
 from .sinks import MjpegServerSink, VideoFileSink, VirtualCameraSink, WindowSink, check_video_output
-from .sources import SourceMode, VideoFileSource, open_source
+from .sources import LiveFileSource, SourceMode, VideoFileSource, open_source
 
 __all__ = ["process_video", "analyze_video", "run_live", "Runner", "RunStats", "SourceMode", "build_tracker"]
 
@@ -193,4 +193,9 @@ def run_live(spec: str, *, tracker: FaceTracker, draw: str = "points", effects=(
         renderer = Compose([*effects, annotator_for(draw), FpsAnnotator()])
         runner = Runner(source, tracker, renderer, sinks, on_frame)
         with _stopped_by(stop, runner):
-            return runner.run()
+            stats = runner.run()
+    if isinstance(source, LiveFileSource) and stats.frames_in == 1 and not stats.frames_with_faces:
+        log.warning("%s has a single frame (a still image?): a live run looks for faces beside the frames, "
+                    "so its only frame went out before any was found; for a photo use `rtalign image` "
+                    "(its --landmarks writes the points)", shown(spec))
+    return stats
