@@ -4,8 +4,13 @@ Coordinates are 0-based pixel centres throughout, which is also what cv2.warpAff
 """
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
+
+_ADJUGATE_SIGNS = np.array([[1.0, -1.0], [-1.0, 1.0]])
+
 
 def crop_affine(box: np.ndarray, scale: float, size: int, angle_deg: float = 0.0,
                 shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
@@ -16,13 +21,13 @@ def crop_affine(box: np.ndarray, scale: float, size: int, angle_deg: float = 0.0
     (counter-clockwise in the image), and resampled to `size` × `size`. Feed it to
     cv2.warpAffine as is; `invert_affine` maps predictions back.
     """
-    box = np.asarray(box, dtype=np.float64)
-    side = scale * max(box[2] - box[0], box[3] - box[1])
-    cx = (box[0] + box[2]) / 2 + shift[0] * side
-    cy = (box[1] + box[3]) / 2 + shift[1] * side
+    x0, y0, x1, y1 = np.asarray(box, dtype=np.float64).reshape(4).tolist()   # plain floats: a tracker makes
+    side = scale * max(x1 - x0, y1 - y0)                                       # several of these per frame
+    cx = (x0 + x1) / 2 + shift[0] * side
+    cy = (y0 + y1) / 2 + shift[1] * side
     k = size / side
-    a = np.deg2rad(angle_deg)
-    c, s = k * np.cos(a), k * np.sin(a)
+    a = math.radians(angle_deg)
+    c, s = k * math.cos(a), k * math.sin(a)
     half = size / 2 - 0.5
     return np.array([[c, s, half - c * cx - s * cy],
                      [-s, c, half + s * cx - c * cy]])
@@ -32,8 +37,9 @@ def invert_affine(m: np.ndarray) -> np.ndarray:
     """Exact inverse of a 2x3 affine, or of each of a batch (N, 2, 3) (so crop → frame undoes frame → crop).
     The 2x2 part by its adjugate: one set of array operations for the whole batch."""
     m = np.asarray(m, dtype=np.float64)
-    a, b, c, d = m[..., 0, 0], m[..., 0, 1], m[..., 1, 0], m[..., 1, 1]
-    inv = np.stack([np.stack([d, -b], -1), np.stack([-c, a], -1)], -2) / (a * d - b * c)[..., None, None]
+    lin = m[..., :2]
+    det = lin[..., 0, 0] * lin[..., 1, 1] - lin[..., 0, 1] * lin[..., 1, 0]
+    inv = np.swapaxes(lin[..., ::-1, ::-1], -1, -2) * _ADJUGATE_SIGNS / det[..., None, None]  # [[d, -b], [-c, a]] / det
     return np.concatenate([inv, -inv @ m[..., 2:]], -1)
 
 

@@ -100,8 +100,20 @@ def shape_residual(points: np.ndarray) -> np.ndarray:
 
     RMS residual relative to the mean shape's own RMS size: about 0.15 for typical faces,
     0.37 for the most extreme training pose, ~1 for a shape unrelated to a face.
+
+    With both shapes centred and read as complex numbers z and m, the best fit a·z has
+    a = Σ z̄m / Σ|z|², which leaves Σ|az − m|² = Σ|m|² − |Σ z̄m|² / Σ|z|²: one product with the mean
+    shape per face (the tracker checks every face on every frame).
     """
-    z = points[..., 0] - points[..., 0].mean(-1, keepdims=True) + 1j * (points[..., 1] - points[..., 1].mean(-1, keepdims=True))
-    m = MEAN_SHAPE[:, 0] - MEAN_SHAPE[:, 0].mean() + 1j * (MEAN_SHAPE[:, 1] - MEAN_SHAPE[:, 1].mean())
-    a = (np.conj(z) * m).sum(-1, keepdims=True) / np.maximum((np.abs(z) ** 2).sum(-1, keepdims=True), 1e-12)
-    return np.sqrt((np.abs(a * z - m) ** 2).sum(-1) / (np.abs(m) ** 2).sum())
+    z = np.asarray(points, np.float64)
+    z = (z - z.mean(-2, keepdims=True)).reshape(z.shape[:-2] + (2 * z.shape[-2],))   # (..., 136): x0, y0, x1, …
+    zm = z @ _FIT                                                          # (..., 2): Re, Im of Σ z̄m
+    zz = np.maximum(np.einsum("...i,...i->...", z, z), 1e-12)
+    left = 1.0 - (zm[..., 0] ** 2 + zm[..., 1] ** 2) / (zz * _MEAN_NORM2)
+    return np.sqrt(np.maximum(left, 0.0))
+
+
+_CENTRED_MEAN = MEAN_SHAPE - MEAN_SHAPE.mean(0)
+_MEAN_NORM2 = float((_CENTRED_MEAN ** 2).sum())
+#: Σ z̄m = Σ (x·mx + y·my) + i Σ (x·my − y·mx), as a (136, 2) matrix on interleaved (x, y)
+_FIT = np.stack([_CENTRED_MEAN.ravel(), np.stack([_CENTRED_MEAN[:, 1], -_CENTRED_MEAN[:, 0]], 1).ravel()], 1)

@@ -106,9 +106,9 @@ class FaceTracker:
         self._pool: ThreadPoolExecutor | None = None     # the background detector's thread, made when first used
         self._pending: Future | None = None               # its run under way
 
-    def _alive(self, points: np.ndarray, scores: np.ndarray, shape) -> np.ndarray:
+    def _alive(self, points: np.ndarray, scores: np.ndarray, shape, box: np.ndarray) -> np.ndarray:
+        """Which faces still look like faces: (N,) bools from points, scores and their landmark boxes."""
         o = self.options
-        box = landmark_box(points)
         side = np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])
         h, w = shape[:2]
         centre = (box[:, :2] + box[:, 2:]) / 2
@@ -125,16 +125,14 @@ class FaceTracker:
         centres, sides = (boxes[:, :2] + boxes[:, 2:]) / 2, np.max(boxes[:, 2:] - boxes[:, :2], axis=1)
         pts, scores = predict_upright(self.model, image, centres, sides, eye_roll(prev),
                                       lambda to_canvas: landmark_box(apply_affine(to_canvas, prev)))
-        alive = self._alive(pts, scores, image.shape)
+        now = landmark_box(pts)
+        keep = np.flatnonzero(self._alive(pts, scores, image.shape, now))
         for t, p, s, b in zip(self.tracks, pts, scores, boxes):
             t.points, t.score, t.box = p, float(s), b
-        self.tracks = [t for t, ok in zip(self.tracks, alive) if ok]
-        # two tracks that converged onto one face: keep the older (lower id)
-        if len(self.tracks) > 1:
-            boxes = landmark_box(np.stack([t.points for t in self.tracks]))
-            iou = np.triu(box_iou(boxes, boxes), 1)
-            drop = set(np.nonzero((iou > 0.5).any(axis=0))[0])
-            self.tracks = [t for i, t in enumerate(self.tracks) if i not in drop]
+        if len(keep) > 1:       # two tracks that converged onto one face: keep the older (lower id)
+            order = np.arange(len(keep))
+            keep = keep[~((box_iou(now[keep], now[keep]) > 0.5) & (order[:, None] < order)).any(axis=0)]
+        self.tracks = [self.tracks[i] for i in keep]
 
     def _detect(self, image) -> tuple[Detections, float]:
         """One detector run and how long it took (seconds of `clock`); safe on the detector's thread."""
@@ -196,7 +194,7 @@ class FaceTracker:
         if len(found) == 0:
             return
         pts, scores = upright_from_detections(self.model, image, found)
-        ok = self._alive(pts, scores, image.shape)
+        ok = self._alive(pts, scores, image.shape, landmark_box(pts))
         if known is not None:     # a face found a few frames ago (background runs) may be one tracked since
             ok &= box_iou(landmark_box(pts), known).max(axis=1) <= 0.5
         for p, s, b, keep in zip(pts, scores, found.boxes, ok):
