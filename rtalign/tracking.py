@@ -19,7 +19,7 @@ import numpy as np
 from .align import predict_upright, upright_from_detections
 from .crop import apply_affine
 from .detectors import DEFAULT_DETECTOR, load_detector
-from .detectors.base import Detections, box_iou, detect_faces
+from .detectors.base import KNOWN_IOU, Detections, box_iou, detect_faces
 from .errors import InputError
 from .landmarks import eye_roll, landmark_box, shape_residual
 from .models import LandmarkModel, load_model
@@ -81,7 +81,8 @@ class FaceTracker:
         model: a model name or file (loaded on `runtime`), or a LandmarkModel; its `predict_scored`
             score tells a lost face.
         detector: a name from rtalign.detectors.DETECTOR_NAMES (default: blazeface), or any object with
-            `detect(image) -> (N, 4) boxes`, largest first (and optionally `detect_faces(image)`, for the roll).
+            `detect(image) -> (N, 4) boxes`, largest first (and optionally `detect_faces(image)`, for the roll;
+            see rtalign.detectors.detect_faces for `skips_known`, which spares it the tracked faces).
         options: TrackerOptions.
         smoothing: One Euro options, or None for raw landmarks.
         runtime: where a model loaded here runs.
@@ -134,10 +135,15 @@ class FaceTracker:
             keep = keep[~((box_iou(now[keep], now[keep]) > 0.5) & (order[:, None] < order)).any(axis=0)]
         self.tracks = [self.tracks[i] for i in keep]
 
-    def _detect(self, image) -> tuple[Detections, float]:
-        """One detector run and how long it took (seconds of `clock`); safe on the detector's thread."""
+    def _known(self) -> np.ndarray | None:
+        """(N, 4) landmark boxes of the tracked faces, None without any."""
+        return landmark_box(np.stack([t.points for t in self.tracks])) if self.tracks else None
+
+    def _detect(self, image, known: np.ndarray | None) -> tuple[Detections, float]:
+        """One detector run for faces other than the `known` boxes (the tracked faces when it started) and how
+        long it took (seconds of `clock`); safe on the detector's thread."""
         t0 = self.clock()
-        found = detect_faces(self.detector, image)
+        found = detect_faces(self.detector, image, known)
         return found, self.clock() - t0
 
     def _spent(self, seconds: float) -> None:
@@ -148,14 +154,15 @@ class FaceTracker:
         """Run the detector now, or (TrackerOptions.background) start it on its thread on a copy of the frame."""
         self.detector_runs += 1
         self._since_detect = 0
+        known = self._known()
         if not self.options.background:
-            found, seconds = self._detect(image)
+            found, seconds = self._detect(image, known)
             self._spent(seconds)
             self._start_tracks(image, found)
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="rtalign-detector")
-        self._pending = self._pool.submit(self._detect, image.copy())
+        self._pending = self._pool.submit(self._detect, image.copy(), known)
 
     def _collect(self, image) -> None:
         """Take up a finished background run: its faces start tracks on this frame. Every field is written
@@ -181,9 +188,9 @@ class FaceTracker:
     def _start_tracks(self, image, found: Detections) -> None:
         """Detected faces not already tracked start new tracks, turned upright by the detector's roll."""
         o = self.options
-        known = landmark_box(np.stack([t.points for t in self.tracks])) if self.tracks else None
-        if known is not None and len(found):
-            found = found[box_iou(found.boxes, known).max(axis=1) < 0.2]
+        known = self._known()
+        if known is not None and len(found):      # tracks started since a background run began
+            found = found[box_iou(found.boxes, known).max(axis=1) < KNOWN_IOU]
         if o.max_faces is not None:
             room = o.max_faces - len(self.tracks)
             if len(found) > room and not self._capped:

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from rtalign.detectors import DETECTOR_NAMES, REBUILD, BlazeFaceDetector, HaarDetector, box_iou, load_detector
+from rtalign.detectors import (DETECTOR_NAMES, REBUILD, BlazeFaceDetector, HaarDetector, box_iou, detect_faces,
+                               load_detector)
 from rtalign.detectors.blazeface import make_anchors, rescale, weighted_nms
 from rtalign.errors import ModelError
 from rtalign.landmarks import landmark_box
@@ -88,6 +89,32 @@ def test_finds_a_real_face_its_eyes_and_its_roll(blaze, test_samples, angle):
     assert abs(found.roll[0] - true_roll) < 8
     if angle == 0:   # an upright face: its box is the landmark box
         assert box_iou(found.boxes, landmark_box(pts)[None])[0, 0] > 0.6
+
+
+def test_known_faces_are_left_out_before_the_verifier_sees_them(blaze, test_samples, monkeypatch):
+    from rtalign.data import read_image
+    image = read_image(test_samples[5].image)
+    alone = blaze.detect_faces(image)
+    seen = []
+    confirm = blaze.verifier.confirm
+    monkeypatch.setattr(blaze.verifier, "confirm", lambda f, boxes, roll: seen.append(len(boxes)) or confirm(f, boxes, roll))
+    assert len(blaze.detect_faces(image, known=alone.boxes + 4)) == 0 and seen == [0]     # the tracked face
+    elsewhere = blaze.detect_faces(image, known=np.array([[0.0, 0.0, 20.0, 20.0]]))
+    assert seen == [0, 1] and np.array_equal(elsewhere.boxes, alone.boxes) and np.array_equal(elsewhere.scores, alone.scores)
+
+
+def test_the_detect_faces_helper_filters_known_faces_for_any_detector():
+    class Fixed:
+        def detect(self, frame):
+            return np.array([[100.0, 100.0, 200.0, 200.0], [300.0, 100.0, 400.0, 200.0]])
+    frame = np.zeros((480, 640, 3), np.uint8)
+    assert len(detect_faces(Fixed(), frame)) == 2
+    # a known box inside the first: IoU 2500 / 10000 = 0.25 is that face; 1500 / 10000 = 0.15 is another one
+    same = detect_faces(Fixed(), frame, known=np.array([[120.0, 120.0, 170.0, 170.0]]))
+    np.testing.assert_array_equal(same.boxes, [[300.0, 100.0, 400.0, 200.0]])
+    other = detect_faces(Fixed(), frame, known=np.array([[120.0, 120.0, 150.0, 170.0]]))
+    assert len(other) == 2
+    assert len(detect_faces(Fixed(), frame, known=np.empty((0, 4)))) == 2
 
 
 def test_finds_small_faces_in_a_wide_frame(blaze, test_samples):

@@ -8,7 +8,7 @@ import pytest
 
 from rtalign.detect import HaarDetector
 from rtalign.detectors import load_detector
-from rtalign.landmarks import interocular
+from rtalign.landmarks import interocular, landmark_box
 from rtalign.models import load_model
 from rtalign.synth import asset_frames, smooth_similarity_path
 from rtalign.tracking import FaceTracker, TrackerOptions
@@ -46,6 +46,35 @@ def test_steady_state_tracks_from_landmarks_with_few_detector_runs(resnet):
     assert set(ids) == {ids[0]}                         # one stable id
     assert det.calls <= 9                                # ≤ 10 % of 90 frames
     assert tracker.detector_runs == det.calls
+
+
+class KnownRecorder:
+    """BlazeFace that records the known (tracked) boxes each call is given."""
+    skips_known = True
+
+    def __init__(self):
+        self.inner, self.known = load_detector("blazeface"), []
+
+    def detect_faces(self, frame, known=None):
+        self.known.append(None if known is None else known.copy())
+        return self.inner.detect_faces(frame, known=known)
+
+    def detect(self, frame):
+        return self.detect_faces(frame).boxes
+
+
+def test_a_look_for_new_faces_is_told_the_tracked_ones_and_adds_none_of_them(resnet):
+    det = KnownRecorder()
+    tracker = FaceTracker(resnet, det, options=TrackerOptions(max_faces=2, redetect_every=10, detector_share=1.0))
+    boxes = []
+    for frame, _ in frames_for(smooth_similarity_path(35, seed=3)):
+        faces = tracker.update(frame)
+        assert len(faces) == 1 and faces.track_id[0] == 0
+        boxes.append(landmark_box(tracker.tracks[0].points))
+    assert tracker.detector_runs == len(det.known) == 4            # frames 0, 10, 20, 30
+    assert det.known[0] is None                                     # nothing tracked yet
+    for run, known in zip((10, 20, 30), det.known[1:]):             # the raw box tracked on that frame
+        np.testing.assert_array_equal(known, boxes[run][None])
 
 
 def test_tracked_points_follow_the_true_motion(resnet):

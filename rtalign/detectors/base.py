@@ -47,11 +47,21 @@ class Detections:
         return cls(boxes, np.zeros(len(boxes)), np.ones(len(boxes)), np.empty((len(boxes), 0, 2)))
 
 
-def detect_faces(detector, frame: np.ndarray) -> Detections:
-    """`detector.detect_faces(frame)` when it has one, else its plain `detect(frame)` boxes, upright."""
-    if hasattr(detector, "detect_faces"):
-        return detector.detect_faces(frame)
-    return Detections.upright(detector.detect(frame))
+#: A detection overlapping a known (tracked) face by this IoU or more is that face, not a new one.
+KNOWN_IOU = 0.2
+
+
+def detect_faces(detector, frame: np.ndarray, known: np.ndarray | None = None) -> Detections:
+    """`detector.detect_faces(frame)` when it has one, else its plain `detect(frame)` boxes, upright.
+
+    `known`: (M, 4) landmark boxes of faces already tracked; detections of them (IoU ≥ KNOWN_IOU) are left
+    out. A detector with `skips_known` (BlazeFace) takes them itself and leaves them out before its costlier
+    steps; from any other its result is filtered here."""
+    known = None if known is None or len(known) == 0 else np.asarray(known, np.float64).reshape(-1, 4)
+    if known is not None and getattr(detector, "skips_known", False):
+        return detector.detect_faces(frame, known=known)
+    found = detector.detect_faces(frame) if hasattr(detector, "detect_faces") else Detections.upright(detector.detect(frame))
+    return found if known is None or len(found) == 0 else found[box_iou(found.boxes, known).max(axis=1) < KNOWN_IOU]
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

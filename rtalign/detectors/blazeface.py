@@ -18,7 +18,7 @@ import numpy as np
 from ..crop import apply_affine, invert_affine, upright_affines, warp_crops
 from ..errors import ModelError
 from ..models.session import create_session
-from .base import Detections, box_iou
+from .base import KNOWN_IOU, Detections, box_iou
 
 REBUILD = "python -m train.export_detector"
 #: Upright landmark box from the keypoints, in the face's own upright frame (x along the eyes, y from the
@@ -134,6 +134,7 @@ class BlazeFaceDetector:
     """
 
     STEP = 32       # input sides must be multiples of the networks' largest stride
+    skips_known = True   # detect_faces takes `known` (see rtalign.detectors.detect_faces)
     CONFIRM_TILE, CONFIRM_BOX = 128, 48    # `confirm`: square side and landmark-box side, input pixels
 
     def __init__(self, path, min_face: float | None = None, face_px: tuple[float, float] = (32, 80),
@@ -233,13 +234,20 @@ class BlazeFaceDetector:
         to_frame = invert_affine(affines)
         return sigmoid(logits[rows, best, 0]), apply_affine(to_frame, points.astype(np.float64))
 
-    def detect_faces(self, frame: np.ndarray) -> Detections:
+    def detect_faces(self, frame: np.ndarray, known: np.ndarray | None = None) -> Detections:
         """Faces in a BGR (or grey) frame, strongest first (see Detections). With a `verifier`, only the faces
         it confirms (score ≥ its min_score), their keypoints the mean of both networks' (boxes with IoU < 0.5
-        against the landmark box: 3 of 300 train faces from one network, none from the mean)."""
+        against the landmark box: 3 of 300 train faces from one network, none from the mean).
+
+        `known`: (M, 4) boxes of faces already tracked: candidates overlapping one (IoU ≥ KNOWN_IOU) are left
+        out before the verifier sees them (its run costs per face: a tracker's periodic look for new faces
+        then seldom needs it)."""
         frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame[:, :, :3]
         _, scores, points = self.raw_faces(frame)
         boxes, roll = upright_boxes(points)
+        if known is not None and len(known) and len(boxes):
+            new = box_iou(boxes, np.asarray(known, np.float64).reshape(-1, 4)).max(axis=1) < KNOWN_IOU
+            scores, points, boxes, roll = scores[new], points[new], boxes[new], roll[new]
         if self.verifier is not None:
             second, their_points = self.verifier.confirm(frame, boxes, roll)
             ok = second >= self.verifier.min_score
