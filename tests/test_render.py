@@ -34,6 +34,16 @@ def test_points_paint_a_disk_around_each_rounded_point_and_nothing_else():
     assert set(map(tuple, scene[expected])) == {(1, 2, 3)}
 
 
+def test_points_on_a_view_of_a_larger_image_paint_that_image():
+    big = np.zeros((100, 300, 3), np.uint8)
+    view = big[:, 100:230]                                          # not contiguous: rows are 300 pixels apart
+    xy = grid_face()
+    PointsAnnotator(color=(1, 2, 3), radius=1).annotate(view, one_face(xy))
+    alone = PointsAnnotator(color=(1, 2, 3), radius=1).annotate(np.zeros((100, 130, 3), np.uint8), one_face(xy))
+    np.testing.assert_array_equal(view, alone)
+    assert not big[:, :100].any() and not big[:, 230:].any()
+
+
 def test_no_faces_leaves_the_scene_untouched():
     scene = np.full((20, 20, 3), 7, np.uint8)
     for annotator in (PointsAnnotator(), MeshAnnotator()):
