@@ -201,9 +201,10 @@ class FaceTracker:
         if len(found) == 0:
             return
         pts, scores = upright_from_detections(self.model, image, found)
-        ok = self._alive(pts, scores, image.shape, landmark_box(pts))
+        boxes = landmark_box(pts)
+        ok = self._alive(pts, scores, image.shape, boxes)
         if known is not None:     # a face found a few frames ago (background runs) may be one tracked since
-            ok &= box_iou(landmark_box(pts), known).max(axis=1) <= 0.5
+            ok &= box_iou(boxes, known).max(axis=1) <= 0.5
         for p, s, b, keep in zip(pts, scores, found.boxes, ok):
             if keep:
                 self.tracks.append(_Track(next(self._ids), p, float(s), b))
