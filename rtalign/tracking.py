@@ -19,7 +19,7 @@ import numpy as np
 from .align import predict_upright, upright_from_detections
 from .crop import apply_affine
 from .detectors import DEFAULT_DETECTOR, load_detector
-from .detectors.base import KNOWN_IOU, Detections, box_iou, detect_faces
+from .detectors.base import Detections, box_iou, detect_faces, not_known
 from .errors import InputError
 from .landmarks import eye_roll, landmark_box, shape_residual
 from .models import LandmarkModel, load_model
@@ -189,8 +189,7 @@ class FaceTracker:
         """Detected faces not already tracked start new tracks, turned upright by the detector's roll."""
         o = self.options
         known = self._known()
-        if known is not None and len(found):      # tracks started since a background run began
-            found = found[box_iou(found.boxes, known).max(axis=1) < KNOWN_IOU]
+        found = found[not_known(found.boxes, known)]      # tracks started since a background run began
         if o.max_faces is not None:
             room = o.max_faces - len(self.tracks)
             if len(found) > room and not self._capped:

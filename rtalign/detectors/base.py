@@ -57,11 +57,17 @@ def detect_faces(detector, frame: np.ndarray, known: np.ndarray | None = None) -
     `known`: (M, 4) landmark boxes of faces already tracked; detections of them (IoU ≥ KNOWN_IOU) are left
     out. A detector with `skips_known` (BlazeFace) takes them itself and leaves them out before its costlier
     steps; from any other its result is filtered here."""
-    known = None if known is None or len(known) == 0 else np.asarray(known, np.float64).reshape(-1, 4)
-    if known is not None and getattr(detector, "skips_known", False):
+    if known is not None and len(known) and getattr(detector, "skips_known", False):
         return detector.detect_faces(frame, known=known)
     found = detector.detect_faces(frame) if hasattr(detector, "detect_faces") else Detections.upright(detector.detect(frame))
-    return found if known is None or len(found) == 0 else found[box_iou(found.boxes, known).max(axis=1) < KNOWN_IOU]
+    return found[not_known(found.boxes, known)]
+
+
+def not_known(boxes: np.ndarray, known: np.ndarray | None) -> np.ndarray:
+    """(N,) bools: which of (N, 4) boxes are none of the (M, 4) `known` faces (IoU < KNOWN_IOU with each)."""
+    if known is None or len(known) == 0 or len(boxes) == 0:
+        return np.ones(len(boxes), bool)
+    return box_iou(boxes, np.asarray(known, np.float64).reshape(-1, 4)).max(axis=1) < KNOWN_IOU
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 from ..crop import apply_affine, invert_affine, upright_affines, warp_crops
 from ..errors import ModelError
 from ..models.session import create_session
-from .base import KNOWN_IOU, Detections, box_iou
+from .base import Detections, box_iou, not_known
 
 REBUILD = "python -m train.export_detector"
 #: Upright landmark box from the keypoints, in the face's own upright frame (x along the eyes, y from the
@@ -239,15 +239,14 @@ class BlazeFaceDetector:
         it confirms (score ≥ its min_score), their keypoints the mean of both networks' (boxes with IoU < 0.5
         against the landmark box: 3 of 300 train faces from one network, none from the mean).
 
-        `known`: (M, 4) boxes of faces already tracked: candidates overlapping one (IoU ≥ KNOWN_IOU) are left
+        `known`: (M, 4) boxes of faces already tracked: candidates overlapping one (base.not_known) are left
         out before the verifier sees them (its run costs per face: a tracker's periodic look for new faces
         then seldom needs it)."""
         frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame[:, :, :3]
         _, scores, points = self.raw_faces(frame)
         boxes, roll = upright_boxes(points)
-        if known is not None and len(known) and len(boxes):
-            new = box_iou(boxes, np.asarray(known, np.float64).reshape(-1, 4)).max(axis=1) < KNOWN_IOU
-            scores, points, boxes, roll = scores[new], points[new], boxes[new], roll[new]
+        new = not_known(boxes, known)
+        scores, points, boxes, roll = scores[new], points[new], boxes[new], roll[new]
         if self.verifier is not None:
             second, their_points = self.verifier.confirm(frame, boxes, roll)
             ok = second >= self.verifier.min_score
