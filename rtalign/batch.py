@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 #: does not write (.m4v, .avi): those become NAME.mp4. Other files are ignored.
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".m4v", ".avi")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_POLL_S = 0.1     # longest wait on Ray before a stop signal is acted on
 
 
 @dataclass(frozen=True)
@@ -286,8 +287,9 @@ def _ray(jobs, options, workers, address, report):
         task = ray.remote(num_cpus=1)(process_file)
         pending = {task.remote(job, options): i for i, job in enumerate(jobs)}
         try:
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
+            while pending:    # in short waits: a signal's handler runs only between them (a blocking wait
+                # held a SIGTERM for up to 0.9 s, long enough for the file under way to finish and be kept)
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=_POLL_S)
                 for ref in done:
                     report(pending.pop(ref), ray.get(ref))
         except BaseException:
