@@ -33,7 +33,10 @@ def xvfb():
     if not shutil.which("Xvfb"):
         pytest.skip("no X server: Xvfb not installed (apt-get install xvfb)")
     read, write = os.pipe()
-    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+    # -noreset: by default the server resets when its last client leaves, between two tests, and a client
+    # that connects meanwhile has its connection reset (seen under load)
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten", "tcp",
+                               "-noreset"],
                               pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write)
     with os.fdopen(read) as f:
