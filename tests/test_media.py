@@ -163,6 +163,24 @@ def test_outputs_by_extension(face_clip, tmp_path, ext, codec, audio):
         assert sum(1 for _ in c.decode(video=0)) == 45
 
 
+@pytest.mark.skipif(not hasattr(av.codec.Codec("mp3", "r"), "canonical_name"), reason="PyAV < 15 names decoders only")
+@needs_ffmpeg
+def test_mp3_audio_is_copied_where_the_container_takes_it_and_named_as_mp3_where_not(face_clip, tmp_path, caplog):
+    clip = tmp_path / "mp3.mkv"      # FFmpeg decodes MP3 with "mp3float": the codec, not the decoder, decides
+    ffmpeg("-i", face_clip, "-c:v", "copy", "-c:a", "libmp3lame", clip)
+    packets = lambda path: [bytes(p) for p in av.open(str(path)).demux(audio=0) if p.size]
+    for ext, copied in ((".mp4", True), (".mov", True), (".webm", False)):
+        caplog.clear()
+        out = tmp_path / f"o{ext}"
+        process_video(clip, out, tracker=build_tracker("cnn", "cpu", 1), draw="none")
+        warned = [r.getMessage() for r in caplog.records if "audio" in r.getMessage()]
+        if copied:
+            assert not warned and packets(out) == packets(clip)          # the same MP3 bytes, not re-encoded
+        else:
+            assert warned == ["audio: mp3 cannot go into this container as it is; converted to libopus"]
+            assert av.open(str(out)).streams.audio[0].codec_context.name == "opus"
+
+
 @pytest.mark.parametrize("name,text", [("o.gif", "cannot write video as .gif"), ("o.avi", "supported: .mp4"),
                                        ("o", "without extension"), ("o.mp4/", "is a folder")])
 def test_unsupported_outputs_are_refused_before_any_work(face_clip, tmp_path, name, text):

@@ -72,6 +72,12 @@ def _encoder_options(codec: str, preset: str, crf: int) -> dict:
     return {"deadline": "good", "cpu-used": str(speed), "row-mt": "1", "crf": str(round(crf * 63 / 51)), "b": "0"}
 
 
+def _codec_name(ctx) -> str:
+    """The codec's own name ("mp3"), which containers accept or refuse, not its decoder's ("mp3float"). PyAV
+    before 15 lacks `canonical_name` and gives the decoder's (MP3 is then converted, as before)."""
+    return getattr(ctx.codec, "canonical_name", None) or ctx.name
+
+
 class _Audio:
     """The audio of `src`, copied packet by packet into `out` (or converted when the container cannot
     take its codec), interleaved with the video as it advances. A damaged audio track just ends early."""
@@ -80,7 +86,7 @@ class _Audio:
         self._in = av.open(src, "r")
         try:
             stream = self._in.streams.audio[0]
-            self._copy = allowed is None or stream.codec_context.name in allowed
+            self._copy = allowed is None or _codec_name(stream.codec_context) in allowed
             if self._copy:
                 self._stream = out.add_stream_from_template(stream)
             else:
@@ -88,7 +94,8 @@ class _Audio:
                 rate = 48000 if fallback == "libopus" else ctx.sample_rate or 48000
                 self._stream = out.add_stream(fallback, rate=rate)
                 self._stream.layout = "mono" if ctx.channels == 1 else "stereo"
-                log.warning("audio: %s cannot go into this container as it is; converted to %s", ctx.name, fallback)
+                log.warning("audio: %s cannot go into this container as it is; converted to %s", _codec_name(ctx),
+                            fallback)
         except BaseException:
             self._in.close()
             raise
