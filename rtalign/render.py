@@ -1,17 +1,51 @@
 """Annotators: draw landmarks (and the FPS) on a frame. Each has one method, `annotate(scene, faces) -> scene`,
-which draws **in place** (pass `frame.copy()` to keep the original)."""
+which draws **in place** (pass `frame.copy()` to keep the original) on a BGR or BGRA uint8 frame, or any
+view of one (a mirrored `frame[:, ::-1]` too)."""
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
 
+from .errors import InputError
 from .landmarks import CONTOURS, interocular
 from .pose import head_pose, rotation_from_angles
 from .types import FaceLandmarks
 
 DRAW_STYLES = ("points", "mesh", "pose", "none")
+
+
+@contextmanager
+def colour_canvas(scene: np.ndarray):
+    """The colour pixels of `scene` as an array OpenCV can draw on; what is drawn lands in `scene`.
+
+    A (H, W, 3) frame whose pixels OpenCV can address (rows may be a view of a larger image) is used as it
+    is. Otherwise (a BGRA frame's colour channels, a mirrored or strided view) drawing goes to a contiguous
+    copy that is written back afterwards: alpha is never touched.
+
+    Raises:
+        InputError: not a uint8 (H, W, 3) or (H, W, 4) image (a grey frame has no colour to draw in: convert
+            it with cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)).
+    """
+    if not (isinstance(scene, np.ndarray) and scene.dtype == np.uint8 and scene.ndim == 3 and scene.shape[2] in (3, 4)):
+        raise InputError(f"annotators draw on uint8 BGR (H, W, 3) or BGRA (H, W, 4) frames, got "
+                         f"{getattr(scene, 'dtype', type(scene).__name__)} {getattr(scene, 'shape', '')}")
+    colour = scene[:, :, :3]
+    rows, columns, channels = colour.strides
+    if channels == 1 and columns == 3 and rows >= 3 * colour.shape[1]:
+        yield colour
+        return
+    canvas = np.ascontiguousarray(colour)
+    yield canvas
+    np.copyto(colour, canvas)
+
+
+def finite_faces(faces: FaceLandmarks) -> np.ndarray:
+    """(N, 68, 2) points of the faces whose every point is finite: a NaN would be drawn at the integer
+    minimum (lines to the edge) and makes no region to recolour."""
+    return faces.xy[np.isfinite(faces.xy).all(axis=(1, 2))]
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -29,16 +63,18 @@ class PointsAnnotator:
         self._offsets = _disk(radius)
 
     def annotate(self, scene: np.ndarray, faces: FaceLandmarks) -> np.ndarray:
-        if len(faces) == 0:
+        xy = finite_faces(faces)
+        if len(xy) == 0:
             return scene
-        h, w = scene.shape[:2]
-        centres = np.rint(faces.xy.reshape(-1, 2)).astype(np.int64)
-        x, y = centres[:, :1] + self._offsets[:, 0], centres[:, 1:] + self._offsets[:, 1]   # (points, disk)
-        ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-        if scene.flags.c_contiguous:        # one index per pixel: half the time of (row, column) pairs
-            scene.reshape(h * w, -1)[(y * w + x)[ok]] = self.color
-        else:
-            scene[y[ok], x[ok]] = self.color
+        with colour_canvas(scene) as canvas:
+            h, w = canvas.shape[:2]
+            centres = np.rint(xy.reshape(-1, 2)).astype(np.int64)
+            x, y = centres[:, :1] + self._offsets[:, 0], centres[:, 1:] + self._offsets[:, 1]   # (points, disk)
+            ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+            if canvas.flags.c_contiguous:        # one index per pixel: half the time of (row, column) pairs
+                canvas.reshape(h * w, 3)[(y * w + x)[ok]] = self.color
+            else:
+                canvas[y[ok], x[ok]] = self.color
         return scene
 
 
@@ -50,11 +86,12 @@ class MeshAnnotator:
 
     def annotate(self, scene: np.ndarray, faces: FaceLandmarks) -> np.ndarray:
         shift = 4  # sub-pixel precision for cv2 drawing
-        for xy in faces.xy:
-            fixed = np.rint(xy * (1 << shift)).astype(np.int32)
-            for closed in (False, True):
-                polys = [fixed[idx] for idx, c in CONTOURS if c == closed]
-                cv2.polylines(scene, polys, closed, self.color, self.thickness, cv2.LINE_AA, shift)
+        with colour_canvas(scene) as canvas:
+            for xy in finite_faces(faces):
+                fixed = np.rint(xy * (1 << shift)).astype(np.int32)
+                for closed in (False, True):
+                    polys = [fixed[idx] for idx, c in CONTOURS if c == closed]
+                    cv2.polylines(canvas, polys, closed, self.color, self.thickness, cv2.LINE_AA, shift)
         return scene
 
 
@@ -69,15 +106,18 @@ class PoseAnnotator:
 
     def annotate(self, scene: np.ndarray, faces: FaceLandmarks) -> np.ndarray:
         self._points.annotate(scene, faces)
+        finite = np.isfinite(faces.xy).all(axis=(1, 2))
         pose = faces.pose if faces.pose is not None else head_pose(faces.xy, scene.shape[1::-1])
-        for xy, angles in zip(faces.xy, pose):
-            # face axes: left (+x), up (-y), forward (-z), as columns; the camera's image plane is x, y
-            axes = rotation_from_angles(*angles) @ np.diag([1.0, -1.0, -1.0]) * float(interocular(xy))
-            shift = 4
-            start = np.rint(xy[30] * (1 << shift)).astype(np.int32)
-            for axis, color in zip(axes.T, ((0, 0, 255), (0, 255, 0), (255, 0, 0))):
-                end = np.rint((xy[30] + axis[:2]) * (1 << shift)).astype(np.int32)
-                cv2.line(scene, tuple(start.tolist()), tuple(end.tolist()), color, self.thickness, cv2.LINE_AA, shift)
+        with colour_canvas(scene) as canvas:
+            for xy, angles in zip(faces.xy[finite], np.asarray(pose)[finite]):
+                # face axes: left (+x), up (-y), forward (-z), as columns; the camera's image plane is x, y
+                axes = rotation_from_angles(*angles) @ np.diag([1.0, -1.0, -1.0]) * float(interocular(xy))
+                shift = 4
+                start = np.rint(xy[30] * (1 << shift)).astype(np.int32)
+                for axis, color in zip(axes.T, ((0, 0, 255), (0, 255, 0), (255, 0, 0))):
+                    end = np.rint((xy[30] + axis[:2]) * (1 << shift)).astype(np.int32)
+                    cv2.line(canvas, tuple(start.tolist()), tuple(end.tolist()), color, self.thickness, cv2.LINE_AA,
+                             shift)
         return scene
 
 
@@ -99,8 +139,10 @@ class FpsAnnotator:
         self._times = (self._times + [time.perf_counter()])[-self.window:]
         if len(self._times) > 1:
             fps = (len(self._times) - 1) / (self._times[-1] - self._times[0])
-            cv2.putText(scene, f"{fps:4.1f} FPS", (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
-            cv2.putText(scene, f"{fps:4.1f} FPS", (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 1, cv2.LINE_AA)
+            with colour_canvas(scene) as canvas:
+                for colour, thickness in (((0, 0, 0), 4), ((255, 255, 255), 1)):
+                    cv2.putText(canvas, f"{fps:4.1f} FPS", (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, colour, thickness,
+                                cv2.LINE_AA)
         return scene
 
 

@@ -294,3 +294,38 @@ def test_flat_style_paints_the_study_polygon(faces):
     inside = polygon_mask(img.shape, pts[OUTER_LIPS], holes=[pts[INNER_LIPS]])
     inside = cv2.erode(inside.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)  # past the AA edges
     assert (out[inside] == [255, 0, 0]).all()
+
+
+def lips_and_eyes():
+    img, pts, _, _ = synthetic_face((40, 18), (40, 18))
+    return img, FaceLandmarks(pts[None].astype(np.float32), np.zeros((1, 4)))
+
+
+def test_recolour_on_a_mirrored_view_or_bgra_frame_matches_a_plain_bgr_frame():
+    img, faces = lips_and_eyes()
+    recolor = lambda scene: Recolor(lip_color="red", eye_color="green", style="flat").annotate(scene, faces)
+    expected = recolor(img.copy())
+    assert changed(expected, img).any()
+    mirrored = img[:, ::-1].copy()
+    view = mirrored[:, ::-1]                                    # shows `img`, as a selfie preview would
+    assert recolor(view) is view
+    np.testing.assert_array_equal(view, expected)
+    bgra = np.dstack([img, np.full(img.shape[:2], 77, np.uint8)])
+    recolor(bgra)
+    np.testing.assert_array_equal(bgra[..., :3], expected)
+    assert (bgra[..., 3] == 77).all()
+
+
+def test_a_face_with_a_nan_point_is_left_as_it_is():
+    img, faces = lips_and_eyes()
+    faces.xy[0, 50] = np.nan
+    out = Recolor(lip_color="red", eye_color="green").annotate(img.copy(), faces)
+    np.testing.assert_array_equal(out, img)
+
+
+@pytest.mark.parametrize("strength", [float("nan"), float("inf"), -0.1, 1.5, 60, "0.5", None])
+def test_a_strength_outside_0_to_1_is_a_clear_error(strength):
+    for key in ("lip_strength", "eye_strength"):
+        with pytest.raises(InputError, match=f"{key} must be a number in 0..1, got {strength!r}"):
+            Recolor(lip_color="red", **{key: strength})
+    Recolor(lip_color="red", lip_strength=np.float32(0.5), eye_strength=1)      # numpy numbers and ints are fine

@@ -4,8 +4,9 @@ import time
 import numpy as np
 import pytest
 
+from rtalign.errors import InputError
 from rtalign.landmarks import JAW
-from rtalign.render import Compose, FpsAnnotator, MeshAnnotator, PointsAnnotator, annotator_for
+from rtalign.render import Compose, FpsAnnotator, MeshAnnotator, PointsAnnotator, PoseAnnotator, annotator_for
 from rtalign.types import FaceLandmarks
 
 
@@ -88,3 +89,57 @@ def test_draw_styles():
     assert annotator_for("none") is None
     with pytest.raises(ValueError, match="unknown draw style"):
         annotator_for("dots")
+
+
+ANNOTATORS = [PointsAnnotator, MeshAnnotator, PoseAnnotator]
+
+
+def faces_on(shape):
+    """Two grid faces, the second one shifted: the whole drawing falls inside `shape`."""
+    xy = np.stack([grid_face(), grid_face() + [130, 20]]).astype(np.float32)
+    return FaceLandmarks(xy, np.zeros((2, 4)))
+
+
+@pytest.mark.parametrize("make", ANNOTATORS)
+@pytest.mark.parametrize("big_shape,view_of", [((120, 280, 3), lambda big: big[:, ::-1]),     # a mirrored selfie
+                                               ((240, 560, 3), lambda big: big[::2, ::2]),
+                                               ((120, 280, 3), lambda big: big[..., ::-1])])  # RGB order
+def test_a_view_opencv_cannot_address_gets_the_drawing_of_its_own_pixels(make, big_shape, view_of):
+    faces = faces_on((120, 280))
+    expected = make().annotate(np.zeros((120, 280, 3), np.uint8), faces)
+    big = np.zeros(big_shape, np.uint8)
+    view = view_of(big)
+    assert make().annotate(view, faces) is view
+    np.testing.assert_array_equal(view, expected)
+    assert np.count_nonzero(big) == np.count_nonzero(expected)       # nothing drawn outside the view
+
+
+@pytest.mark.parametrize("make", ANNOTATORS)
+def test_bgra_frames_get_the_colour_drawing_and_keep_their_alpha(make):
+    faces = faces_on((120, 280))
+    expected = make().annotate(np.zeros((120, 280, 3), np.uint8), faces)
+    bgra = np.zeros((120, 280, 4), np.uint8)
+    bgra[..., 3] = np.arange(280, dtype=np.uint8)
+    make().annotate(bgra, faces)
+    np.testing.assert_array_equal(bgra[..., :3], expected)
+    np.testing.assert_array_equal(bgra[..., 3], np.broadcast_to(np.arange(280, dtype=np.uint8), (120, 280)))
+
+
+@pytest.mark.parametrize("make", ANNOTATORS + [FpsAnnotator])
+@pytest.mark.parametrize("scene", [np.zeros((50, 60), np.uint8), np.zeros((50, 60, 3), np.float32),
+                                   np.zeros((50, 60, 2), np.uint8)])
+def test_frames_without_colour_channels_are_refused_in_one_line(make, scene):
+    with pytest.raises(InputError, match=r"annotators draw on uint8 BGR \(H, W, 3\) or BGRA \(H, W, 4\) frames, got"):
+        annotator = make()
+        for _ in range(2):                          # FpsAnnotator draws from its second frame
+            annotator.annotate(scene, faces_on(scene.shape))
+
+
+@pytest.mark.parametrize("make", ANNOTATORS)
+def test_a_face_with_a_nan_point_is_not_drawn_and_the_others_are(make):
+    faces = faces_on((120, 280))
+    bad = faces.xy.copy()
+    bad[1, 7] = np.nan
+    expected = make().annotate(np.zeros((120, 280, 3), np.uint8), FaceLandmarks(faces.xy[:1], np.zeros((1, 4))))
+    got = make().annotate(np.zeros((120, 280, 3), np.uint8), FaceLandmarks(bad, np.zeros((2, 4))))
+    np.testing.assert_array_equal(got, expected)

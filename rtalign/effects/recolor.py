@@ -1,9 +1,14 @@
 """The annotator the pipeline uses: lip and iris colour on every face, with per-track eye state."""
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 from ..color import parse_color
+from ..errors import InputError
+from ..render import colour_canvas
 from ..types import FaceLandmarks
 from .irises import EyeState, recolor_irises
 from .lips import recolor_lips
@@ -21,6 +26,10 @@ class Recolor:
         lip_color, eye_color: CSS name / '#rrggbb' / None to skip. Validated here, at construction.
         lip_strength, eye_strength: 0..1.
         style: "natural" or "flat".
+
+    Raises:
+        ValueError: an unknown style.
+        InputError: a colour that does not parse, or a strength that is not a number in 0..1.
     """
 
     def __init__(self, lip_color=None, eye_color=None, lip_strength: float = 0.6, eye_strength: float = 0.6,
@@ -30,17 +39,27 @@ class Recolor:
         for c in (lip_color, eye_color):
             if c is not None:
                 parse_color(c)
+        for name, value in (("lip_strength", lip_strength), ("eye_strength", eye_strength)):
+            if not (isinstance(value, numbers.Real) and math.isfinite(value) and 0 <= value <= 1):
+                raise InputError(f"{name} must be a number in 0..1, got {value!r}")
         self.lip_color, self.eye_color = lip_color, eye_color
         self.lip_strength, self.eye_strength, self.style = lip_strength, eye_strength, style
         self._eyes: dict[int, tuple[EyeState, EyeState]] = {}
 
     def annotate(self, scene: np.ndarray, faces: FaceLandmarks) -> np.ndarray:
+        """Recolour in place on a BGR or BGRA frame or a view of one (see render.colour_canvas); a face with a
+        non-finite point is left as it is."""
         ids = faces.track_id if faces.track_id is not None else [None] * len(faces)
         self._eyes = {i: self._eyes.get(i) or (EyeState(), EyeState()) for i in ids if i is not None}
-        for xy, i in zip(faces.xy, ids):
-            if self.lip_color is not None:
-                recolor_lips(scene, xy, self.lip_color, self.lip_strength, self.style)
-            if self.eye_color is not None:
-                recolor_irises(scene, xy, self.eye_color, self.eye_strength, self.style,
-                               None if i is None else self._eyes[i])
+        if len(faces) == 0:
+            return scene
+        with colour_canvas(scene) as canvas:
+            for xy, i in zip(faces.xy, ids):
+                if not np.isfinite(xy).all():
+                    continue
+                if self.lip_color is not None:
+                    recolor_lips(canvas, xy, self.lip_color, self.lip_strength, self.style)
+                if self.eye_color is not None:
+                    recolor_irises(canvas, xy, self.eye_color, self.eye_strength, self.style,
+                                   None if i is None else self._eyes[i])
         return scene
