@@ -29,29 +29,38 @@ from .types import FaceLandmarks, Frame
 
 log = logging.getLogger(__name__)
 
+#: TrackerOptions.search_every's default: the fewest frames between searches that keep `rtalign video` on a
+#: faceless 720p clip at ≥ 0.75× its codec-only FPS on 2 cores (measured: every frame 0.37×, 2nd 0.65×, 3rd 0.78×,
+#: 4th 0.80×); a face that comes into view is found within 2 frames.
+SEARCH_EVERY = 3
+
 
 @dataclass(frozen=True)
 class TrackerOptions:
     """max_faces: faces tracked at once (None: every face found; faces left out are logged, once per
     tracker). redetect_every: frames between detector runs while fewer
-    than max_faces are tracked (with none tracked the detector runs every frame); 60 picks up a
+    than max_faces are tracked; 60 picks up a
     new face within 2 s at 30 fps and keeps the detector's cost off the throughput (measured:
-    pipeline/codec 0.67-0.71 at 30, 0.72-0.75 at 60 on 2 cores). min_score: a
+    pipeline/codec 0.67-0.71 at 30, 0.72-0.75 at 60 on 2 cores). search_every: frames between detector
+    runs while no face is tracked (the frame after a track is lost, or the first frame, runs it at once);
+    counted in frames, so which frame a face starts on depends on the video alone: a file gives the same
+    rows on every run, however fast the machine. min_score: a
     track whose model score falls below this is lost (None: the model's own `min_score`, measured
     when it was exported). max_residual: a track whose shape is this
     far from a face (see landmarks.shape_residual) is lost. min_face: smallest face, pixels.
-    detector_share: the most of the tracker's wall time the detector may take while it looks for faces:
-    after a detector call of t seconds the next waits until t·(1/share − 1) seconds have passed, so a slow
-    detector (BlazeFace's 48-px pyramid on a 720p frame) cannot drag the pipeline below (1 − share) of its
-    rate when no face is in view, and a fast one still runs every frame. 1.0: no limit.
     background: run the detector on a thread of its own, for live sources. `update` then never waits for
     it (a call costs 25-50 ms on a 720p frame here, longer than a 30 fps frame interval: without it the
     picture stutters while the tracker looks for faces); faces it finds start tracks on the frame that
     is current when it returns, boxed by where they were, then refined from their own landmarks. Off for
     files: which frame a face starts on then depends on timing, and a file's results must be the same
-    on every run."""
+    on every run. detector_share (background only, where runs go by the clock, not by frames): the most
+    of the tracker's wall time the detector may take while it looks for faces: after a detector call of t
+    seconds the next waits until t·(1/share − 1) seconds have passed, so a slow detector (BlazeFace's 48-px
+    pyramid on a 720p frame) cannot take more than its share of the cores when no face is in view, and a
+    fast one still runs every frame. 1.0: no limit."""
     max_faces: int | None = 4
     redetect_every: int = 60
+    search_every: int = SEARCH_EVERY
     detector_share: float = 0.25
     min_score: float | None = None
     max_residual: float = 0.5
@@ -59,8 +68,8 @@ class TrackerOptions:
     background: bool = False
 
     def __post_init__(self):
-        if (self.max_faces is not None and self.max_faces < 1) or self.redetect_every < 1:
-            raise ValueError(f"max_faces and redetect_every must be ≥ 1, got {self}")
+        if (self.max_faces is not None and self.max_faces < 1) or self.redetect_every < 1 or self.search_every < 1:
+            raise ValueError(f"max_faces, redetect_every and search_every must be ≥ 1, got {self}")
         if not 0 < self.detector_share <= 1:
             raise ValueError(f"detector_share must be in (0, 1], got {self.detector_share}")
 
@@ -86,7 +95,8 @@ class FaceTracker:
         options: TrackerOptions.
         smoothing: One Euro options, or None for raw landmarks.
         runtime: where a model loaded here runs.
-        clock: seconds, for the detector's time budget (TrackerOptions.detector_share); tests pass a fake.
+        clock: seconds, for the background detector's time budget (TrackerOptions.detector_share); tests pass
+            a fake.
     """
 
     def __init__(self, model: str | LandmarkModel = "resnet", detector=DEFAULT_DETECTOR, *,
@@ -100,7 +110,7 @@ class FaceTracker:
         self._smoother = FaceSmoother(smoothing) if smoothing else None
         self.tracks: list[_Track] = []
         self.detector_runs = 0
-        self._since_detect = 0
+        self._since_detect = max(options.redetect_every, options.search_every)   # the first frame runs it
         self._detector_free_at = 0.0        # clock() time before which the detector budget is spent
         self._ids = count()
         self._capped = False                # a face was left out for max_faces (logged once)
@@ -147,7 +157,8 @@ class FaceTracker:
         return found, self.clock() - t0
 
     def _spent(self, seconds: float) -> None:
-        """A detector run took `seconds`: the next waits until the share of time allows (detector_share)."""
+        """A background detector run took `seconds`: the next waits until the share of time allows
+        (detector_share)."""
         self._detector_free_at = self.clock() + seconds * (1 / self.options.detector_share - 1)
 
     def _acquire(self, image) -> None:
@@ -156,9 +167,7 @@ class FaceTracker:
         self._since_detect = 0
         known = self._known()
         if not self.options.background:
-            found, seconds = self._detect(image, known)
-            self._spent(seconds)
-            self._start_tracks(image, found)
+            self._start_tracks(image, detect_faces(self.detector, image, known))
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="rtalign-detector")
@@ -224,9 +233,13 @@ class FaceTracker:
         if self._pending is not None and self._pending.done():
             self._collect(image)
         o = self.options
-        room = o.max_faces is None or len(self.tracks) < o.max_faces
-        wanted = not self.tracks or (room and self._since_detect >= o.redetect_every)
-        if wanted and self._pending is None and self.clock() >= self._detector_free_at:
+        if self.tracks:
+            wanted = (o.max_faces is None or len(self.tracks) < o.max_faces) and self._since_detect >= o.redetect_every
+        elif o.background:
+            wanted = self.clock() >= self._detector_free_at
+        else:
+            wanted = self._since_detect >= o.search_every
+        if wanted and self._pending is None:
             self._acquire(image)
         if self.tracks:
             faces = FaceLandmarks(np.stack([t.points for t in self.tracks]), np.stack([t.box for t in self.tracks]),

@@ -12,7 +12,7 @@ from rtalign.detectors import Detections, load_detector
 from rtalign.metrics import nme_per_face
 from rtalign.models import load_model
 from rtalign.landmarks import eye_roll, landmark_box
-from rtalign.tracking import FaceTracker, TrackerOptions
+from rtalign.tracking import SEARCH_EVERY, FaceTracker, TrackerOptions
 from rtalign.types import Frame
 
 
@@ -161,27 +161,56 @@ def test_upright_detections_from_plain_boxes():
     assert d.roll.tolist() == [0.0] and d.keypoints.shape == (1, 0, 2) and len(d[:0]) == 0
 
 
-def test_a_slow_detector_takes_at_most_its_share_of_the_time_and_a_fast_one_runs_every_frame(resnet):
-    clock = [0.0]
+class _Slow:
+    """A detector that finds nothing and moves a fake clock on by `seconds` a call, noting the frame of each."""
 
-    class Slow:
-        def __init__(self, seconds):
-            self.seconds, self.calls = seconds, 0
+    def __init__(self, clock, seconds):
+        self.clock, self.seconds, self.frames = clock, seconds, []
 
-        def detect(self, frame):
-            clock[0] += self.seconds
-            self.calls += 1
-            return np.empty((0, 4))
+    def detect(self, frame):
+        self.clock[0] += self.seconds
+        self.frames.append(int(frame[0, 0, 0]))
+        return np.empty((0, 4))
 
-    blank = np.zeros((360, 640, 3), np.uint8)
+
+def _blank_frames(n):
+    for i in range(n):
+        frame = np.zeros((360, 640, 3), np.uint8)
+        frame[0, 0] = i                                   # the frame's index, for the detector to note
+        yield Frame(frame, i / 30, i)
+
+
+def test_without_a_background_detector_searches_go_by_frames_not_by_how_long_the_detector_takes(resnet):
+    """A file's rows must not depend on the machine: a slow and a fast detector search the same frames."""
+    runs = []
+    for seconds in (0.0, 0.1, 1.0):
+        clock = [0.0]
+        det = _Slow(clock, seconds)
+        tracker = FaceTracker(resnet, det, smoothing=None, clock=lambda: clock[0])
+        for frame in _blank_frames(20):
+            clock[0] += 1 / 30
+            assert len(tracker.update(frame)) == 0
+        runs.append(det.frames)
+    assert runs == [list(range(0, 20, SEARCH_EVERY))] * 3
+    det = _Slow([0.0], 0.0)
+    tracker = FaceTracker(resnet, det, options=TrackerOptions(search_every=1), smoothing=None)
+    for frame in _blank_frames(5):
+        tracker.update(frame)
+    assert det.frames == [0, 1, 2, 3, 4]
+
+
+def test_a_slow_background_detector_takes_at_most_its_share_of_the_time_and_a_fast_one_runs_every_frame(resnet):
     for seconds, share, expected in ((0.1, 0.25, None), (0.0, 0.25, 60), (0.1, 1.0, 60)):
-        det = Slow(seconds)
-        tracker = FaceTracker(resnet, det, options=TrackerOptions(detector_share=share), smoothing=None, clock=lambda: clock[0])
-        clock[0] = 0.0
-        for i in range(60):
-            clock[0] += 1 / 30                     # the rest of the pipeline's time per frame
-            assert len(tracker.update(Frame(blank, i / 30, i))) == 0
+        clock = [0.0]
+        det = _Slow(clock, seconds)
+        options = TrackerOptions(detector_share=share, background=True)
+        with FaceTracker(resnet, det, options=options, smoothing=None, clock=lambda: clock[0]) as tracker:
+            for frame in _blank_frames(60):
+                clock[0] += 1 / 30                     # the rest of the pipeline's time per frame
+                assert len(tracker.update(frame)) == 0
+                if tracker._pending is not None:
+                    tracker._pending.result()          # the run ends before the next frame: a fixed order
         if expected is not None:
-            assert det.calls == expected
+            assert len(det.frames) == expected
         else:   # 0.1 s per call, then 0.3 s of other frames: one call per 0.1 + 10/30 s
-            assert det.calls * seconds / clock[0] <= share + 0.02 and det.calls >= 4
+            assert len(det.frames) * seconds / clock[0] <= share + 0.02 and len(det.frames) >= 4

@@ -175,3 +175,26 @@ def test_webcam_errors(face_clip):
     assert "preview at" not in result.output              # no address for a preview that never started
     assert_clean_error(run("webcam", "--camera", face_clip, "--no-window", "--serve", "127.0.0.1:99999"), "HOST:PORT",
                        exit_code=2)
+
+
+def test_a_face_after_a_faceless_stretch_gets_the_same_rows_on_every_run_however_busy_the_machine(tmp_path):
+    """Searches go by frames (TrackerOptions.search_every), not by the clock: with a wall-clock budget an
+    analysis at hundreds of frames a second skipped dozens of frames after a fade-in, a different number
+    each run, sometimes all of them."""
+    import numpy as np
+    from rtalign.export import read_landmarks
+    from rtalign.synth import asset_frames, smooth_similarity_path, write_clip
+    face = [f for f, _ in asset_frames((480, 360), smooth_similarity_path(40, 1))]
+    clip = tmp_path / "fade_in.mp4"
+    write_clip(clip, [np.zeros_like(face[0])] * 4 + face[4:], audio=False)      # face from frame 4
+    rows = []
+    for run_ in range(3):
+        out = tmp_path / f"rows{run_}.csv"
+        result = run("video", clip, "--landmarks", out, "--model", "cnn")
+        assert result.exit_code == 0, result.output
+        rows.append(read_landmarks(out))
+    frames = sorted(set(rows[0]["frame"].tolist()))
+    assert frames[0] <= 4 + 2 and frames == list(range(frames[0], 40))             # found within 2 frames, then every one
+    for other in rows[1:]:
+        assert other["frame"].tolist() == rows[0]["frame"].tolist()
+        np.testing.assert_array_equal(other["xy"], rows[0]["xy"])
