@@ -2,6 +2,7 @@
 
 Columns, in this order **(contract)**: file, frame, time_s, face_id, score, yaw, pitch, roll,
 x0, y0, …, x67, y67 (0-based pixel centres of the input frame; angles in degrees, see rtalign.pose).
+`file` is valid UTF-8: bytes of a file name that are not appear as \\xNN escapes, as error messages show them.
 CSV and JSONL carry coordinates to 0.001 px, angles to 0.01°, scores to 1e-4, times to 1 µs, so
 the same faces always give the same bytes; Parquet keeps the float32 values themselves.
 
@@ -15,11 +16,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, shown
 from .io_safety import move_into_place, partial_path, temp_path_for
 from .landmarks import N_POINTS
 from .pose import POSE_COLUMNS
@@ -80,7 +82,11 @@ class _Writer:
         if self._closed:
             return None
         self._closed = True
-        self._finish()
+        try:
+            self._finish()
+        except BaseException:       # a failed last flush (a full disk) leaves no hidden file behind
+            self._tmp.unlink(missing_ok=True)
+            raise
         where = partial_path(self.path) if partial else self.path
         move_into_place(self._tmp, where)
         return where
@@ -111,6 +117,7 @@ class _TextWriter(_Writer):
         raise NotImplementedError
 
     def write(self, file: str, frame: int, time_s: float, faces: FaceLandmarks) -> None:
+        file = shown(file)          # a Linux file name may hold bytes that are not UTF-8: as \xNN escapes
         lines = [self._line(file, frame, time_s, face) for face in _face_values(faces)]
         if lines:
             self._f.write("".join(lines))
@@ -141,17 +148,24 @@ class CsvWriter(_TextWriter):
         return f"{_csv_field(file)},{frame},{head},{angles},{self._xy % tuple(xy)}\r\n"
 
 
+def _json(fmt: str, value: float) -> str:
+    """A number as the CSV writes it, or null where JSON has none (NaN, infinity)."""
+    return fmt % value if math.isfinite(value) else "null"
+
+
 class JsonlWriter(_TextWriter):
     """One JSON object per face per frame, keys in column order, numbers as in the CSV (pose null when
-    not estimated)."""
+    not estimated, any value null that is not finite)."""
     _xy = ", ".join(f'"{c}": {_COORD}' for c in COLUMNS[8:])
 
     def _line(self, file, frame, time_s, face) -> str:
         face_id, score, pose, xy = face
-        angles = (", ".join(f'"{c}": {_ANGLE}' % v for c, v in zip(POSE_COLUMNS, pose.tolist())) if pose is not None
-                  else ", ".join(f'"{c}": null' for c in POSE_COLUMNS))
-        head = ", ".join(f'"{c}": {fmt}' % v for c, fmt, v in zip(COLUMNS[2:5], _NUMBERS, (time_s, face_id, score)))
-        return f'{{"file": {json.dumps(file)}, "frame": {frame}, {head}, {angles}, {self._xy % tuple(xy)}}}\n'
+        angles = (", ".join(f'"{c}": {_json(_ANGLE, v)}' for c, v in zip(POSE_COLUMNS, pose.tolist()))
+                  if pose is not None else ", ".join(f'"{c}": null' for c in POSE_COLUMNS))
+        head = ", ".join(f'"{c}": {_json(fmt, v)}' for c, fmt, v in zip(COLUMNS[2:5], _NUMBERS, (time_s, face_id, score)))
+        points = (self._xy % tuple(xy) if all(map(math.isfinite, xy))
+                  else ", ".join(f'"{c}": {_json(_COORD, v)}' for c, v in zip(COLUMNS[8:], xy)))
+        return f'{{"file": {json.dumps(file)}, "frame": {frame}, {head}, {angles}, {points}}}\n'
 
 
 class ParquetWriter(_Writer):
@@ -176,7 +190,7 @@ class ParquetWriter(_Writer):
         self.group = group
 
     def write(self, file: str, frame: int, time_s: float, faces: FaceLandmarks) -> None:
-        n = len(faces)
+        file, n = shown(file), len(faces)
         if n:
             ids = faces.track_id if faces.track_id is not None else np.arange(n)
             pose = faces.pose if faces.pose is not None else np.full((n, 3), np.nan, np.float32)

@@ -1,4 +1,7 @@
 """Landmarks as data: the files hold what the API returned, and an interrupted run leaves a valid file."""
+import json
+import os
+import shutil
 import threading
 
 import numpy as np
@@ -53,6 +56,57 @@ def test_text_formats_write_the_same_numbers(tmp_path):
         np.testing.assert_array_equal(csv[key], jsonl[key])
     first = (tmp_path / "lm.csv").read_text().splitlines()[1]
     assert first.startswith("a.mp4,0,0.000000,3,0.9000,12.35,-3.21,0.50,")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_a_file_name_that_is_not_utf8_is_written_with_escapes_as_the_errors_show_it(tmp_path, suffix):
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow", reason="Parquet is the optional [parquet] extra")
+    name = os.fsdecode(b"caf\xe9.mp4")                 # what Python makes of a Latin-1 name on Linux
+    with open_writer(tmp_path / f"lm{suffix}") as w:
+        w.write(name, 0, 0.0, two_faces())
+    if suffix != ".parquet":
+        (tmp_path / f"lm{suffix}").read_bytes().decode("utf-8")   # strict: valid UTF-8 throughout
+    assert read_landmarks(tmp_path / f"lm{suffix}")["file"] == ["caf\\xe9.mp4"] * 2
+
+
+def test_the_cli_writes_landmarks_of_a_video_whose_name_is_not_utf8(tmp_path, face_clip):
+    src = tmp_path / os.fsdecode(b"clip-\xff.mp4")
+    shutil.copy(face_clip, src)
+    result = CliRunner().invoke(main, ["video", str(src), "--landmarks", str(tmp_path / "lm.csv"), "--model", "cnn"])
+    assert result.exit_code == 0, result.output
+    assert set(read_landmarks(tmp_path / "lm.csv")["file"]) == {"clip-\\xff.mp4"}
+
+
+def test_non_finite_numbers_are_null_in_json_lines_and_nan_when_read_back(tmp_path):
+    faces = two_faces()
+    faces.xy[1, 5, 0], faces.pose[0, 2], faces.score[1] = np.nan, np.inf, -np.inf
+    with open_writer(tmp_path / "lm.jsonl") as w:
+        w.write("a.mp4", 0, 0.0, faces)
+    def no_constants(token):
+        raise AssertionError(f"{token} is not JSON")
+    rows = [json.loads(line, parse_constant=no_constants) for line in (tmp_path / "lm.jsonl").read_text().splitlines()]
+    assert rows[1]["x5"] is None and rows[0]["roll"] is None and rows[1]["score"] is None and rows[0]["x5"] is not None
+    back = read_landmarks(tmp_path / "lm.jsonl")
+    assert np.isnan(back["xy"][1, 5, 0]) and np.isnan(back["pose"][0, 2]) and np.isnan(back["score"][1])
+    np.testing.assert_allclose(back["xy"][0], faces.xy[0], atol=5e-4)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_a_last_flush_that_fails_leaves_no_hidden_file(tmp_path, suffix):
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow", reason="Parquet is the optional [parquet] extra")
+    writer = open_writer(tmp_path / f"lm{suffix}")
+    writer.write("a.mp4", 0, 0.0, two_faces())
+    finish = writer._finish
+
+    def disk_full():
+        finish()
+        raise OSError(28, "No space left on device")
+    writer._finish = disk_full
+    with pytest.raises(OSError, match="No space left"):
+        writer.close()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unknown_extension_is_one_clear_error(tmp_path):
