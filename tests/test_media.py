@@ -163,6 +163,23 @@ def test_outputs_by_extension(face_clip, tmp_path, ext, codec, audio):
         assert sum(1 for _ in c.decode(video=0)) == 45
 
 
+@needs_ffmpeg
+@pytest.mark.parametrize("fps", [Fraction(30), Fraction(30000, 1001)])
+@pytest.mark.parametrize("ext,codec", [(".h264", "copy"), (".hevc", "libx265"), (".m2v", "mpeg2video")])
+def test_a_raw_stream_keeps_its_own_frame_rate_in_times_and_output(tmp_path, fps, ext, codec):
+    """A raw camera stream has no container timing: FFmpeg's average rate is its demuxer's default of 25, which
+    slowed a 30 fps stream to 25 and put each landmark row 1/150 s later than the one before."""
+    clip, raw = tmp_path / "c.mp4", tmp_path / f"c{ext}"
+    demo_clip(clip, n_frames=12, size=(320, 240), fps=fps, audio=False)
+    ffmpeg("-i", clip, "-c:v", codec, *(["-x265-params", "log-level=error"] if codec == "libx265" else []), raw)
+    result = run("video", raw, tmp_path / "o.mp4", "--landmarks", tmp_path / "o.csv", "--model", "cnn")
+    assert result.exit_code == 0, result.output
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        assert c.streams.video[0].average_rate == fps and c.streams.video[0].frames == 12
+    times = read_landmarks(tmp_path / "o.csv")["time_s"]
+    np.testing.assert_allclose(np.diff(times), float(1 / fps), atol=2e-6)
+
+
 @pytest.mark.skipif(not hasattr(av.codec.Codec("mp3", "r"), "canonical_name"), reason="PyAV < 15 names decoders only")
 @needs_ffmpeg
 def test_mp3_audio_is_copied_where_the_container_takes_it_and_named_as_mp3_where_not(face_clip, tmp_path, caplog):

@@ -39,6 +39,9 @@ _REORDER_WINDOW = 4
 #: Containers (FFmpeg's names) with no index or frame count: MPEG transport and program streams, raw
 #: H.264 / HEVC / MPEG video.
 _NO_INDEX = frozenset({"mpegts", "mpeg", "mpegvideo", "h264", "hevc"})
+#: Raw video streams (FFmpeg's names): no container around them, so FFmpeg's average frame rate is only its
+#: demuxer's default (25), while the guessed rate reads the stream's own timing (30 for a 30 fps camera).
+_RAW_VIDEO = frozenset({"h264", "hevc", "mpegvideo", "m4v"})
 
 
 def _open_video(spec: str):
@@ -127,8 +130,10 @@ class VideoFileSource(_Source):
             raise InputError(f"{shown(self.path)}: no frames could be decoded"
                              + (f" ({self.error})" if self.error else ""))
         self._frames = itertools.chain([first], self._frames)
-        rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(30)
-        self.fps = Fraction(rate)
+        s = self._stream
+        raw = first.pts is None or self._container.format.name in _RAW_VIDEO
+        rates = (s.guessed_rate, s.average_rate) if raw else (s.average_rate, s.guessed_rate)
+        self.fps = Fraction(next((r for r in rates if r), 30))
         self.time_base = self._stream.time_base or 1 / self.fps
         self.rotation = float(first.rotation or 0)
         if round(self.rotation / 90) % 2:
@@ -200,10 +205,9 @@ class VideoFileSource(_Source):
 
     def __iter__(self):
         step = 1 / float(self.fps)
-        t_prev = None
         for frame in self._frames:
-            t = float(frame.time) if frame.pts is not None and frame.time is not None else (
-                t_prev + step if t_prev is not None else 0.0)
+            # without a timestamp (a raw stream) a frame follows the previous one after that one's duration
+            t = float(frame.time) if frame.pts is not None and frame.time is not None else self._shown_until
             image = upright(to_bgr(frame), frame.rotation or 0)
             if frame.is_corrupt:
                 self.corrupt += 1
@@ -211,7 +215,7 @@ class VideoFileSource(_Source):
             yield Frame(image, t, self.decoded, time.perf_counter())
             self.decoded += 1
             shown_for = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else step
-            t_prev, self._shown_until = t, t + shown_for
+            self._shown_until = t + shown_for
 
     def close(self) -> None:
         """End decoding, then free the container: a decoder left suspended over a closed container would
