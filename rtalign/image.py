@@ -103,6 +103,9 @@ def save_image(dst, image: np.ndarray) -> None:
     suffix = Path(dst).suffix.lower()
     if suffix in _GREY_ONLY and image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if suffix == ".pbm":    # one bit a pixel: OpenCV keeps only pixels at exactly 0 black; dither instead
+        from PIL import Image
+        image = np.asarray(Image.fromarray(image).convert("1"), np.uint8) * np.uint8(255)
     try:
         ok, buf = cv2.imencode(suffix, image)
     except cv2.error:

@@ -217,6 +217,18 @@ def test_images_in_every_format_opencv_writes(astronaut_file, tmp_path):
     assert result.exit_code == 2 and "cannot write images as .xyz" in result.output
 
 
+def test_a_one_bit_pbm_is_dithered_so_the_picture_survives(astronaut, tmp_path):
+    """OpenCV's PBM writer keeps only pixels at exactly 0 black: the photo came out almost blank."""
+    from rtalign.image import save_image
+    save_image(tmp_path / "o.pbm", astronaut)
+    bits = cv2.imread(str(tmp_path / "o.pbm"), cv2.IMREAD_GRAYSCALE)
+    grey = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    assert set(np.unique(bits)) == {0, 255}
+    assert abs((bits == 0).mean() - (1 - grey.mean() / 255)) < 0.01             # as dark as the photo overall
+    blur = lambda a: cv2.blur(a.astype(np.float32), (15, 15))
+    assert np.corrcoef(blur(bits).ravel(), blur(grey).ravel())[0, 1] > 0.9       # and dark where the photo is
+
+
 def test_names_that_are_not_utf8_or_very_long(astronaut_file, face_clip, tmp_path):
     folder = os.fsencode(tmp_path)
     odd_in, odd_out = folder + b"/in-\xff\xfe.png", folder + b"/out-\xe9t\xe9.png"
