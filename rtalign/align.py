@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 
@@ -104,13 +106,13 @@ class FaceAligner:
             `detect(image) -> (N, 4) boxes`, largest first (and optionally `detect_faces(image)` for the roll).
     """
 
-    def __init__(self, model: str | LandmarkModel = "resnet", *, max_faces: int | None = None,
+    def __init__(self, model: str | os.PathLike | LandmarkModel = "resnet", *, max_faces: int | None = None,
                  runtime: RuntimeOptions | None = None, device: str | None = None, threads: int | None = None,
                  detector=DEFAULT_DETECTOR):
         if max_faces is not None and max_faces < 1:
             raise ValueError(f"max_faces must be ≥ 1 or None, got {max_faces}")
         runtime = resolve_runtime(runtime, device, threads)
-        self.model = load_model(model, runtime=runtime) if isinstance(model, str) else model
+        self.model = load_model(model, runtime=runtime) if isinstance(model, (str, os.PathLike)) else model
         detector = DEFAULT_DETECTOR if detector is None else detector
         self.detector = load_detector(detector) if isinstance(detector, str) else detector
         self.max_faces = max_faces
@@ -127,11 +129,12 @@ class FaceAligner:
         image = as_bgr(image)
         if boxes is not None:
             if len(boxes) == 0:
-                return FaceLandmarks.empty()
+                return FaceLandmarks.empty(posed=True)
             pts, used, scores = refine(self.model, image, _checked_boxes(boxes))
         else:
-            found = detect_faces(self.detector, image)[: self.max_faces] if detections is None else detections
+            found = detect_faces(self.detector, image).largest_first()[: self.max_faces] if detections is None \
+                else detections
             if len(found) == 0:
-                return FaceLandmarks.empty()
+                return FaceLandmarks.empty(posed=True)
             (pts, scores), used = upright_from_detections(self.model, image, found), found.boxes
         return FaceLandmarks(pts, used, scores, pose=head_pose(pts, image.shape[1::-1]))

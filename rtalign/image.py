@@ -133,7 +133,7 @@ def annotate_image(src, dst, aligner: FaceAligner, draw="points", effects=(), wr
         check_output(src, Path(dst))
         check_image_output(dst)
     image = load_image(src)
-    found = detect_faces(aligner.detector, image)
+    found = detect_faces(aligner.detector, image).largest_first()
     if aligner.max_faces is not None and len(found) > aligner.max_faces:
         log.warning("%d faces found in %s; processing the largest %d (--max-faces)", len(found), shown(src),
                     aligner.max_faces)

@@ -74,10 +74,12 @@ class FaceStream:
             self.close()
 
     def close(self) -> None:
+        """Close the source and end the tracker's background detector thread (when it has one)."""
         self._closed = True
         source, self._source = self._source, None
         if source is not None:
             source.close()
+        self.tracker.close()
 
     def __enter__(self) -> "FaceStream":
         return self
@@ -86,7 +88,7 @@ class FaceStream:
         self.close()
 
 
-def track(source, *, model: str | LandmarkModel = "resnet", options: TrackerOptions = TrackerOptions(),
+def track(source, *, model: str | os.PathLike | LandmarkModel = "resnet", options: TrackerOptions = TrackerOptions(),
           smoothing: OneEuroOptions | None = OneEuroOptions(), runtime: RuntimeOptions | None = None,
           live: bool = False, fps: float = 30.0, detector=None, device: str | None = None,
           threads: int | None = None) -> FaceStream:
@@ -124,8 +126,8 @@ def track(source, *, model: str | LandmarkModel = "resnet", options: TrackerOpti
                           runtime=resolve_runtime(runtime, device, threads))
     if isinstance(source, (str, bytes, os.PathLike)):
         opened = (LiveFileSource if live else VideoFileSource)(os.fsdecode(source))
-    elif isinstance(source, int):
-        opened = CameraSource(source)
+    elif isinstance(source, numbers.Integral):       # numpy integers too
+        opened = CameraSource(int(source))
     elif isinstance(source, np.ndarray):
         if source.ndim not in (2, 3, 4):
             raise InputError(f"expected one (H, W, 3) BGR, (H, W) grey or (H, W, 4) BGRA image, or an (N, H, W, 3) "

@@ -9,6 +9,7 @@ transforms, the model runs once on it, and the points go back through the exact 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from itertools import count
 
 import numpy as np
 
-from .align import predict_upright, upright_from_detections
+from .align import as_bgr, predict_upright, upright_from_detections
 from .crop import apply_affine
 from .detectors import DEFAULT_DETECTOR, load_detector
 from .detectors.base import Detections, box_iou, detect_faces, not_known
@@ -42,7 +43,7 @@ class TrackerOptions:
     than max_faces are tracked; 60 picks up a
     new face within 2 s at 30 fps and keeps the detector's cost off the throughput (measured:
     pipeline/codec 0.67-0.71 at 30, 0.72-0.75 at 60 on 2 cores). search_every: frames between detector
-    runs while no face is tracked (the frame after a track is lost, or the first frame, runs it at once);
+    runs while no face is tracked (the first frame, and the frame on which the last track is lost, run it at once);
     counted in frames, so which frame a face starts on depends on the video alone: a file gives the same
     rows on every run, however fast the machine. min_score: a
     track whose model score falls below this is lost (None: the model's own `min_score`, measured
@@ -99,10 +100,10 @@ class FaceTracker:
             a fake.
     """
 
-    def __init__(self, model: str | LandmarkModel = "resnet", detector=DEFAULT_DETECTOR, *,
+    def __init__(self, model: str | os.PathLike | LandmarkModel = "resnet", detector=DEFAULT_DETECTOR, *,
                  options: TrackerOptions = TrackerOptions(), smoothing: OneEuroOptions | None = OneEuroOptions(),
                  runtime: RuntimeOptions = RuntimeOptions(), clock=time.perf_counter):
-        self.model = load_model(model, runtime=runtime) if isinstance(model, str) else model
+        self.model = load_model(model, runtime=runtime) if isinstance(model, (str, os.PathLike)) else model
         detector = DEFAULT_DETECTOR if detector is None else detector
         self.detector = load_detector(detector) if isinstance(detector, str) else detector
         self.clock = clock
@@ -200,6 +201,7 @@ class FaceTracker:
         known = self._known()
         found = found[not_known(found.boxes, known)]      # tracks started since a background run began
         if o.max_faces is not None:
+            found = found.largest_first()
             room = o.max_faces - len(self.tracks)
             if len(found) > room and not self._capped:
                 self._capped = True
@@ -222,14 +224,17 @@ class FaceTracker:
 
         Raises:
             InputError: `frame` is not a Frame (a bare image has no time: use FaceAligner.align for one
-                image, rtalign.track for a sequence).
+                image, rtalign.track for a sequence), or its image is not a uint8 BGR, grey or BGRA image.
         """
         if not isinstance(frame, Frame):
             raise InputError(f"FaceTracker.update takes an rtalign.Frame(image, timestamp, index), got "
                              f"{type(frame).__name__}: for one image use FaceAligner.align, for a sequence rtalign.track")
-        image = frame.image
+        image = as_bgr(frame.image)       # grey and BGRA converted; other arrays raise InputError
         self._since_detect += 1
+        tracked = bool(self.tracks)
         self._follow(image)
+        if tracked and not self.tracks:
+            self._since_detect = self.options.search_every      # the last face was lost: look again at once
         if self._pending is not None and self._pending.done():
             self._collect(image)
         o = self.options

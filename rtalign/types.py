@@ -8,7 +8,7 @@ import numpy as np
 from .landmarks import N_POINTS
 
 
-@dataclass
+@dataclass(eq=False)     # identity: a generated __eq__ would compare arrays and raise
 class Frame:
     """One BGR image (H, W, 3) uint8 with its presentation time in seconds and its index in the source."""
     image: np.ndarray
@@ -17,7 +17,7 @@ class Frame:
     captured_at: float = 0.0  # time.perf_counter() when the source produced it (latency)
 
 
-@dataclass
+@dataclass(eq=False)     # identity: a generated __eq__ would compare arrays and raise
 class FaceLandmarks:
     """Parallel arrays for the faces of one frame.
 
@@ -71,7 +71,9 @@ class FaceLandmarks:
         return f"FaceLandmarks({len(self)} face{'' if len(self) == 1 else 's'}, xy (n, 68, 2){''.join(faces)})"
 
     @classmethod
-    def empty(cls, *, tracked: bool = False) -> "FaceLandmarks":
-        """No faces; `tracked=True` (a tracker's output) gives an empty track_id array instead of None."""
+    def empty(cls, *, tracked: bool = False, posed: bool = False) -> "FaceLandmarks":
+        """No faces; `tracked=True` (a tracker's output) gives an empty track_id array instead of None,
+        `posed=True` (where pose is estimated) an empty (0, 3) pose."""
         return cls(np.empty((0, N_POINTS, 2), np.float32), np.empty((0, 4)),
-                   track_id=np.empty(0, np.int64) if tracked else None)
+                   track_id=np.empty(0, np.int64) if tracked else None,
+                   pose=np.empty((0, 3), np.float32) if posed else None)

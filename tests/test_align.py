@@ -71,7 +71,42 @@ def test_no_face_gives_an_empty_result_without_running_the_model():
                            (FaceAligner(model, detector=FixedDetector(BOXES)), np.empty((0, 4)))):
         faces = aligner.align(IMAGE, boxes=boxes)
         assert len(faces) == 0 and faces.xy.shape == (0, 68, 2) and faces.track_id is None
+        assert faces.pose.shape == (0, 3)                         # `faces.pose.shape` works with no face too
     assert model.calls == 0
+
+
+def test_max_faces_keeps_the_largest_faces_whatever_order_the_detector_gives():
+    smaller_first = [BOXES[2], BOXES[0], BOXES[1]]                  # sides 40, 100, 60 (a detector's score order)
+    faces = FaceAligner(BoxModel(), max_faces=2, detector=FixedDetector(smaller_first)).align(IMAGE)
+    np.testing.assert_allclose(faces.bbox, BOXES[:2])
+
+
+def test_a_model_file_given_as_a_path_object_loads_like_its_string(astronaut):
+    from pathlib import Path
+    from rtalign.models import models_dir
+    path = models_dir() / "cnn.onnx"
+    by_path, by_str = FaceAligner(path).align(astronaut), FaceAligner(str(path)).align(astronaut)
+    assert len(by_path) == 1
+    np.testing.assert_array_equal(by_path.xy, by_str.xy)
+    assert load_model(Path(path)).name == load_model(str(path)).name
+
+
+def test_one_aligner_shared_by_threads_gives_each_call_its_own_answer(astronaut):
+    """Threads may share an aligner (onnxruntime sessions are thread-safe): each call has its own crop buffer."""
+    from concurrent.futures import ThreadPoolExecutor
+    aligner = FaceAligner("cnn")
+    images = [np.roll(astronaut, 7 * k, axis=1) for k in range(6)]
+    alone = [aligner.align(img).xy for img in images]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            shared = list(pool.map(lambda img: aligner.align(img).xy, images))
+            for a, b in zip(alone, shared):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_face_landmarks_compare_by_identity_instead_of_raising():
+    a = FaceLandmarks(np.zeros((2, 68, 2)), np.zeros((2, 4)))
+    assert a == a and a != FaceLandmarks(np.zeros((2, 68, 2)), np.zeros((2, 4)))
 
 
 def test_a_real_face_from_a_given_box():
@@ -102,6 +137,7 @@ def test_face_landmarks_defaults_and_empty():
     assert faces.xy.dtype == np.float32 and faces.score.tolist() == [1.0, 1.0] and faces.track_id is None
     assert FaceLandmarks.empty().track_id is None
     assert FaceLandmarks.empty(tracked=True).track_id.shape == (0,)
+    assert FaceLandmarks.empty().pose is None and FaceLandmarks.empty(posed=True).pose.shape == (0, 3)
 
 
 class SeeingModel(BoxModel):

@@ -99,8 +99,18 @@ def test_unusable_sources_are_clear_errors(source, message):
 
 def test_a_negative_camera_index_is_refused_before_opencv_sees_it():
     from rtalign.errors import DeviceError
-    with pytest.raises(DeviceError, match="no camera at index -1: camera indexes are 0, 1"):
-        rtalign.track(-1, model="cnn")
+    for index in (-1, np.int64(-1)):                   # a numpy integer is a camera index too
+        with pytest.raises(DeviceError, match="no camera at index -1: camera indexes are 0, 1"):
+            rtalign.track(index, model="cnn")
+
+
+def test_closing_a_stream_ends_its_background_detector_thread():
+    import threading
+    image = np.ascontiguousarray(next(asset_frames((320, 240), smooth_similarity_path(1, 0)))[0])
+    with rtalign.track([image] * 3, model="cnn", options=rtalign.TrackerOptions(background=True)) as stream:
+        for _ in stream:
+            pass
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("rtalign-detector")]
 
 
 @pytest.mark.parametrize("fps", [0, -30, float("nan"), float("inf"), "30"])

@@ -189,3 +189,24 @@ def test_update_with_a_bare_image_says_what_to_use_instead():
     tracker = FaceTracker(load_model("cnn"), CountingDetector())
     with pytest.raises(InputError, match=r"takes an rtalign.Frame.*got ndarray.*FaceAligner.align.*rtalign.track"):
         tracker.update(np.zeros((8, 8, 3), np.uint8))
+
+
+def test_a_track_lost_to_a_jump_looks_again_on_that_same_frame(resnet):
+    """A face that moved too far for its track is found again at once, not search_every frames later."""
+    path = np.tile([0.0, 0.0, 1.0, 0.0], (6, 1))
+    path[2:, 0] = 0.35                                   # frame 2: the face jumps a third of the frame across
+    det = CountingDetector()
+    tracker = FaceTracker(resnet, det, options=TrackerOptions(search_every=30))
+    counts, ids = [], []
+    for frame, _ in frames_for(path):
+        faces = tracker.update(frame)
+        counts.append(len(faces))
+        ids.extend(faces.track_id.tolist())
+    assert counts == [1] * 6 and ids == [0, 0, 1, 1, 1, 1] and det.calls == 2     # frames 0 and 2
+
+
+@pytest.mark.parametrize("image", [np.zeros((64, 64, 3), np.float32), np.zeros((64, 64, 2), np.uint8)])
+def test_a_frame_that_is_not_an_8_bit_picture_is_a_clear_error(resnet, image):
+    from rtalign.errors import InputError
+    with pytest.raises(InputError, match="expected"):
+        FaceTracker(resnet, HaarDetector()).update(Frame(image, 0.0, 0))

@@ -40,9 +40,10 @@ def _where_models_come_from() -> str:
     return " (this installation lacks its models: reinstall it, e.g. pip install --force-reinstall rtalign)"
 
 
-def load_model(name: str, device: str | None = None, threads: int | None = None, *,
+def load_model(name: str | os.PathLike, device: str | None = None, threads: int | None = None, *,
                runtime: RuntimeOptions | None = None) -> LandmarkModel:
-    """A shipped model by name, or any .onnx / .npz file by path, on `runtime` (default: CPU, 2 threads).
+    """A shipped model by name, or any .onnx / .npz file by path (str or Path), on `runtime` (default: CPU,
+    2 threads).
 
     `device`/`threads` are the older spelling of `runtime` and still work alone.
 
@@ -51,6 +52,7 @@ def load_model(name: str, device: str | None = None, threads: int | None = None,
         DeviceError: the runtime asks for a provider that is missing.
     """
     runtime = resolve_runtime(runtime, device, threads)
+    name = os.fspath(name)
     if name in MODEL_FILES:
         path = models_dir() / MODEL_FILES[name]
     elif name.endswith((".onnx", ".npz")):

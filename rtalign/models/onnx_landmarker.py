@@ -69,7 +69,6 @@ class OnnxLandmarker:
             raise ModelError(f"{path}: not an rtalign model (it needs a 'points' output of shape (N, 68, 2); "
                              f"it has {', '.join(self._outputs)})")
         self.has_score = "score" in self._outputs
-        self._crops = np.empty((0, self.input_size, self.input_size), np.uint8)
 
     def predict(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """(N, 68, 2) frame-pixel landmarks for N face boxes (see LandmarkModel)."""
@@ -94,9 +93,7 @@ class OnnxLandmarker:
         n = len(affines)
         if n == 0:
             return np.empty((0, 68, 2), np.float32), np.empty(0, np.float32)
-        if len(self._crops) < n:
-            self._crops = np.empty((n, self.input_size, self.input_size), np.uint8)
-        crops = frame_crops(frame, affines, self.input_size, out=self._crops)
+        crops = frame_crops(frame, affines, self.input_size)    # a buffer per call: threads may share a model
         x = ((crops.astype(np.float32) - self.mean) / self.std)[:, None]
         out = dict(zip(self._outputs, self.session.run(None, {self._input: x})))
         inv = invert_affine(affines)
