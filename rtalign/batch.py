@@ -5,19 +5,23 @@ results are the same bytes.
 An output appears under its final name only when complete, so a rerun skips every input whose
 outputs all exist (resumable); an input that fails is reported with a one-line reason and never
 stops the others. Ctrl-C (KeyboardInterrupt) stops the run and leaves no temporary file; a video cut
-short is deleted (its outputs and OUT.partial.EXT), so the rerun does it again. Worker processes leave
-Ctrl-C to the parent, which stops them through a shared event and waits for their cleanup; Ray tasks
-are cancelled (a KeyboardInterrupt in the task) and waited for.
+short leaves nothing (no OUT.partial.EXT either: that name may be another input's output), so the rerun
+does it again. Worker processes leave Ctrl-C to the parent, which stops them through a shared flag and
+waits for their cleanup; a worker that dies (the out-of-memory killer) fails its file and the ones
+queued behind it, which a rerun picks up. Ray tasks are cancelled (a KeyboardInterrupt in the task) and
+waited for.
 """
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import shlex
 import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,11 +69,13 @@ class BatchOptions:
 
 @dataclass(frozen=True)
 class Job:
-    """One input and the outputs it should produce (None: not wanted)."""
+    """One input and the outputs it should produce (None: not wanted). `unreadable`: why `src`, a folder
+    under the input folder, could not be listed (the job then fails with that reason, never silently)."""
     src: Path
     label: str                  # the landmarks' `file` column: the path relative to the input folder
     media: Path | None
     landmarks: Path | None
+    unreadable: str | None = None
 
     @property
     def is_video(self) -> bool:
@@ -77,7 +83,7 @@ class Job:
 
     @property
     def done(self) -> bool:
-        return all(p.exists() for p in (self.media, self.landmarks) if p is not None)
+        return not self.unreadable and all(p.exists() for p in (self.media, self.landmarks) if p is not None)
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,7 @@ def _media_name(rel: Path) -> Path:
 def plan(in_dir, out_dir, options: BatchOptions, suffixes=VIDEO_SUFFIXES + IMAGE_SUFFIXES) -> list[Job]:
     """Every file with one of `suffixes` under `in_dir` (sorted; hidden files, and `out_dir` when it lies
     inside `in_dir`, left out), its outputs at the same relative path under `out_dir` (a drawn .avi /
-    .m4v video as NAME.mp4).
+    .m4v video as NAME.mp4); a folder that cannot be listed is a job that fails with the reason.
 
     Raises:
         InputError: `in_dir` is not a folder, `out_dir` is `in_dir` or above it while drawn outputs are on, or two
@@ -116,20 +122,32 @@ def plan(in_dir, out_dir, options: BatchOptions, suffixes=VIDEO_SUFFIXES + IMAGE
     # what is in OUT_DIR is output, not input; with OUT_DIR at or above IN_DIR only landmark files
     # (INPUT.csv) are written there, and no input has their suffixes
     skip = None if inside else out_dir.resolve()
-    jobs = []
-    for src in sorted(in_dir.rglob("*")):
+    jobs, unreadable = [], []
+    for src in sorted(_walk(in_dir, unreadable)):
         rel = src.relative_to(in_dir)
         if (src.suffix.lower() not in suffixes or not src.is_file() or any(p.startswith(".") for p in rel.parts)
                 or (skip is not None and skip in src.resolve().parents)):
             continue
         jobs.append(Job(src, rel.as_posix(), out_dir / _media_name(rel) if options.media else None,
                         out_dir / f"{rel}{options.landmarks}" if options.landmarks else None))
+    jobs += [Job(Path(e.filename), shown(Path(e.filename).relative_to(in_dir)), None, None,
+                 f"cannot list this folder: {e.strerror}") for e in unreadable]
     drawn: dict[Path, Job] = {}
     for job in jobs:
         if job.media is not None and drawn.setdefault(job.media, job) is not job:
             raise InputError(f"{drawn[job.media].label} and {job.label} would both be drawn to {job.media}; "
                              "rename one")
     return jobs
+
+
+def _walk(folder: Path, errors: list) -> list[Path]:
+    """Every file under `folder` outside hidden folders (symbolic links to folders not followed), each folder
+    that cannot be listed appended to `errors` as its OSError (Path.rglob left those out without a word)."""
+    paths = []
+    for root, dirs, files in os.walk(folder, onerror=errors.append):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        paths += [Path(root) / name for name in files]
+    return paths
 
 
 _LOADED: dict = {}
@@ -158,7 +176,29 @@ def _effects(options: BatchOptions) -> list:
     return [Recolor(**dict(options.effects))] if options.effects else []
 
 
-_STOP = None    # in a local worker process: the parent's stop event (see _init_worker)
+_STOP = None    # in a local worker process: the parent's stop flag (see _init_worker)
+
+
+class _StopFlag:
+    """A stop flag the parent and its worker processes share, with threading.Event's is_set / set / wait.
+
+    Not a multiprocessing.Event: its set() waits until every process waiting on it has woken, so a worker
+    killed while waiting (the out-of-memory killer) made the next set() hang for good."""
+
+    def __init__(self, context):
+        self._value = context.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+    def wait(self, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while not self.is_set() and time.monotonic() < end:
+            time.sleep(0.01)
+        return self.is_set()
 
 
 def _init_worker(stop) -> None:
@@ -176,28 +216,22 @@ def _run_video(job: Job, options: BatchOptions) -> int:
     from .pipeline import analyze_video, build_tracker, process_video
     tracker = build_tracker(_model(options), max_faces=options.max_faces, smoothing=options.smoothing,
                             detector=_detector(options))
+    # keep_partial=False: a file cut short leaves nothing, to be redone whole by the rerun
     try:
         if job.media is not None:
             stats = process_video(job.src, job.media, tracker=tracker, draw=options.draw, effects=_effects(options),
                                   preset=options.preset, crf=options.crf, landmarks=job.landmarks, stop=_STOP,
-                                  label=job.label)
+                                  label=job.label, keep_partial=False)
         else:
-            stats = analyze_video(job.src, job.landmarks, tracker=tracker, stop=_STOP, label=job.label)
-    except TruncatedInputError as e:    # listed as failed, nothing half-done left in OUT_DIR
-        _delete_partials(job)
+            stats = analyze_video(job.src, job.landmarks, tracker=tracker, stop=_STOP, label=job.label,
+                                  keep_partial=False)
+    except TruncatedInputError as e:    # listed as failed
         keep = "OUT" if job.media is not None else "--landmarks F.csv"
         raise InputError(f"truncated or corrupt: {e.damage}; `rtalign video {shlex.quote(str(job.src))} {keep} "
                          "--allow-truncated` keeps what decodes") from None
-    if stats.interrupted:        # a partial output must not pass for a complete one on the rerun
-        _delete_partials(job)
+    if stats.interrupted:
         raise KeyboardInterrupt
     return stats.frames_out
-
-
-def _delete_partials(job: Job) -> None:
-    for p in (job.media, job.landmarks):
-        if p is not None:
-            partial_path(p).unlink(missing_ok=True)
 
 
 def _run_image(job: Job, options: BatchOptions, writer=None) -> int:
@@ -217,6 +251,8 @@ def _run_image(job: Job, options: BatchOptions, writer=None) -> int:
 def _attempt(job: Job, work) -> FileResult:
     """Make `job`'s output folders and run `work()`, turning any failure into a one-line reason (Ctrl-C
     still stops everything)."""
+    if job.unreadable:
+        return FileResult(str(job.src), False, job.unreadable)
     t0 = time.perf_counter()
     try:
         _make_folders(job)
@@ -255,12 +291,17 @@ def _local(jobs, options, workers, report):
         return
     # spawn: a forked child would inherit the parent's ONNX / OpenCV thread pools mid-state
     context = multiprocessing.get_context("spawn")
-    stop = context.Event()
+    stop = _StopFlag(context)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(stop,)) as pool:
         futures = {pool.submit(process_file, job, options): i for i, job in enumerate(jobs)}
         try:
             for f in as_completed(futures):
-                report(futures[f], f.result())
+                try:
+                    result = f.result()
+                except BrokenProcessPool:     # a worker died: its file, and those not yet started, fail
+                    result = FileResult(str(jobs[futures[f]].src), False,
+                                        "a worker process died (killed, out of memory?); run again to do it")
+                report(futures[f], result)
         except BaseException:
             stop.set()          # the files under way end early and delete what they wrote ...
             pool.shutdown(wait=True, cancel_futures=True)       # ... before this process goes

@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import av
 import pytest
 from click.testing import CliRunner
 
@@ -305,3 +306,80 @@ def test_cli_batch_stopped_by_a_signal_leaves_no_file_and_exits_128_plus_signal(
     assert proc.returncode == 128 + signum, err.decode()
     assert b"Traceback" not in err and b"interrupted" in err
     assert [p.name for p in tmp_path.rglob("*")] == []
+
+
+def test_a_worker_killed_mid_file_fails_its_files_and_the_run_ends(long_clip, tmp_path):
+    """The out-of-memory killer takes a worker: the batch must neither hang (a multiprocessing.Event's set()
+    waited for the dead worker) nor print a traceback (BrokenProcessPool); a rerun does the file."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    args = [sys.executable, "-m", "rtalign.cli", "batch", str(long_clip), str(tmp_path), "-m", "cnn", "--workers", "2"]
+    proc = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def kill_the_busy_worker():
+        for child in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split():
+            if any(".tmp.mp4" in os.readlink(fd) for fd in Path(f"/proc/{child}/fd").iterdir()
+                   if fd.is_symlink()):
+                os.kill(int(child), signal.SIGKILL)
+                return
+        raise AssertionError("no worker holds the temporary video")
+    try:
+        _when_encoding(tmp_path, kill_the_busy_worker)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1 and b"Traceback" not in err, err.decode()
+    assert b"long.mp4: a worker process died" in err and b"0 done, 0 skipped (already complete), 1 failed" in out
+    assert not (tmp_path / "long.mp4").exists()
+    rerun = run_cli("batch", long_clip, tmp_path, "-m", "cnn")
+    assert rerun.exit_code == 0 and (tmp_path / "long.mp4").exists()
+
+
+def test_a_cut_video_leaves_nothing_where_another_inputs_output_is_named_like_its_partial(tmp_path):
+    """x.mkv's unfinished output would be x.partial.mkv, which is also the output of an input named so
+    (what an interrupted `rtalign video` leaves): batch writes no partial, so it never replaces that one."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    demo_clip(src / "x.partial.mkv", n_frames=60, size=(320, 240), audio=False)
+    whole = (src / "x.partial.mkv").read_bytes()
+    (src / "x.mkv").write_bytes(whole[: len(whole) // 2])                  # cut: a truncated input
+    for _ in range(2):
+        result = run_cli("batch", src, out, "-m", "cnn")
+        assert result.exit_code == 1 and "x.mkv: truncated or corrupt" in result.output
+        assert sorted(p.name for p in out.iterdir()) == ["x.partial.mkv"]
+        with av.open(str(out / "x.partial.mkv")) as c:
+            assert sum(1 for _ in c.decode(video=0)) == 60
+
+
+def test_ctrl_c_while_the_encoder_flushes_leaves_no_temporary_file(long_clip, tmp_path, monkeypatch):
+    from rtalign.pipeline import build_tracker, process_video
+    from rtalign.pipeline.sinks import VideoFileSink
+
+    def interrupted(self, partial=False):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(VideoFileSink, "close", interrupted)
+    for keep_partial in (True, False):
+        with pytest.raises(KeyboardInterrupt):
+            process_video(long_clip / "long.mp4", tmp_path / "o.mp4", tracker=build_tracker("cnn"),
+                          landmarks=tmp_path / "o.csv", keep_partial=keep_partial)
+        left = sorted(p.name for p in tmp_path.iterdir())
+        assert left == ([] if not keep_partial else ["o.partial.csv"])       # rtalign video keeps the rows
+        for p in tmp_path.iterdir():
+            p.unlink()
+
+
+def test_a_folder_that_cannot_be_listed_is_a_failure_not_a_silent_gap(folder, tmp_path, monkeypatch):
+    real = os.walk
+
+    def locked(top, onerror=None, **kwargs):
+        for root, dirs, files in real(top, onerror=onerror, **kwargs):
+            if Path(root).name == "sub":
+                onerror(PermissionError(13, "Permission denied", root))
+                dirs[:] = []
+                continue
+            yield root, dirs, files
+    monkeypatch.setattr(os, "walk", locked)
+    result = run_cli("batch", folder, tmp_path, "-m", "cnn", "--landmarks", "csv", "--only-landmarks")
+    assert result.exit_code == 1
+    assert f"failed: {folder / 'sub'}: cannot list this folder: Permission denied" in result.output
+    assert not (tmp_path / "sub").exists() and (tmp_path / "clip0.mp4.csv").exists()

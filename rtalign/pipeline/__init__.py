@@ -35,20 +35,27 @@ def build_tracker(model="resnet", device="cpu", threads=2, max_faces=4,
                        smoothing=smoothing, runtime=RuntimeOptions(device, threads))
 
 
-def _landmark_stage(stack: ExitStack, tracker, landmarks, label: str, draw: str):
+def _landmark_stage(stack: ExitStack, tracker, landmarks, label: str, draw: str, keep_partial: bool = True):
     """(stage, writer): the tracker, wrapped to add head pose and write rows to the `landmarks` file when
-    asked, and that file's writer (None without one)."""
+    asked, and that file's writer (None without one). Without `keep_partial`, a run that ends on an
+    exception (Ctrl-C included) deletes the file instead of keeping its rows in LANDMARKS.partial.EXT."""
     if landmarks is not None:
         writer = stack.enter_context(open_writer(landmarks))
+        if not keep_partial:
+            stack.callback(writer.abort)        # runs before the writer's own exit; a no-op once it is closed
         return LandmarkRecorder(tracker, writer, label), writer
     return (PoseTracker(tracker) if draw == "pose" else tracker), None
 
 
-def _close_landmarks(writer, stats: RunStats, unfinished: bool) -> None:
-    """Close the landmarks file (to LANDMARKS.partial.EXT when the run did not finish) and note it in `stats`."""
+def _close_landmarks(writer, stats: RunStats, unfinished: bool, keep_partial: bool = True) -> None:
+    """Close the landmarks file (to LANDMARKS.partial.EXT when the run did not finish, or deleted then
+    without `keep_partial`) and note it in `stats`."""
+    stats.landmark_frames = writer.frames
+    if unfinished and not keep_partial:
+        writer.abort()
+        return
     written = writer.close(partial=unfinished)
     stats.partial_landmarks = written if unfinished else None
-    stats.landmark_frames = writer.frames
 
 
 def _check_decoding(source: VideoFileSource, src: str, stats: RunStats, refused: bool, dst: Path) -> None:
@@ -63,8 +70,8 @@ def _check_decoding(source: VideoFileSource, src: str, stats: RunStats, refused:
     if refused:
         where = " and ".join(shown(p) for p in stats.partial_files)
         raise TruncatedInputError(
-            f"{shown(src)} is truncated or corrupt: {damage}; they are in {where} "
-            f"(--allow-truncated writes {shown(dst)})", source.decoded, source.expected, stats.partial, damage)
+            f"{shown(src)} is truncated or corrupt: {damage}" + (f"; they are in {where}" if where else "")
+            + f" (--allow-truncated writes {shown(dst)})", source.decoded, source.expected, stats.partial, damage)
     if not stats.interrupted:
         log.warning("%s is truncated or corrupt: %s; written as it is", shown(src), damage)
 
@@ -93,7 +100,8 @@ def _stopped_by(event: threading.Event | None, runner: Runner):
 
 def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effects=(), progress=None,
                   preset: str = "veryfast", crf: int = 20, stop: threading.Event | None = None,
-                  allow_truncated: bool = False, landmarks=None, label: str | None = None) -> RunStats:
+                  allow_truncated: bool = False, landmarks=None, label: str | None = None,
+                  keep_partial: bool = True) -> RunStats:
     """Every frame of `src` through the tracker, drawn, into `dst` (format by extension, audio kept in sync,
     each frame at its input time, rotation metadata applied to the pixels).
 
@@ -109,6 +117,8 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
         landmarks: optional .csv / .jsonl / .parquet path for every frame's landmarks and head pose
             (rtalign.export), holding the frames done when the run ends for any reason.
         label: the landmarks' `file` column (default: the input's file name).
+        keep_partial: False: a run that does not finish leaves nothing at all (no OUT.partial.EXT): what
+            `rtalign batch` wants, which redoes such a file whole.
 
     Raises:
         InputError: unusable input or output (nothing is left behind).
@@ -121,7 +131,7 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
         check_output(src, Path(landmarks))
     with ExitStack() as stack:
         source = stack.enter_context(VideoFileSource(spec))
-        tracker, writer = _landmark_stage(stack, tracker, landmarks, label or src.name, draw)
+        tracker, writer = _landmark_stage(stack, tracker, landmarks, label or src.name, draw, keep_partial)
         sink = VideoFileSink(dst, source.size, source.fps, audio_from=spec if source.has_audio else None,
                              preset=preset, crf=crf, time_base=source.time_base)
         try:
@@ -130,27 +140,31 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
             runner = Runner(source, tracker, renderer, [sink], on_frame)
             with _stopped_by(stop, runner):
                 stats = runner.run()
+            refused = source.truncated and not allow_truncated and not stats.interrupted
+            unfinished = stats.interrupted or refused
+            if unfinished and not keep_partial:
+                sink.abort()
+            else:       # inside the try: Ctrl-C while the encoder flushes leaves no temporary file either
+                written = sink.close(partial=unfinished)
+                stats.partial = written if unfinished else None
         except BaseException:
             sink.abort()
             raise
-        refused = source.truncated and not allow_truncated and not stats.interrupted
-        unfinished = stats.interrupted or refused
-        written = sink.close(partial=unfinished)
-        stats.partial = written if unfinished else None
         if writer is not None:
-            _close_landmarks(writer, stats, unfinished)
+            _close_landmarks(writer, stats, unfinished, keep_partial)
     _check_decoding(source, spec, stats, refused, dst)
     return stats
 
 
 def analyze_video(src, landmarks, *, tracker: FaceTracker, progress=None, stop: threading.Event | None = None,
-                  allow_truncated: bool = False, label: str | None = None) -> RunStats:
+                  allow_truncated: bool = False, label: str | None = None, keep_partial: bool = True) -> RunStats:
     """Analysis only: every frame of `src` decoded and tracked, landmarks and head pose written to
     `landmarks` (rtalign.export, its `file` column `label`, default the input's file name); nothing drawn,
     nothing encoded.
 
     When `stop` is set, or the input is truncated (unless `allow_truncated`), the frames done go to
-    LANDMARKS.partial.EXT (`stats.partial`), as `process_video` does with its video.
+    LANDMARKS.partial.EXT (`stats.partial`), as `process_video` does with its video (without `keep_partial`,
+    nowhere).
 
     Raises:
         InputError: unusable input or landmarks path (nothing is left under `landmarks`).
@@ -160,14 +174,14 @@ def analyze_video(src, landmarks, *, tracker: FaceTracker, progress=None, stop: 
     check_output(src, Path(landmarks))
     with ExitStack() as stack:
         source = stack.enter_context(VideoFileSource(spec))
-        tracker, writer = _landmark_stage(stack, tracker, landmarks, label or src.name, "none")
+        tracker, writer = _landmark_stage(stack, tracker, landmarks, label or src.name, "none", keep_partial)
         on_frame = (lambda stats: progress(stats, source.expected)) if progress else None
         runner = Runner(source, tracker, Compose([]), [], on_frame)
         with _stopped_by(stop, runner):
             stats = runner.run()
         refused = source.truncated and not allow_truncated and not stats.interrupted
         unfinished = stats.interrupted or refused
-        _close_landmarks(writer, stats, unfinished)
+        _close_landmarks(writer, stats, unfinished, keep_partial)
         stats.partial = stats.partial_landmarks        # the landmarks file is this run's one output
     _check_decoding(source, spec, stats, refused, Path(landmarks))
     return stats
