@@ -1,7 +1,12 @@
 """The live path: a file played as a camera, the MJPEG preview over real HTTP, the virtual camera."""
+import socket
+import struct
 import threading
+import time
 import urllib.request
+from fractions import Fraction
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -99,3 +104,96 @@ def test_mjpeg_server_on_an_ipv6_address():
         assert '<img src="/stream"' in page
     finally:
         sink.close()
+
+
+def _feeding(sink, stop):
+    frame = np.zeros((120, 160, 3), np.uint8)
+    while not stop.is_set():
+        sink.write(frame)
+        stop.wait(0.02)
+
+
+def test_mjpeg_server_takes_query_strings_and_head_requests():
+    sink = MjpegServerSink("127.0.0.1", 0)
+    url = "http://%s:%d" % sink.address
+    stop = threading.Event()
+    threading.Thread(target=_feeding, args=(sink, stop), daemon=True).start()
+    try:
+        assert '<img src="/stream"' in urllib.request.urlopen(f"{url}/?x=1", timeout=5).read().decode()
+        with urllib.request.urlopen(f"{url}/stream?t=123", timeout=5) as resp:    # a viewer's cache-buster
+            assert resp.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+            assert b"\xff\xd8" in resp.read1(65536) + resp.read1(65536)
+        for path, kind in (("/", "text/html"), ("/stream", "multipart/x-mixed-replace")):
+            with urllib.request.urlopen(urllib.request.Request(url + path, method="HEAD"), timeout=5) as resp:
+                assert resp.status == 200 and resp.headers["Content-Type"].startswith(kind)
+                assert resp.read() == b""
+    finally:
+        stop.set()
+        sink.close()
+
+
+def test_viewers_that_reset_their_connection_print_nothing(capfd):
+    sink = MjpegServerSink("127.0.0.1", 0)
+    stop = threading.Event()
+    threading.Thread(target=_feeding, args=(sink, stop), daemon=True).start()
+    try:
+        for k in range(40):
+            s = socket.create_connection(sink.address, timeout=5)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))    # close = reset
+            s.sendall(f"GET {'/stream' if k % 2 else '/'} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            if k % 4 == 3:
+                s.recv(100)
+            s.close()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        sink.close()
+    assert capfd.readouterr().err == ""
+
+
+def test_a_connection_that_never_sends_a_request_is_closed(monkeypatch):
+    import rtalign.pipeline.sinks as sinks
+    monkeypatch.setattr(sinks, "CLIENT_TIMEOUT_S", 0.3)
+    sink = MjpegServerSink("127.0.0.1", 0)
+    try:
+        idle = [socket.create_connection(sink.address, timeout=5) for _ in range(5)]
+        for s in idle:
+            assert s.recv(100) == b""                      # the server hung up on it
+            s.close()
+    finally:
+        sink.close()
+
+
+def _timed_clip(path, times_s, fmt=None):
+    """A small H.264 clip whose frames have exactly these times."""
+    with av.open(str(path), "w", format=fmt) as out:
+        video = out.add_stream("libx264", rate=30)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.time_base = Fraction(1, 90000)
+        for t in times_s:
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 128, np.uint8), format="bgr24")
+            frame.pts, frame.time_base = round(t * 90000), video.time_base
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+
+
+def _played(path) -> tuple[int, float]:
+    source = LiveFileSource(str(path))
+    t0 = time.perf_counter()
+    try:
+        n = sum(1 for _ in source)
+    finally:
+        source.close()
+    return n, time.perf_counter() - t0
+
+
+def test_a_file_played_live_paces_afresh_after_a_jump_in_its_times(tmp_path):
+    """A paused recording (a minute with no frames) must not be slept through: a stop would wait that long.
+    Two recordings joined end to end (times go back) must still play in real time, not all at once."""
+    _timed_clip(tmp_path / "gap.mkv", [k / 30 for k in range(10)] + [60 + k / 30 for k in range(10)])
+    n, seconds = _played(tmp_path / "gap.mkv")
+    assert n == 20 and seconds < 5
+    _timed_clip(tmp_path / "one.ts", [k / 30 for k in range(10)], fmt="mpegts")
+    (tmp_path / "twice.ts").write_bytes((tmp_path / "one.ts").read_bytes() * 2)
+    n, seconds = _played(tmp_path / "twice.ts")
+    assert n == 20 and seconds >= 18 / 30          # every frame after the first at its own pace

@@ -11,6 +11,7 @@ import threading
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import av
 import cv2
@@ -384,7 +385,25 @@ _PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>rtalign</tit
 img{max-width:100%;max-height:100%}</style></head><body><img src="/stream" alt="rtalign live"></body></html>"""
 
 
-class _ThreadingHTTPServer6(ThreadingHTTPServer):
+#: Seconds a preview client may stay silent (before its request) or stop reading (during the stream)
+#: before its connection is closed: idle connections otherwise each held a thread for good.
+CLIENT_TIMEOUT_S = 10.0
+
+
+class _PreviewServer(ThreadingHTTPServer):
+    """The preview's HTTP server. A listen queue of 64, not 5: a burst of viewers connecting at once was
+    made to wait a second each. A viewer that drops its connection is no error: the standard server
+    printed a traceback for each."""
+    request_queue_size = 64
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, (ConnectionError, TimeoutError)):
+            log.warning("preview client %s: %s", client_address[0], error)
+
+
+class _PreviewServer6(_PreviewServer):
     """The same server on an IPv6 address (`[::1]:8080`): the standard one binds IPv4 only."""
     address_family = socket.AF_INET6
 
@@ -405,36 +424,47 @@ class MjpegServerSink(Sink):
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = CLIENT_TIMEOUT_S
+
             def log_message(self, *args):
                 pass
 
             def do_GET(self):
-                if self.path == "/":
+                self._answer(body=True)
+
+            def do_HEAD(self):
+                self._answer(body=False)
+
+            def _answer(self, body: bool):
+                path = urlsplit(self.path).path      # viewers add ?t=… to get past caches
+                if path == "/":
                     self.send_response(200)
                     self.send_header("Content-Type", "text/html; charset=utf-8")
                     self.send_header("Content-Length", str(len(_PAGE)))
                     self.end_headers()
-                    self.wfile.write(_PAGE)
-                elif self.path == "/stream":
-                    sink._stream_to(self)
+                    if body:
+                        self.wfile.write(_PAGE)
+                elif path == "/stream":
+                    sink._stream_to(self, body)
                 else:
                     self.send_error(404)
 
         try:
-            server_class = _ThreadingHTTPServer6 if ":" in host else ThreadingHTTPServer
+            server_class = _PreviewServer6 if ":" in host else _PreviewServer
             self._server = server_class((host, port), Handler)
         except OSError as e:
             raise DeviceError(f"cannot serve on {host}:{port}: {e.strerror}") from None
-        self._server.daemon_threads = True
         self.address = self._server.server_address[:2]
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
         log.info("MJPEG preview on http://%s:%d/", *self.address)
 
-    def _stream_to(self, handler: BaseHTTPRequestHandler) -> None:
+    def _stream_to(self, handler: BaseHTTPRequestHandler, body: bool = True) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
         handler.send_header("Cache-Control", "no-cache")
         handler.end_headers()
+        if not body:
+            return
         with self._cond:
             self.clients += 1
             seen = self._seq  # wait for the next frame: the first is encoded only once someone watches

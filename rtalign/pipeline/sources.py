@@ -231,13 +231,22 @@ class LiveFileSource(VideoFileSource):
     consumer sees fresh frames (and drops), exactly as with a camera. Ends at the end of the file.
     """
     mode = SourceMode.LIVE
+    #: A step between two frames' times beyond this, or backwards, is a break (a paused recording, streams
+    #: joined end to end): pacing starts afresh there instead of sleeping through the gap (a stop waited
+    #: that long) or releasing every later frame at once.
+    MAX_STEP_S = 1.0
 
     def __iter__(self):
-        start = first = None
+        start = anchor = None           # clock at the first frame; (clock, media time) pacing runs from
+        previous = None
         for frame in super().__iter__():
+            now, t = time.perf_counter(), frame.timestamp
             if start is None:
-                start, first = time.perf_counter(), frame.timestamp
-            delay = start + frame.timestamp - first - time.perf_counter()
+                start = now
+            if previous is None or not 0 <= t - previous <= self.MAX_STEP_S:
+                anchor = (now, t)
+            previous = t
+            delay = anchor[0] + t - anchor[1] - now
             if delay > 0:
                 time.sleep(delay)
             frame.captured_at = time.perf_counter()
