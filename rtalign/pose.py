@@ -133,7 +133,8 @@ class PoseTracker:
         last, angles = {}, []
         for points, tid in zip(faces.xy, ids.tolist()):
             rvec, tvec = solve_pose(points, camera, self._last.get(tid) if tid >= 0 else None)
-            last[tid] = (rvec, tvec)
+            if np.isfinite(rvec).all() and np.isfinite(tvec).all():    # a NaN start would stay NaN for good
+                last[tid] = (rvec, tvec)
             angles.append(angles_from_rotation(cv2.Rodrigues(rvec)[0]))
         self._last = last
         return dataclasses.replace(faces, pose=np.asarray(angles, np.float32).reshape(-1, 3))

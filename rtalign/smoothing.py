@@ -6,7 +6,8 @@ behaviour. Speeds are measured in face sizes per second, so one setting suits ne
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -58,6 +59,10 @@ class OneEuroFilter:
 
     `update(x, t, scale)` returns the filtered array; `scale` (e.g. the inter-ocular distance in
     pixels) normalizes the speed that drives the adaptive cutoff.
+
+    Time going back (recordings joined end to end) starts the filter afresh from `x`; a repeated time
+    carries no speed, so the output only moves to within max_lag of `x`; a sample with a non-finite value
+    passes through as it is and leaves the filter as it was.
     """
 
     def __init__(self, options: OneEuroOptions = OneEuroOptions()):
@@ -66,23 +71,27 @@ class OneEuroFilter:
         self._t = 0.0
 
     def update(self, x: np.ndarray, t: float, scale: float = 1.0) -> np.ndarray:
+        """Raises: ValueError: `t` is not a finite number."""
+        if not math.isfinite(t):
+            raise ValueError(f"a One Euro filter needs finite times in seconds, got {t!r}")
         x = np.asarray(x, np.float64)
-        if self._x is None:
+        if not np.isfinite(x).all():
+            return x.copy()
+        if self._x is None or t < self._t:
             self._x, self._dx, self._t = x.copy(), np.zeros_like(x), t
             return x.copy()
-        if t <= self._t:  # a repeated or out-of-order timestamp carries no speed information
-            return self._x.copy()
         o = self.options
-        dt = t - self._t
-        dx = (x - self._x) / dt
-        self._dx += _alpha(o.d_cutoff, dt) * (dx - self._dx)
-        cutoff = o.min_cutoff + o.beta * np.abs(self._dx) / max(scale, 1e-6)
-        self._x = self._x + _alpha(cutoff, dt) * (x - self._x)
+        if t > self._t:
+            dt = t - self._t
+            dx = (x - self._x) / dt
+            self._dx += _alpha(o.d_cutoff, dt) * (dx - self._dx)
+            cutoff = o.min_cutoff + o.beta * np.abs(self._dx) / max(scale, 1e-6)
+            self._x = self._x + _alpha(cutoff, dt) * (x - self._x)
+            self._t = t
         if o.max_lag is not None:        # pull each point (last axis: its coordinates) back within the bound
             gap = self._x - x
             norm = np.linalg.norm(gap, axis=-1, keepdims=True) if gap.ndim else np.abs(gap)
             self._x = x + gap * np.minimum(1.0, o.max_lag * scale / np.maximum(norm, 1e-12))
-        self._t = t
         return self._x.copy()
 
 
@@ -103,13 +112,15 @@ class FaceSmoother:
         """Smoothed copy of `faces` (a tracker's output, with track ids) at time `t` in seconds.
 
         Raises:
-            ValueError: `faces` has no track ids.
+            ValueError: `faces` has no track ids, or two faces share one (each id has its own filter).
         """
         if faces.track_id is None:
             raise ValueError("FaceSmoother needs track ids: smooth a tracker's output, not single images")
         ids = faces.track_id.tolist()
+        if len(set(ids)) < len(ids):
+            raise ValueError(f"FaceSmoother needs one face per track id, got ids {ids}")
         self._filters = {i: self._filters.get(i) or OneEuroFilter(self.options) for i in ids}
         if not ids:
             return faces
         xy = np.stack([self._filters[i].update(p, t, float(interocular(p))) for i, p in zip(ids, faces.xy)])
-        return FaceLandmarks(xy, faces.bbox, faces.score, faces.track_id)
+        return replace(faces, xy=xy)

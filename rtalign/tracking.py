@@ -9,6 +9,8 @@ transforms, the model runs once on it, and the points go back through the exact 
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -224,11 +226,14 @@ class FaceTracker:
 
         Raises:
             InputError: `frame` is not a Frame (a bare image has no time: use FaceAligner.align for one
-                image, rtalign.track for a sequence), or its image is not a uint8 BGR, grey or BGRA image.
+                image, rtalign.track for a sequence), its image is not a uint8 BGR, grey or BGRA image, or
+                its timestamp is not a finite number.
         """
         if not isinstance(frame, Frame):
             raise InputError(f"FaceTracker.update takes an rtalign.Frame(image, timestamp, index), got "
                              f"{type(frame).__name__}: for one image use FaceAligner.align, for a sequence rtalign.track")
+        if not (isinstance(frame.timestamp, numbers.Real) and math.isfinite(frame.timestamp)):
+            raise InputError(f"a frame's timestamp must be a finite number of seconds, got {frame.timestamp!r}")
         image = as_bgr(frame.image)       # grey and BGRA converted; other arrays raise InputError
         self._since_detect += 1
         tracked = bool(self.tracks)

@@ -121,6 +121,16 @@ def test_pose_tracker_fills_pose_per_frame_and_remembers_each_track():
     assert list(tracker._last) == [7]
 
 
+def test_a_frame_whose_points_are_nan_does_not_poison_the_next_poses_of_its_track():
+    points = np.stack([project(10, 0, 0)] * 4).astype(np.float32)
+    points[1] = np.nan
+    tracker = PoseTracker(_Replay(points))
+    image = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
+    poses = [tracker.update(Frame(image, i / 30, i)).pose[0] for i in range(4)]
+    assert np.isnan(poses[1]).all()
+    np.testing.assert_allclose(poses[2:], [[10, 0, 0]] * 2, atol=0.05)
+
+
 def test_pose_drawing_marks_the_frame(reference, astronaut):
     plain = astronaut.copy()
     annotator_for("points").annotate(plain, reference)

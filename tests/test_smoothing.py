@@ -105,3 +105,41 @@ def test_max_lag_bounds_the_trail_after_a_step_and_leaves_a_still_face_alone():
 def test_invalid_max_lag_is_rejected():
     with pytest.raises(ValueError):
         OneEuroOptions(max_lag=0.0)
+
+
+def test_time_going_back_starts_afresh_instead_of_freezing_the_points():
+    """Recordings joined end to end: each one's clock starts at 0 again. The filter held its last output
+    until the new clock passed the old one (a second of frozen points while the face moved 2.5 face widths)."""
+    f = OneEuroFilter(OneEuroOptions(max_lag=None))
+    for t in (0.0, 0.5, 1.0):
+        f.update(np.array([0.0, 0.0]), t)
+    moved = np.array([90.0, 10.0])
+    np.testing.assert_array_equal(f.update(moved, 0.1), moved)                   # back in time: the new sample
+    assert np.abs(f.update(moved + 1, 0.2) - (moved + 1)).max() < 1               # and on from there
+
+
+def test_a_repeated_time_still_holds_the_lag_bound():
+    f = OneEuroFilter(OneEuroOptions(max_lag=0.03))
+    f.update(np.zeros((68, 2)), 0.0, scale=50.0)
+    out = f.update(np.full((68, 2), 10.0), 0.0, scale=50.0)                       # same time: no speed known
+    assert np.linalg.norm(out - 10.0, axis=1).max() <= 0.03 * 50 + 1e-9
+
+
+def test_non_finite_values_pass_through_without_poisoning_the_filter():
+    f = OneEuroFilter()
+    f.update(np.zeros(2), 0.0)
+    bad = np.array([np.nan, 1.0])
+    np.testing.assert_array_equal(f.update(bad, 0.1), bad)
+    assert np.isfinite(f.update(np.ones(2), 0.2)).all()
+    with pytest.raises(ValueError, match="finite times"):
+        f.update(np.ones(2), float("nan"))
+
+
+def test_face_smoother_keeps_the_pose_and_refuses_two_faces_with_one_id():
+    from rtalign.smoothing import FaceSmoother
+    from rtalign.types import FaceLandmarks
+    xy = np.random.default_rng(0).uniform(0, 100, (2, 68, 2))
+    faces = FaceLandmarks(xy, np.zeros((2, 4)), track_id=[1, 2], pose=[[1, 2, 3], [4, 5, 6]])
+    assert FaceSmoother().update(faces, 0.0).pose.tolist() == [[1, 2, 3], [4, 5, 6]]
+    with pytest.raises(ValueError, match="one face per track id"):
+        FaceSmoother().update(FaceLandmarks(xy, np.zeros((2, 4)), track_id=[3, 3]), 0.0)

@@ -210,3 +210,10 @@ def test_a_frame_that_is_not_an_8_bit_picture_is_a_clear_error(resnet, image):
     from rtalign.errors import InputError
     with pytest.raises(InputError, match="expected"):
         FaceTracker(resnet, HaarDetector()).update(Frame(image, 0.0, 0))
+
+
+@pytest.mark.parametrize("timestamp", [float("nan"), float("inf"), None])
+def test_a_frame_without_a_finite_time_is_a_clear_error(resnet, timestamp):
+    from rtalign.errors import InputError
+    with pytest.raises(InputError, match="timestamp must be a finite number of seconds"):
+        FaceTracker(resnet, HaarDetector()).update(Frame(np.zeros((64, 64, 3), np.uint8), timestamp, 0))
