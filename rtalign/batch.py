@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import shlex
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -308,12 +309,26 @@ def _local(jobs, options, workers, report):
             raise
 
 
+def _check_reachable(address: str) -> None:
+    """Refuse a HOST:PORT (or ray://HOST:PORT) nobody answers on, in a few seconds: ray.init retries such an
+    address for minutes and holds Ctrl-C for half a minute meanwhile. "auto" is Ray's to resolve."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        raise InputError(f"cannot reach the Ray cluster at {address}: {e.strerror or e}") from None
+
+
 def _ray(jobs, options, workers, address, report):
     try:
         import ray
     except ImportError:
         raise InputError("--ray needs Ray: pip install 'rtalign[ray]'") from None
     local = address is None
+    if not local:
+        _check_reachable(address)
     main_thread = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:

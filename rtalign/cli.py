@@ -5,10 +5,12 @@ import json
 import logging
 import math
 import re
+import shlex
 import signal
 import socket
 import sys
 import threading
+from pathlib import Path
 
 import click
 
@@ -126,7 +128,6 @@ class OutputFolder(click.Path):
 
     def convert(self, value, param, ctx):
         import os
-        from pathlib import Path
         value = super().convert(value, param, ctx)
         existing = Path(os.path.abspath(value))
         while not existing.exists():
@@ -183,7 +184,7 @@ def model_option(f=None, threads: int = 2):
                          help=f"landmark model: {', '.join(MODEL_NAMES)}, or a .onnx/.npz file")(f)
         f = click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)(f)
         return click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=threads, show_default=True,
-                            help="inference threads")(f)
+                            help="inference threads (the cascade model uses one)")(f)
     return wrap(f) if f else wrap
 
 
@@ -288,8 +289,8 @@ def make_effects(lip_color, lip_strength, eye_color, eye_strength, style) -> lis
 def image_cmd(src, dst, model, device, threads, draw, max_faces, landmarks, detector, **effects):
     """Draw the landmarks of every face found in photo SRC into DST (a .png DST is lossless).
 
-    SRC may be a folder of photos: DST is then a folder (same names), and --landmarks one file for all."""
-    from pathlib import Path
+    SRC may be a folder of photos: DST is then a folder (same names; a photo whose output exists is
+    skipped, as batch does: delete it to redo it), and --landmarks one file for all."""
     from .image import process_image
 
     if Path(src).is_dir():
@@ -305,6 +306,12 @@ def image_cmd(src, dst, model, device, threads, draw, max_faces, landmarks, dete
     click.echo(f"{n} face(s) → {', '.join(shown(p) for p in (dst, landmarks) if p)}")
 
 
+def _check_model(model, device, threads) -> None:
+    """Load the model once before a folder's run: a bad name or device is then one line, not one per file."""
+    from .models import load_model
+    load_model(model, device, threads)
+
+
 def _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, detector, effects):
     from .batch import IMAGE_SUFFIXES, BatchOptions, align_folder, plan
     if dst is None and landmarks is None:
@@ -313,6 +320,7 @@ def _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, 
         OutputFolder().convert(dst, None, click.get_current_context())
     opts = BatchOptions(model=model, device=device, threads=threads, max_faces=max_faces, draw=draw,
                         effects=_effect_pairs(effects), media=dst is not None, detector=detector)
+    _check_model(model, device, threads)
     total = len(plan(src, dst or src, opts, IMAGE_SUFFIXES))
     if not total:
         raise click.UsageError(f"no photos in {shown(src)}")
@@ -476,7 +484,8 @@ def _exit_if_interrupted(result, signals: _StopSignals) -> None:
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
               help="local worker processes (with --ray on a local instance: its CPUs)")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
-              help="run the files as Ray tasks: a new local Ray instance, or the cluster at --ray=ADDRESS (or 'auto')")
+              help="run the files as Ray tasks: a new local Ray instance, or the cluster at --ray=ADDRESS (or 'auto'); "
+                   "after the folders, since it takes a following word as its address")
 def batch_cmd(in_dir, out_dir, model, device, threads, draw, max_faces, smooth, min_cutoff, beta, detector, landmarks,
               only_landmarks, workers, ray_address, **effects):
     """Every video and photo under IN_DIR, drawn into OUT_DIR (same relative paths; .avi and .m4v videos
@@ -493,6 +502,7 @@ def batch_cmd(in_dir, out_dir, model, device, threads, draw, max_faces, smooth, 
                         smoothing=OneEuroOptions(min_cutoff, beta) if smooth == "oneeuro" else None,
                         effects=_effect_pairs(effects), landmarks=f".{landmarks}" if landmarks else None,
                         media=not only_landmarks, detector=detector)
+    _check_model(model, device, threads)
     jobs = plan(in_dir, out_dir, opts)
     if not jobs:
         raise click.UsageError(f"no videos or photos in {in_dir}")
@@ -506,7 +516,6 @@ def batch_cmd(in_dir, out_dir, model, device, threads, draw, max_faces, smooth, 
 def demo_cmd(dst, model, device, threads):
     """No camera needed: a generated 720p clip of the shipped portrait, tracked, with lips recoloured."""
     import tempfile
-    from pathlib import Path
     from .effects import Recolor
     from .pipeline import process_video
     from .synth import demo_clip
@@ -561,17 +570,22 @@ def webcam_cmd(camera, model, device, threads, draw, max_faces, smooth, min_cuto
 @detector_option
 def bench_cmd(models, peers, quick, device, json_path, out_dir, detector):
     """Accuracy, speed, pipeline FPS, latency and jitter per model, dlib beside them."""
-    from pathlib import Path
     from .bench import BenchOptions, run_bench
     from .bench.report import markdown_table, plot_ced, write_json, write_results
 
     opts = BenchOptions(models=tuple(m for m in models.split(",") if m), peers=tuple(p for p in peers.split(",") if p),
                         quick=quick, device=device, detector=detector)
+    unknown = [m for m in opts.models if m not in MODEL_NAMES and not m.endswith((".onnx", ".npz"))]
+    if not opts.models or unknown:
+        raise click.UsageError(f"--models needs model names from {', '.join(MODEL_NAMES)} or .onnx/.npz files, "
+                               f"got {models!r}")
+    if set(opts.peers) - {"dlib"}:
+        raise click.UsageError(f"--peers: the one peer is dlib ('' for none), got {peers!r}")
     rows, curves, extras = run_bench(opts, progress=lambda msg: click.echo(f"bench: {msg}", err=True))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot = "ced.png" if plot_ced(out / "ced.png", curves) else None
-    command = (f"rtalign bench{' --quick' if quick else ''} --models {models} --peers '{peers}'"
+    command = (f"rtalign bench{' --quick' if quick else ''} --models {shlex.quote(models)} --peers {shlex.quote(peers)}"
                f"{' --device ' + device if device != 'cpu' else ''}"
                f"{' --detector ' + detector if detector != DEFAULT_DETECTOR else ''}")
     write_results(out / "RESULTS.md", rows, extras, command, plot, quick)

@@ -1,5 +1,6 @@
 """Whole folders: resumable, one bad file never stops the others, the same bytes on every path."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -383,3 +384,22 @@ def test_a_folder_that_cannot_be_listed_is_a_failure_not_a_silent_gap(folder, tm
     assert result.exit_code == 1
     assert f"failed: {folder / 'sub'}: cannot list this folder: Permission denied" in result.output
     assert not (tmp_path / "sub").exists() and (tmp_path / "clip0.mp4.csv").exists()
+
+
+@pytest.mark.parametrize("command", ["batch", "image"])
+@pytest.mark.parametrize("option,text", [(("--model", "vgg"), "unknown model 'vgg'"),
+                                         (("--model", "cnn", "--device", "cuda"), "--device cuda needs")])
+def test_a_bad_model_or_device_for_a_folder_is_one_line_before_any_work(folder, tmp_path, command, option, text):
+    if "cuda" in option:
+        import onnxruntime
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            pytest.skip("this machine has CUDA")
+    result = run_cli(command, folder / "sub" if command == "image" else folder, tmp_path / "out", *option)
+    assert_clean_error(result, re.escape(text))
+    assert "failed:" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_a_ray_address_nobody_answers_on_is_one_line_at_once(folder, tmp_path):
+    pytest.importorskip("ray", reason="Ray is the optional [ray] extra: pip install -e '.[ray]'")
+    result = run_cli("batch", folder, tmp_path, "-m", "cnn", "--ray=127.0.0.1:1")      # nothing listens on port 1
+    assert_clean_error(result, r"cannot reach the Ray cluster at 127\.0\.0\.1:1: Connection refused")

@@ -1,5 +1,6 @@
 """The CLI end to end on real files, through click's runner."""
 import json
+import re
 
 import cv2
 import numpy as np
@@ -134,3 +135,12 @@ def test_python_dash_m_rtalign_is_the_cli():
     out = subprocess.run([sys.executable, "-m", "rtalign", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "Real-time 68-point face alignment." in out.stdout and "webcam" in out.stdout
+
+
+@pytest.mark.parametrize("args,text", [(["--models", "cnn,vgg"], "--models needs model names"),
+                                       (["--models", ""], "--models needs model names"),
+                                       (["--peers", "nosuch"], "the one peer is dlib")])
+def test_bench_refuses_unknown_models_and_peers_before_measuring_anything(tmp_path, args, text):
+    result = run("bench", "--quick", "--out", tmp_path / "b", *args)
+    assert_clean_error(result, re.escape(text), exit_code=2)
+    assert "bench:" not in result.output and not (tmp_path / "b").exists()

@@ -206,7 +206,7 @@ def test_live_source_writes_the_frames_it_processed(tmp_path, face_clip):
     stats = run_live(str(face_clip), tracker=build_tracker("cnn", threads=1), window=False,
                      landmarks=tmp_path / "live.csv")
     back = read_landmarks(tmp_path / "live.csv")
-    assert back["file"][0] == str(face_clip) and 0 < len(set(back["frame"])) <= stats.frames_in
+    assert back["file"][0] == face_clip.name and 0 < len(set(back["frame"])) <= stats.frames_in   # as `video` names it
     assert np.all(np.diff(back["time_s"]) >= 0)
 
 

@@ -196,7 +196,8 @@ def run_live(spec: str, *, tracker: FaceTracker, draw: str = "points", effects=(
     Set `stop` to end the run (from a signal handler, another thread, a UI)."""
     with ExitStack() as stack:
         source = stack.enter_context(open_source(spec, live=True))
-        tracker, _ = _landmark_stage(stack, tracker, landmarks, spec, draw)
+        label = Path(spec).name if Path(spec).is_file() else spec     # a file by its name, as `video` writes
+        tracker, _ = _landmark_stage(stack, tracker, landmarks, label, draw)
         sinks = []
         if window:
             sinks.append(stack.enter_context(WindowSink()))
