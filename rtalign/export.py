@@ -162,7 +162,8 @@ class JsonlWriter(_TextWriter):
         face_id, score, pose, xy = face
         angles = (", ".join(f'"{c}": {_json(_ANGLE, v)}' for c, v in zip(POSE_COLUMNS, pose.tolist()))
                   if pose is not None else ", ".join(f'"{c}": null' for c in POSE_COLUMNS))
-        head = ", ".join(f'"{c}": {_json(fmt, v)}' for c, fmt, v in zip(COLUMNS[2:5], _NUMBERS, (time_s, face_id, score)))
+        head = ", ".join(f'"{c}": {_json(fmt, v)}'
+                         for c, fmt, v in zip(COLUMNS[2:5], _NUMBERS, (time_s, face_id, score)))
         points = (self._xy % tuple(xy) if all(map(math.isfinite, xy))
                   else ", ".join(f'"{c}": {_json(_COORD, v)}' for c, v in zip(COLUMNS[8:], xy)))
         return f'{{"file": {json.dumps(file)}, "frame": {frame}, {head}, {angles}, {points}}}\n'

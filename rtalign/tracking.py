@@ -45,9 +45,9 @@ class TrackerOptions:
     than max_faces are tracked; 60 picks up a
     new face within 2 s at 30 fps and keeps the detector's cost off the throughput (measured:
     pipeline/codec 0.67-0.71 at 30, 0.72-0.75 at 60 on 2 cores). search_every: frames between detector
-    runs while no face is tracked (the first frame, and the frame on which the last track is lost, run it at once);
-    counted in frames, so which frame a face starts on depends on the video alone: a file gives the same
-    rows on every run, however fast the machine. min_score: a
+    runs while no face is tracked (the first frame, and the frame on which the last track is lost, run it
+    at once); counted in frames, so which frame a face starts on depends on the video alone: a file gives
+    the same rows on every run, however fast the machine. min_score: a
     track whose model score falls below this is lost (None: the model's own `min_score`, measured
     when it was exported). max_residual: a track whose shape is this
     far from a face (see landmarks.shape_residual) is lost. min_face: smallest face, pixels.

@@ -194,7 +194,7 @@ def test_a_face_after_a_faceless_stretch_gets_the_same_rows_on_every_run_however
         assert result.exit_code == 0, result.output
         rows.append(read_landmarks(out))
     frames = sorted(set(rows[0]["frame"].tolist()))
-    assert frames[0] <= 4 + 2 and frames == list(range(frames[0], 40))             # found within 2 frames, then every one
+    assert frames[0] <= 4 + 2 and frames == list(range(frames[0], 40))   # found within 2 frames, then every one
     for other in rows[1:]:
         assert other["frame"].tolist() == rows[0]["frame"].tolist()
         np.testing.assert_array_equal(other["xy"], rows[0]["xy"])

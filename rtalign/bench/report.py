@@ -27,6 +27,7 @@ COLUMNS = [
     ("fast_mouth_p95", "fast mouth offset p95 on", "{:.2f}"),
     ("fast_mouth_max_raw", "fast mouth offset max off", "{:.2f}"),
     ("fast_mouth_max", "fast mouth offset max on", "{:.2f}"),
+    ("lost_clips_raw", "stability clips lost off", "{:d}"), ("lost_clips", "stability clips lost on", "{:d}"),
     # end to end: each model's face found by the runtime's detector (dlib: its own HOG detector)
     ("e2e_nme", "NME % own detector", "{:.3f}"), ("e2e_fr10", "FR@10 % own detector", "{:.2f}"),
     ("e2e_miss_rate", "detector misses %", "{:.2f}"),
@@ -168,6 +169,9 @@ How each figure is measured:
 - Fast mouth offset (lag where the lip colour is drawn; % of the inter-ocular distance): the motion clips'
   path at 3× the amplitude (a quick head turn, peaks of 2–7 inter-ocular distances per second); per frame,
   the mean distance of the 20 mouth points from the truth; p95 and max over all frames of all fast clips.
+- Stability clips lost: of the static, motion and fast clips (3 per face), those on which the tracker had no
+  face on some frame; they count in none of the figures above, so a tracker that keeps more of the hard fast
+  clips can show a higher mouth offset.
 {chr(10).join(skipped)}
 {detector_section(extras.get("detectors"))}"""
     if plot:
