@@ -82,17 +82,15 @@ def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     return np.concatenate([outer[..., :2] @ inner[..., :2], outer[..., :2] @ inner[..., 2:] + outer[..., 2:]], -1)
 
 
-def warp_crops(image: np.ndarray, affines: np.ndarray, size: int, out: np.ndarray | None = None,
-               gray: bool = False) -> np.ndarray:
+def warp_crops(image: np.ndarray, affines: np.ndarray, size: int, gray: bool = False) -> np.ndarray:
     """One `size` × `size` crop per 2x3 affine (N, 2, 3) frame → crop, block-averaged first when shrinking
     a lot (see `_regions`). Each crop reads only the pixels it reaches (converted to grey there when `gray`:
     a whole 720p conversion costs more than a crop).
 
-    Returns (N, size, size) uint8, (N, size, size, C) for a colour image kept in colour (a view of `out`
-    when given: a reusable buffer of at least N crops)."""
+    Returns (N, size, size) uint8, (N, size, size, C) for a colour image kept in colour."""
     n = len(affines)
     channels = () if gray or image.ndim == 2 else image.shape[2:]
-    crops = out[:n] if out is not None else np.empty((n, size, size) + channels, np.uint8)
+    crops = np.empty((n, size, size) + channels, np.uint8)
     affines = np.asarray(affines, np.float64).reshape(-1, 2, 3)
     blocks, regions = _regions(affines, size, image.shape)
     for i, (m, k, (x0, y0, x1, y1)) in enumerate(zip(affines, blocks.tolist(), regions.tolist())):  # one warp per face
@@ -112,9 +110,9 @@ def box_affines(boxes: np.ndarray, scale: float, size: int) -> np.ndarray:
     return np.array([crop_affine(box, scale, size) for box in boxes]).reshape(-1, 2, 3)
 
 
-def frame_crops(frame: np.ndarray, affines: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
+def frame_crops(frame: np.ndarray, affines: np.ndarray, size: int) -> np.ndarray:
     """Grey crops from a BGR or grey frame (`warp_crops` with gray=True). Returns (N, size, size) uint8."""
-    return warp_crops(frame, affines, size, out, gray=True)
+    return warp_crops(frame, affines, size, gray=True)
 
 
 def upright_affines(centres: np.ndarray, sides: np.ndarray, rolls: np.ndarray, box_px: float,
