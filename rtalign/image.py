@@ -133,11 +133,11 @@ def annotate_image(src, dst, aligner: FaceAligner, draw="points", effects=(), wr
         check_output(src, Path(dst))
         check_image_output(dst)
     image = load_image(src)
-    found = detect_faces(aligner.detector, image).largest_first()
-    if aligner.max_faces is not None and len(found) > aligner.max_faces:
-        log.warning("%d faces found in %s; processing the largest %d (--max-faces)", len(found), shown(src),
+    faces = aligner.align(image, detections=detect_faces(aligner.detector, image).largest_first())   # uncapped
+    if aligner.max_faces is not None and len(faces) > aligner.max_faces:
+        log.warning("%d faces found in %s; processing the largest %d (--max-faces)", len(faces), shown(src),
                     aligner.max_faces)
-    faces = aligner.align(image, detections=found[:aligner.max_faces])
+        faces = faces[: aligner.max_faces]
     if len(faces) == 0:
         raise InputError(f"no face found in {shown(src)}")
     if writer is not None:

@@ -58,6 +58,12 @@ class FaceLandmarks:
     def __len__(self) -> int:
         return len(self.xy)
 
+    def __getitem__(self, index) -> "FaceLandmarks":
+        """Some of the faces as FaceLandmarks: `faces[0]` (one face), `faces[:2]`, `faces[mask]`."""
+        index = slice(index, index + 1 or None) if isinstance(index, (int, np.integer)) else index
+        pick = lambda a: None if a is None else a[index]
+        return FaceLandmarks(self.xy[index], self.bbox[index], self.score[index], pick(self.track_id), pick(self.pose))
+
     def __repr__(self) -> str:
         """One line a face, not 68 × 2 numbers: the box, score, id and pose (read .xy for the points)."""
         faces = []

@@ -199,3 +199,44 @@ def test_face_landmarks_print_one_line_a_face_not_every_point():
                                         "  face(id=3, box=[1, 2, 3, 4], score=1.00, yaw/pitch/roll=[1.0, 2.0, 3.0])",
                                         "  face(id=7, box=[5, 6, 7, 8], score=1.00, yaw/pitch/roll=[4.0, 5.0, 6.0]))"]
     assert repr(FaceLandmarks.empty()) == "FaceLandmarks(0 faces, xy (n, 68, 2))"
+
+
+class PresenceModel(BoxModel):
+    """BoxModel whose presence score is 0.2 for the face in the first square of the upright canvas (the
+    largest detection: a 'false face') and 0.9 for the others."""
+    min_score = 0.5
+
+    def predict_scored(self, frame, boxes):
+        from rtalign.align import TILE
+        pts, _ = super().predict_scored(frame, boxes)
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        return pts, np.where(boxes[:, 1] < TILE, 0.2, 0.9).astype(np.float32)
+
+
+def test_detected_faces_the_model_scores_below_its_presence_threshold_are_left_out_before_max_faces():
+    detector = FixedDetector(BOXES)                                   # BOXES[0] (side 100) is the 'false face'
+    faces = FaceAligner(PresenceModel(), detector=detector).align(IMAGE)
+    np.testing.assert_allclose(faces.bbox, BOXES[1:])
+    capped = FaceAligner(PresenceModel(), max_faces=1, detector=detector).align(IMAGE)
+    np.testing.assert_allclose(capped.bbox, BOXES[1:2])              # the largest real face, not the false one
+    given = FaceAligner(PresenceModel(), detector=detector).align(IMAGE, boxes=np.array(BOXES))
+    assert len(given) == 3                                            # boxes the caller gives are taken as faces
+
+
+def test_a_large_photo_gives_its_one_face_not_a_false_one_beside_it(astronaut):
+    """BlazeFace found a second, false face in the portrait upscaled to 2048 px; the resnet scores it 0.60
+    against its 0.708 threshold (the real face 0.84)."""
+    big = cv2.resize(astronaut, (2048, 2048))
+    faces = FaceAligner("resnet").align(big)
+    assert len(faces) == 1 and faces.score[0] > 0.8
+    (cx, cy), side = ASSET_FACE
+    np.testing.assert_allclose((faces.bbox[0, :2] + faces.bbox[0, 2:]) / 2 / 4, (cx, cy), atol=side / 4)
+
+
+def test_face_landmarks_select_faces_by_index_slice_or_mask():
+    faces = FaceLandmarks(np.arange(3 * 136).reshape(3, 68, 2), np.zeros((3, 4)), [0.1, 0.2, 0.3],
+                          track_id=[4, 5, 6], pose=np.ones((3, 3)))
+    assert faces[1].track_id.tolist() == [5] and faces[-1].score.tolist() == [np.float32(0.3)]
+    assert faces[:2].track_id.tolist() == [4, 5] and faces[:None] is not faces and len(faces[:None]) == 3
+    picked = faces[np.array([True, False, True])]
+    assert picked.track_id.tolist() == [4, 6] and picked.pose.shape == (2, 3) and picked.xy[1, 0, 0] == 272
