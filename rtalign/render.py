@@ -42,10 +42,10 @@ def colour_canvas(scene: np.ndarray):
     np.copyto(colour, canvas)
 
 
-def finite_faces(faces: FaceLandmarks) -> np.ndarray:
-    """(N, 68, 2) points of the faces whose every point is finite: a NaN would be drawn at the integer
-    minimum (lines to the edge) and makes no region to recolour."""
-    return faces.xy[np.isfinite(faces.xy).all(axis=(1, 2))]
+def finite(faces: FaceLandmarks) -> np.ndarray:
+    """(N,) bools: the faces whose every point is finite, the only ones drawn or recoloured (a NaN would be
+    drawn at the integer minimum, lines to the edge, and makes no region to recolour)."""
+    return np.isfinite(faces.xy).all(axis=(1, 2))
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -63,7 +63,7 @@ class PointsAnnotator:
         self._offsets = _disk(radius)
 
     def annotate(self, scene: np.ndarray, faces: FaceLandmarks) -> np.ndarray:
-        xy = finite_faces(faces)
+        xy = faces.xy[finite(faces)]
         if len(xy) == 0:
             return scene
         with colour_canvas(scene) as canvas:
@@ -87,7 +87,7 @@ class MeshAnnotator:
     def annotate(self, scene: np.ndarray, faces: FaceLandmarks) -> np.ndarray:
         shift = 4  # sub-pixel precision for cv2 drawing
         with colour_canvas(scene) as canvas:
-            for xy in finite_faces(faces):
+            for xy in faces.xy[finite(faces)]:
                 fixed = np.rint(xy * (1 << shift)).astype(np.int32)
                 for closed in (False, True):
                     polys = [fixed[idx] for idx, c in CONTOURS if c == closed]
@@ -106,10 +106,10 @@ class PoseAnnotator:
 
     def annotate(self, scene: np.ndarray, faces: FaceLandmarks) -> np.ndarray:
         self._points.annotate(scene, faces)
-        finite = np.isfinite(faces.xy).all(axis=(1, 2))
+        drawn = finite(faces)
         pose = faces.pose if faces.pose is not None else head_pose(faces.xy, scene.shape[1::-1])
         with colour_canvas(scene) as canvas:
-            for xy, angles in zip(faces.xy[finite], np.asarray(pose)[finite]):
+            for xy, angles in zip(faces.xy[drawn], np.asarray(pose)[drawn]):
                 # face axes: left (+x), up (-y), forward (-z), as columns; the camera's image plane is x, y
                 axes = rotation_from_angles(*angles) @ np.diag([1.0, -1.0, -1.0]) * float(interocular(xy))
                 shift = 4

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..color import parse_color
 from ..errors import InputError
-from ..render import colour_canvas
+from ..render import colour_canvas, finite
 from ..types import FaceLandmarks
 from .irises import EyeState, recolor_irises
 from .lips import recolor_lips
@@ -54,8 +54,8 @@ class Recolor:
         if len(faces) == 0:
             return scene
         with colour_canvas(scene) as canvas:
-            for xy, i in zip(faces.xy, ids):
-                if not np.isfinite(xy).all():
+            for xy, i, ok in zip(faces.xy, ids, finite(faces)):
+                if not ok:
                     continue
                 if self.lip_color is not None:
                     recolor_lips(canvas, xy, self.lip_color, self.lip_strength, self.style)
