@@ -163,6 +163,12 @@ def _model(options: BatchOptions):
     return _LOADED[key]
 
 
+def preload(options: BatchOptions) -> None:
+    """Load the model into this process's cache before any file: a bad name or device is then one error, not
+    one per file, and a one-process run reuses it."""
+    _model(options)
+
+
 def _detector(options: BatchOptions):
     """The face detector, loaded once per process like the model."""
     from .detectors import load_detector

@@ -16,7 +16,7 @@ import click
 
 from .detectors import DEFAULT_DETECTOR, DETECTOR_NAMES
 from . import __version__
-from .errors import RtalignError, shown
+from .errors import ModelError, RtalignError, shown
 from .models import MODEL_NAMES
 from .models.session import DEVICES
 from .pipeline.sinks import X264_PRESETS
@@ -306,21 +306,15 @@ def image_cmd(src, dst, model, device, threads, draw, max_faces, landmarks, dete
     click.echo(f"{n} face(s) → {', '.join(shown(p) for p in (dst, landmarks) if p)}")
 
 
-def _check_model(model, device, threads) -> None:
-    """Load the model once before a folder's run: a bad name or device is then one line, not one per file."""
-    from .models import load_model
-    load_model(model, device, threads)
-
-
 def _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, detector, effects):
-    from .batch import IMAGE_SUFFIXES, BatchOptions, align_folder, plan
+    from .batch import IMAGE_SUFFIXES, BatchOptions, align_folder, plan, preload
     if dst is None and landmarks is None:
         raise click.UsageError("give an output folder and/or --landmarks FILE")
     if dst is not None:
         OutputFolder().convert(dst, None, click.get_current_context())
     opts = BatchOptions(model=model, device=device, threads=threads, max_faces=max_faces, draw=draw,
                         effects=_effect_pairs(effects), media=dst is not None, detector=detector)
-    _check_model(model, device, threads)
+    preload(opts)
     total = len(plan(src, dst or src, opts, IMAGE_SUFFIXES))
     if not total:
         raise click.UsageError(f"no photos in {shown(src)}")
@@ -494,7 +488,7 @@ def batch_cmd(in_dir, out_dir, model, device, threads, draw, max_faces, smooth, 
     Resumable: inputs whose outputs all exist are skipped. A file that fails is listed with its reason
     at the end, after all the others ran; the exit code is then 1. Ctrl-C, SIGTERM, SIGHUP stop it and
     leave no temporary or partial file; the files done stay."""
-    from .batch import BatchOptions, plan, run_batch
+    from .batch import BatchOptions, plan, preload, run_batch
 
     if only_landmarks and landmarks is None:
         raise click.UsageError("--only-landmarks needs --landmarks csv|jsonl|parquet")
@@ -502,7 +496,7 @@ def batch_cmd(in_dir, out_dir, model, device, threads, draw, max_faces, smooth, 
                         smoothing=OneEuroOptions(min_cutoff, beta) if smooth == "oneeuro" else None,
                         effects=_effect_pairs(effects), landmarks=f".{landmarks}" if landmarks else None,
                         media=not only_landmarks, detector=detector)
-    _check_model(model, device, threads)
+    preload(opts)
     jobs = plan(in_dir, out_dir, opts)
     if not jobs:
         raise click.UsageError(f"no videos or photos in {in_dir}")
@@ -575,10 +569,13 @@ def bench_cmd(models, peers, quick, device, json_path, out_dir, detector):
 
     opts = BenchOptions(models=tuple(m for m in models.split(",") if m), peers=tuple(p for p in peers.split(",") if p),
                         quick=quick, device=device, detector=detector)
-    unknown = [m for m in opts.models if m not in MODEL_NAMES and not m.endswith((".onnx", ".npz"))]
-    if not opts.models or unknown:
+    from .models import model_path
+    try:
+        for m in opts.models or [""]:       # "" names no model
+            model_path(m)
+    except ModelError as e:
         raise click.UsageError(f"--models needs model names from {', '.join(MODEL_NAMES)} or .onnx/.npz files, "
-                               f"got {models!r}")
+                               f"got {models!r} ({e})") from None
     if set(opts.peers) - {"dlib"}:
         raise click.UsageError(f"--peers: the one peer is dlib ('' for none), got {peers!r}")
     rows, curves, extras = run_bench(opts, progress=lambda msg: click.echo(f"bench: {msg}", err=True))

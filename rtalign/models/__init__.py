@@ -40,6 +40,24 @@ def _where_models_come_from() -> str:
     return " (this installation lacks its models: reinstall it, e.g. pip install --force-reinstall rtalign)"
 
 
+def model_path(name: str | os.PathLike) -> Path:
+    """The file a model name or path stands for, without loading it.
+
+    Raises:
+        ModelError: unknown name, or a file that is missing.
+    """
+    name = os.fspath(name)
+    if name in MODEL_FILES:
+        path = models_dir() / MODEL_FILES[name]
+    elif name.endswith((".onnx", ".npz")):
+        path = Path(name)
+    else:
+        raise ModelError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)} or give a .onnx/.npz file")
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}" + (_where_models_come_from() if name in MODEL_FILES else ""))
+    return path
+
+
 def load_model(name: str | os.PathLike, device: str | None = None, threads: int | None = None, *,
                runtime: RuntimeOptions | None = None) -> LandmarkModel:
     """A shipped model by name, or any .onnx / .npz file by path (str or Path), on `runtime` (default: CPU,
@@ -53,14 +71,7 @@ def load_model(name: str | os.PathLike, device: str | None = None, threads: int 
     """
     runtime = resolve_runtime(runtime, device, threads)
     name = os.fspath(name)
-    if name in MODEL_FILES:
-        path = models_dir() / MODEL_FILES[name]
-    elif name.endswith((".onnx", ".npz")):
-        path = Path(name)
-    else:
-        raise ModelError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)} or give a .onnx/.npz file")
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}" + (_where_models_come_from() if name in MODEL_FILES else ""))
+    path = model_path(name)
     if path.suffix == ".npz":
         from .cascade import CascadeLandmarker  # numba compiles on import: only when asked for
         if runtime.device != "cpu":
@@ -69,4 +80,4 @@ def load_model(name: str | os.PathLike, device: str | None = None, threads: int 
     return OnnxLandmarker(path, runtime=runtime, name=name)
 
 
-__all__ = ["LandmarkModel", "OnnxLandmarker", "load_model", "MODEL_NAMES", "models_dir", "refine"]
+__all__ = ["LandmarkModel", "OnnxLandmarker", "load_model", "model_path", "MODEL_NAMES", "models_dir", "refine"]
