@@ -204,7 +204,7 @@ def main(verbose: bool):
 def detector_option(f):
     """--detector: the face detector that acquires faces (choices: the detector registry's keys)."""
     return click.option("--detector", type=click.Choice(DETECTOR_NAMES), default=DEFAULT_DETECTOR, show_default=True,
-                        help="face detector: blazeface (CNNs, any roll, faces from 48 px), blazeface-full (full-range "
+                        help="face detector: blazeface (CNNs, faces from 48 px, heads rolled up to about ±90°), blazeface-full (full-range "
                              "network alone, slower), blazeface-short (near faces, cheapest), haar (upright frontal faces)")(f)
 
 
@@ -238,7 +238,8 @@ def eval_cmd(model, device, threads, data, as_json, runs, boxes, detector):
         click.echo(json.dumps(result))
         return
     click.echo(f"{'model':10} {'n':>5} {'NME %':>7} {'MSE@256':>8} {'FR@10 %':>8} {'AUC@10':>7} {'ms/face':>8}")
-    click.echo(f"{model:10} {result['n']:5d} {result['nme']:7.3f} {result['mse256']:8.2f} "
+    na = lambda v, fmt: "n/a" if v is None else format(v, fmt)     # no face detected: nothing to average
+    click.echo(f"{model:10} {result['n']:5d} {na(result['nme'], '.3f'):>7} {na(result['mse256'], '.2f'):>8} "
                f"{result['fr10']:8.2f} {result['auc10']:7.4f} {result['ms_per_face']:8.3f}")
     if det:
         click.echo(f"{detector} found {result['detected']} of {result['n']} faces (miss rate {result['miss_rate']:.2f} %)")

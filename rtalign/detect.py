@@ -15,14 +15,17 @@ from .errors import ModelError
 #: (dx, dy, side ratio): landmark-box centre = Haar centre + (dx, dy) × Haar side, and the
 #: landmark box's larger side = ratio × Haar side. Measured by `python -m train.calibrate_detector`.
 HAAR_CALIBRATION = (0.0030, 0.1392, 0.8649)
+#: The frontal cascade's window side: the smallest face it finds, in the pixels it scans.
+_WINDOW = 20
 
 
 class HaarDetector:
     """Frontal faces via cv2.CascadeClassifier on a downscaled grey frame.
 
     Args:
-        max_side: the frame is shrunk so its larger side is at most this (speed).
-        min_face: smallest face side to report, in frame pixels.
+        max_side: the frame is shrunk so its larger side is at most this (speed), but only as far as keeps
+            a `min_face` face at the cascade's 20-px window (a 4K frame is scanned at 1/2.3, not 1/8).
+        min_face: smallest face to find: the side of its landmark box (the boxes returned), frame pixels.
         calibration: see HAAR_CALIBRATION.
     """
 
@@ -36,11 +39,13 @@ class HaarDetector:
     def detect(self, frame: np.ndarray) -> np.ndarray:
         """(N, 4) landmark-convention boxes [x0, y0, x1, y1] in frame pixels, largest first; (0, 4) if none."""
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        k = min(1.0, self.max_side / max(gray.shape))
+        # shrunk for speed, but never so far that a min_face face falls below the cascade's 20-px window
+        cascade_side = self.min_face / self.calibration[2]          # the cascade's square for such a face
+        k = min(1.0, max(self.max_side / max(gray.shape), _WINDOW / cascade_side))
         h, w = gray.shape[:2]       # at least one pixel a side: a 5000x1 strip must not shrink to nothing
         small = cv2.resize(gray, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA) \
             if k < 1 else gray
-        min_side = max(20, int(self.min_face * k))
+        min_side = max(_WINDOW, int(cascade_side * k))
         found = self._cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
         if len(found) == 0:
             return np.empty((0, 4))

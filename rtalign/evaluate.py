@@ -48,8 +48,9 @@ def detect_samples(model: LandmarkModel, detector, samples: list[Sample], progre
 
 
 def summarize_detected(gt: np.ndarray, pred: np.ndarray, found: np.ndarray) -> dict:
-    """Metrics over the detected faces, plus the miss rate (%); FR@10 and AUC@10 count a miss as a failure."""
-    result = summarize(gt[found], pred[found]) if found.any() else {"n": 0}
+    """Metrics over the detected faces, plus the miss rate (%); FR@10 and AUC@10 count a miss as a failure.
+    With no face detected, NME and MSE@256 are None (there is nothing to average)."""
+    result = summarize(gt[found], pred[found]) if found.any() else {"nme": None, "mse256": None}
     nme = np.where(found, 0.0, np.inf)
     nme[found] = nme_per_face(gt[found], pred[found])
     result.update(n=int(len(gt)), detected=int(found.sum()), miss_rate=float(100 * (1 - found.mean())),

@@ -22,7 +22,7 @@ import numpy as np
 from .align import as_bgr, predict_upright, upright_from_detections
 from .crop import apply_affine
 from .detectors import DEFAULT_DETECTOR, load_detector
-from .detectors.base import Detections, box_iou, detect_faces, not_known
+from .detectors.base import Detections, detect_faces, distinct, not_known
 from .errors import InputError
 from .landmarks import eye_roll, landmark_box, shape_residual
 from .models import LandmarkModel, load_model
@@ -143,9 +143,7 @@ class FaceTracker:
         keep = np.flatnonzero(self._alive(pts, scores, image.shape, now))
         for t, p, s, b in zip(self.tracks, pts, scores, boxes):
             t.points, t.score, t.box = p, float(s), b
-        if len(keep) > 1:       # two tracks that converged onto one face: keep the older (lower id)
-            order = np.arange(len(keep))
-            keep = keep[~((box_iou(now[keep], now[keep]) > 0.5) & (order[:, None] < order)).any(axis=0)]
+        keep = keep[distinct(now[keep])]     # two tracks that converged onto one face: the older (lower id) stays
         self.tracks = [self.tracks[i] for i in keep]
 
     def _known(self) -> np.ndarray | None:
@@ -198,28 +196,36 @@ class FaceTracker:
         self.close()
 
     def _start_tracks(self, image, found: Detections) -> None:
-        """Detected faces not already tracked start new tracks, turned upright by the detector's roll."""
+        """Detected faces not already tracked start new tracks, turned upright by the detector's roll. With
+        max_faces, the largest first, as many at a time as there is room for: a detection whose landmarks
+        do not look like a face (`_alive`) leaves its room to the next one instead of taking it."""
         o = self.options
-        known = self._known()
-        found = found[not_known(found.boxes, known)]      # tracks started since a background run began
+        found = found[not_known(found.boxes, self._known())]      # tracks started since a background run began
         if o.max_faces is not None:
             found = found.largest_first()
-            room = o.max_faces - len(self.tracks)
-            if len(found) > room and not self._capped:
-                self._capped = True
-                log.warning("more faces than max_faces=%d in view: tracking %d "
-                            "(TrackerOptions.max_faces or --max-faces raises it)", o.max_faces, o.max_faces)
-            found = found[:room]
-        if len(found) == 0:
-            return
+        while len(found):
+            room = len(found) if o.max_faces is None else o.max_faces - len(self.tracks)
+            if room <= 0:
+                if not self._capped:
+                    self._capped = True
+                    log.warning("more faces than max_faces=%d in view: tracking %d "
+                                "(TrackerOptions.max_faces or --max-faces raises it)", o.max_faces, o.max_faces)
+                return
+            self._start_each(image, found[:room])
+            found = found[room:]
+
+    def _start_each(self, image, found: Detections) -> None:
+        """A track for each detected face whose landmarks look like a face and are no face tracked already,
+        nor one of these faces before it (one face detected twice: base.distinct)."""
         pts, scores = upright_from_detections(self.model, image, found)
-        boxes = landmark_box(pts)
-        ok = self._alive(pts, scores, image.shape, boxes)
-        if known is not None:     # a face found a few frames ago (background runs) may be one tracked since
-            ok &= box_iou(boxes, known).max(axis=1) <= 0.5
-        for p, s, b, keep in zip(pts, scores, found.boxes, ok):
-            if keep:
-                self.tracks.append(_Track(next(self._ids), p, float(s), b))
+        alive = np.flatnonzero(self._alive(pts, scores, image.shape, landmark_box(pts)))
+        known = self._known()
+        earlier = 0 if known is None else len(known)
+        boxes = landmark_box(pts[alive])
+        for i in distinct(boxes if known is None else np.concatenate([known, boxes])):
+            if i >= earlier:
+                j = alive[i - earlier]
+                self.tracks.append(_Track(next(self._ids), pts[j], float(scores[j]), found.boxes[j]))
 
     def update(self, frame: Frame) -> FaceLandmarks:
         """The faces of the next frame (a Frame: its timestamp drives the smoothing).

@@ -225,3 +225,58 @@ def test_end_to_end_metrics_count_a_miss_as_a_failure():
     assert r["nme"] == pytest.approx((0 + 2 + 20) / 3)
     assert r["fr10"] == 50.0              # the 20 % face and the miss
     assert r["auc10"] == pytest.approx((1 + 0.8 + 0 + 0) / 4, abs=1e-3)
+
+
+def test_one_detection_stays_a_detections_with_its_keypoints():
+    from rtalign.detectors.base import Detections
+    found = Detections(np.array([[0, 0, 10, 10], [20, 0, 30, 10]], float), np.array([5.0, -5.0]),
+                       np.array([0.9, 0.8]), np.arange(24, dtype=float).reshape(2, 6, 2))
+    last = found[-1]
+    assert len(last) == 1 and last.keypoints.shape == (1, 6, 2) and last.roll.tolist() == [-5.0]
+    np.testing.assert_array_equal(last.keypoints[0], found.keypoints[1])
+    assert found[np.int64(0)].boxes.tolist() == [[0, 0, 10, 10]]
+    with pytest.raises(IndexError):
+        found[2]
+
+
+def test_distinct_keeps_the_first_box_of_each_face():
+    from rtalign.detectors.base import distinct
+    boxes = np.array([[0, 0, 10, 10], [50, 50, 60, 60], [1, 0, 11, 10], [0, 0, 10, 20]], float)
+    # [2] is [0]'s face (IoU 90/110 = 0.82); [3] overlaps [0] by 100/200 = 0.5 (> 0.4): also [0]'s
+    assert distinct(boxes).tolist() == [0, 1]
+    assert distinct(np.array([[0, 0, 10, 10], [6, 0, 16, 10]], float)).tolist() == [0, 1]    # IoU 40/160
+    assert distinct(np.empty((0, 4))).tolist() == []
+
+
+@pytest.mark.parametrize("scale,angle", [(0.6, 35), (0.8, -35), (0.8, 35), (1.0, 45)])
+def test_a_rolled_face_is_found_once(blaze, astronaut, scale, angle):
+    # the short-range network's two scales gave this face two raw boxes too unlike to merge (IoU 0.35),
+    # which became two upright boxes of the same face
+    face = cv2.resize(astronaut, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    frame = cv2.copyMakeBorder(face, 200, 200, 300, 300, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+    turn = cv2.getRotationMatrix2D((frame.shape[1] / 2, frame.shape[0] / 2), angle, 1.0)
+    frame = cv2.warpAffine(frame, turn, frame.shape[1::-1], borderValue=(90, 90, 90))
+    assert len(blaze.detect_faces(frame)) == 1
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (2560, 1440), (3840, 2160)])
+def test_haar_finds_a_face_above_its_min_face_on_any_frame_size(astronaut, size):
+    frame = np.zeros((size[1], size[0], 3), np.uint8)
+    frame[100:612, 100:612] = astronaut         # a face of about 95 px, over twice min_face
+    assert len(HaarDetector().detect(frame)) == 1
+
+
+def test_eval_with_detector_boxes_when_no_face_is_found(tmp_path):
+    import json
+    from helpers import run_cli
+    from rtalign.data import write_pts
+    from rtalign.landmarks import MEAN_SHAPE
+    for name in ("a", "b"):
+        cv2.imwrite(str(tmp_path / f"{name}.jpg"), np.full((300, 300, 3), 128, np.uint8))
+        write_pts(tmp_path / f"{name}.pts", MEAN_SHAPE * 100 + 150)
+    table = run_cli("eval", "--data", tmp_path, "--boxes", "detector", "--runs", "2")
+    assert table.exit_code == 0, table.output
+    assert "n/a" in table.output and "found 0 of 2 faces (miss rate 100.00 %)" in table.output
+    as_json = run_cli("eval", "--data", tmp_path, "--boxes", "detector", "--runs", "2", "--json")
+    r = json.loads(as_json.output.strip().splitlines()[-1])
+    assert r["nme"] is None and r["mse256"] is None and r["fr10"] == 100.0 and r["detected"] == 0

@@ -217,3 +217,36 @@ def test_a_frame_without_a_finite_time_is_a_clear_error(resnet, timestamp):
     from rtalign.errors import InputError
     with pytest.raises(InputError, match="timestamp must be a finite number of seconds"):
         FaceTracker(resnet, HaarDetector()).update(Frame(np.zeros((64, 64, 3), np.uint8), timestamp, 0))
+
+
+class _Fixed:
+    """A detector that reports the same boxes on every frame."""
+
+    def __init__(self, boxes):
+        self.boxes = np.asarray(boxes, float)
+
+    def detect(self, frame):
+        return self.boxes
+
+
+def _portrait_frame(astronaut):
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    frame[:512, :512] = astronaut
+    return frame
+
+
+def test_a_false_detection_does_not_take_a_real_faces_place(resnet, astronaut):
+    # largest first, the false face would fill max_faces=1, fail the landmark check and leave nothing tracked
+    frame = _portrait_frame(astronaut)
+    tracker = FaceTracker(resnet, _Fixed([[700, 200, 1000, 500], [173, 82, 272, 181]]),
+                          options=TrackerOptions(max_faces=1), smoothing=None)
+    faces = tracker.update(Frame(frame, 0.0, 0))
+    assert len(faces) == 1 and faces.track_id.tolist() == [0]
+    assert np.all(np.abs(faces.bbox[0] - [173, 82, 272, 181]) < 20)
+
+
+def test_a_face_detected_twice_starts_one_track(resnet, astronaut):
+    frame = _portrait_frame(astronaut)
+    tracker = FaceTracker(resnet, _Fixed([[173, 82, 272, 181], [180, 88, 268, 176]]), smoothing=None)
+    ids = [tracker.update(Frame(frame, i / 30, i)).track_id.tolist() for i in range(3)]
+    assert ids == [[0], [0], [0]]

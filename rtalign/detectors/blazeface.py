@@ -18,7 +18,7 @@ import numpy as np
 from ..crop import apply_affine, invert_affine, upright_affines, warp_crops
 from ..errors import ModelError
 from ..models.session import create_session
-from .base import Detections, box_iou, not_known
+from .base import Detections, box_iou, distinct, not_known
 
 REBUILD = "python -m train.export_detector"
 #: Upright landmark box from the keypoints, in the face's own upright frame (x along the eyes, y from the
@@ -237,7 +237,8 @@ class BlazeFaceDetector:
     def detect_faces(self, frame: np.ndarray, known: np.ndarray | None = None) -> Detections:
         """Faces in a BGR (or grey) frame, strongest first (see Detections). With a `verifier`, only the faces
         it confirms (score ≥ its min_score), their keypoints the mean of both networks' (boxes with IoU < 0.5
-        against the landmark box: 3 of 300 train faces from one network, none from the mean).
+        against the landmark box: 3 of 300 train faces from one network, none from the mean). Each face once:
+        a box that is a stronger one's face (base.distinct) is left out.
 
         `known`: (M, 4) boxes of faces already tracked: candidates overlapping one (base.not_known) are left
         out before the verifier sees them (its run costs per face: a tracker's periodic look for new faces
@@ -252,7 +253,9 @@ class BlazeFaceDetector:
             ok = second >= self.verifier.min_score
             scores, points = scores[ok], (points[ok] + their_points[ok]) / 2
             boxes, roll = upright_boxes(points)
-        return Detections(boxes, roll, scores, points)
+        # one face seen at two scales can give raw boxes too different to merge, yet the same upright box
+        one = distinct(boxes)
+        return Detections(boxes[one], roll[one], scores[one], points[one])
 
     def detect(self, frame: np.ndarray) -> np.ndarray:
         """(N, 4) upright landmark boxes, strongest first (the plain detector interface)."""
