@@ -133,7 +133,7 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
         source = stack.enter_context(VideoFileSource(spec))
         tracker, writer = _landmark_stage(stack, tracker, landmarks, label or src.name, draw, keep_partial)
         sink = VideoFileSink(dst, source.size, source.fps, audio_from=spec if source.has_audio else None,
-                             preset=preset, crf=crf, time_base=source.time_base)
+                             preset=preset, crf=crf, time_base=source.time_base, start=source.start)
         try:
             renderer = Compose([*effects, annotator_for(draw)])
             on_frame = (lambda stats: progress(stats, source.expected)) if progress else None

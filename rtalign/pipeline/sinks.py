@@ -46,6 +46,8 @@ class Sink:
         pass
 
 
+#: FFmpeg's colour tags for what OpenCV's BGR → I420 conversion writes: the BT.601 (SMPTE 170M) matrix, limited range.
+_BT601_MATRIX, _LIMITED_RANGE = 6, 1
 #: Output extension → (video codec, audio codecs the container takes as they are (None: any), audio
 #: codec to convert the others to).
 VIDEO_FORMATS = {
@@ -80,13 +82,14 @@ def _codec_name(ctx) -> str:
 
 
 class _Audio:
-    """The audio of `src`, copied packet by packet into `out` (or converted when the container cannot
-    take its codec), interleaved with the video as it advances. A damaged audio track just ends early."""
+    """The audio of `src` (its main track, as players choose it), copied packet by packet into `out` (or
+    converted when the container cannot take its codec), interleaved with the video as it advances, its
+    times counted from `start` seconds as the video's are. A damaged audio track just ends early."""
 
-    def __init__(self, src: str, out, allowed, fallback: str):
+    def __init__(self, src: str, out, allowed, fallback: str, start: float = 0.0):
         self._in = av.open(src, "r")
         try:
-            stream = self._in.streams.audio[0]
+            stream = self._in.streams.best("audio")
             self._copy = allowed is None or _codec_name(stream.codec_context) in allowed
             if self._copy:
                 self._stream = out.add_stream_from_template(stream)
@@ -103,6 +106,8 @@ class _Audio:
         self._packets = self._in.demux(stream)
         self._pending = None
         self._out = out
+        self._start = start
+        self._shift = round(start / stream.time_base) if stream.time_base else 0      # in the track's own unit
 
     def _next(self):
         packet, self._pending = self._pending or next(self._packets, None), None
@@ -118,18 +123,26 @@ class _Audio:
                     break
                 if packet.dts is None and packet.pts is None:
                     continue
-                if t is not None and packet.pts is not None and packet.pts * packet.time_base > t:
+                if t is not None and packet.pts is not None and packet.pts * packet.time_base - self._start > t:
                     self._pending = packet
                     return
                 if self._copy:
                     packet.stream = self._stream
-                    self._out.mux(packet)
+                    self._out.mux(self._moved(packet))
                 else:
                     for frame in packet.decode():
-                        self._out.mux(self._stream.encode(frame))
+                        self._out.mux(self._stream.encode(self._moved(frame)))
         except (av.error.FFmpegError, ValueError) as e:
             log.warning("audio ends early: %s", getattr(e, "strerror", None) or e)
             self._packets = None
+
+    def _moved(self, item):
+        """A packet or decoded frame with its times counted from the start."""
+        if self._shift:
+            for key in ("pts", "dts") if isinstance(item, av.Packet) else ("pts",):
+                if getattr(item, key) is not None:
+                    setattr(item, key, getattr(item, key) - self._shift)
+        return item
 
     def finish(self) -> None:
         """Flush a converting encoder (a copy has nothing buffered)."""
@@ -143,15 +156,18 @@ class _Audio:
 class VideoFileSink(Sink):
     """A video file by its extension (see VIDEO_FORMATS), with the audio of `audio_from` kept in sync.
 
-    Each frame is written at the time it is given (its input's presentation time), so a variable
-    frame rate stays variable; without times, frames follow each other at exactly `fps`. Odd frame
+    Each frame is written at the time it is given (its input's presentation time, counted from `start`:
+    a camcorder's MPEG-TS clip that starts hours into its clock plays from 0, not after an empty stretch of
+    that length), so a variable frame rate stays variable; without times, frames follow each other at
+    exactly `fps`. The colours are tagged as what they are (BT.601 matrix, limited range: OpenCV's
+    conversion): untagged, players read HD video with BT.709's matrix and shift its colours. Odd frame
     sizes are padded by one replicated pixel (4:2:0 video needs even sides) and say so in the log.
     Written under a temporary name beside `path`: `close()` renames it to `path`, `close(partial=True)`
     to `OUT.partial.EXT` (a finished file is never replaced by a partial one), `abort()` removes it.
     """
 
     def __init__(self, path, size: tuple[int, int], fps: Fraction, audio_from: str | None = None,
-                 preset: str = "veryfast", crf: int = 20, time_base: Fraction | None = None):
+                 preset: str = "veryfast", crf: int = 20, time_base: Fraction | None = None, start: float = 0.0):
         check_video_output(path)
         if preset not in X264_PRESETS:
             raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(X264_PRESETS)}")
@@ -159,6 +175,7 @@ class VideoFileSink(Sink):
         codec, allowed, audio_fallback = VIDEO_FORMATS[self.path.suffix.lower()]
         self.fps = Fraction(fps)
         self.time_base = Fraction(time_base or 1 / self.fps)
+        self.start = start
         self.size = tuple(size)
         w, h = self.size
         self._pad = (w % 2, h % 2)
@@ -172,11 +189,13 @@ class VideoFileSink(Sink):
             self._video = self._out.add_stream(codec, rate=self.fps)
             self._video.width, self._video.height = w + self._pad[0], h + self._pad[1]
             self._video.pix_fmt = "yuv420p"
+            self._video.codec_context.colorspace = _BT601_MATRIX
+            self._video.codec_context.color_range = _LIMITED_RANGE
             self._video.codec_context.time_base = self.time_base
             self._video.time_base = self.time_base
             self._video.options = _encoder_options(codec, preset, crf)
             if audio_from:
-                self._audio = self._open_audio(audio_from, allowed, audio_fallback)
+                self._audio = self._open_audio(audio_from, allowed, audio_fallback, start)
         except BaseException as e:
             self._discard()
             if isinstance(e, (av.error.FFmpegError, ValueError)):
@@ -187,10 +206,10 @@ class VideoFileSink(Sink):
         self._last_t = 0.0
         self._closed = False
 
-    def _open_audio(self, src: str, allowed, fallback: str):
+    def _open_audio(self, src: str, allowed, fallback: str, start: float):
         """The input's audio track, or None (with a warning) when it cannot be read: the video still gets made."""
         try:
-            return _Audio(src, self._out, allowed, fallback)
+            return _Audio(src, self._out, allowed, fallback, start)
         except (av.error.FFmpegError, ValueError, IndexError) as e:
             log.warning("%s: audio left out (%s)", shown(self.path), getattr(e, "strerror", None) or e)
             return None
@@ -209,7 +228,7 @@ class VideoFileSink(Sink):
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
         if any(self._pad):
             image = cv2.copyMakeBorder(image, 0, self._pad[1], 0, self._pad[0], cv2.BORDER_REPLICATE)
-        t = self.frames / float(self.fps) if timestamp is None else timestamp
+        t = self.frames / float(self.fps) if timestamp is None else timestamp - self.start
         pts = round(t / self.time_base)
         if self._last_pts is not None and pts <= self._last_pts:   # times must increase: nudge, never reorder
             pts = self._last_pts + 1

@@ -111,7 +111,8 @@ class VideoFileSource(_Source):
         size: upright (width, height). rotation: display rotation applied, degrees counter-clockwise.
         frames: count the container announces (0 if unknown). expected: that count, or else one
         estimated from the duration (0 if unknown). decoded: frames delivered so far.
-        error: why decoding stopped early, or None.
+        error: why decoding stopped early, or None. start: when the file's first stream starts, seconds
+        (≥ 0; an MPEG-TS camcorder clip starts at its clock, hours in): what outputs count their time from.
     """
     mode = SourceMode.FILE
     error: str | None = None
@@ -145,6 +146,7 @@ class VideoFileSource(_Source):
         start = float(first.time or 0)
         self.expected = self.frames or (round((self._end[0] - start) * self.fps) if self._end else 0)
         self.has_audio = bool(self._container.streams.audio)
+        self.start = max(0.0, (self._container.start_time or 0) / av.time_base)
         self.decoded = 0
         self.corrupt = 0
         self._last_damaged = -1            # index of the newest frame that decoded damaged

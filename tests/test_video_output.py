@@ -1,0 +1,63 @@
+"""What `rtalign video` writes, as a player reads it: times from zero for inputs that start late, the colour
+tags that match the pixels, and the audio track players would choose."""
+import shutil
+import subprocess
+
+import av
+import pytest
+from helpers import run_cli
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg command is not installed")
+
+
+def ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *map(str, args)], check=True, capture_output=True)
+
+
+def _streams(path):
+    """kind → (start, end) seconds of each stream of a file, from its packets (Matroska keeps no duration)."""
+    spans = {}
+    with av.open(str(path)) as c:
+        for packet in c.demux():
+            if packet.pts is not None:
+                t0, t1 = packet.pts * packet.time_base, (packet.pts + (packet.duration or 0)) * packet.time_base
+                lo, hi = spans.get(packet.stream.type, (t0, t1))
+                spans[packet.stream.type] = (min(lo, t0), max(hi, t1))
+    return {kind: (float(lo), float(hi)) for kind, (lo, hi) in spans.items()}
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+def test_an_input_that_starts_late_plays_from_zero(face_clip, tmp_path, ext):
+    # an MPEG-TS camcorder clip starts at its clock (here 5000 s): the output used to open with 5000 s of nothing
+    late = tmp_path / "late.ts"
+    ffmpeg("-i", face_clip, "-c", "copy", "-f", "mpegts", "-output_ts_offset", 5000, late)
+    out = tmp_path / f"out{ext}"
+    result = run_cli("video", late, out, "--draw", "none")
+    assert result.exit_code == 0, result.output
+    streams = _streams(out)
+    assert streams["video"][0] < 0.1 and streams["audio"][0] < 0.1
+    assert 1.4 < streams["video"][1] < 1.7 and 1.4 < streams["audio"][1] < 1.7          # 45 frames at 30 fps
+    with av.open(str(out)) as c:
+        assert c.duration / av.time_base < 1.7
+
+
+def test_the_colours_are_tagged_as_written(face_clip, tmp_path):
+    # untagged, players read HD video with BT.709's matrix: the BT.601 pixels then shift by up to 27 levels
+    out = tmp_path / "out.mp4"
+    assert run_cli("video", face_clip, out, "--draw", "none").exit_code == 0
+    with av.open(str(out)) as c:
+        ctx = c.streams.video[0].codec_context
+        assert (int(ctx.colorspace), int(ctx.color_range)) == (6, 1)       # SMPTE 170M (BT.601), limited range
+
+
+@needs_ffmpeg
+def test_the_default_audio_track_is_the_one_kept(face_clip, tmp_path):
+    # a commentary track first, the main (default) one second: players play the default one
+    two = tmp_path / "two.mkv"
+    ffmpeg("-i", face_clip, "-f", "lavfi", "-t", "1.5", "-i", "sine=f=200:r=8000", "-map", "0:v", "-map", "1:a",
+           "-map", "0:a", "-c:v", "copy", "-c:a", "aac", "-disposition:a:0", "0", "-disposition:a:1", "default", two)
+    out = tmp_path / "out.mp4"
+    assert run_cli("video", two, out, "--draw", "none").exit_code == 0
+    with av.open(str(out)) as c:
+        assert c.streams.audio[0].codec_context.sample_rate == 44100      # the main track's, not the 8 kHz one
