@@ -2,9 +2,10 @@
 through bytes (read + decode, cv2.imencode + write), so any name the OS accepts works, UTF-8 or not."""
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 import io
 import logging
+import re
 import struct
 import warnings
 from pathlib import Path
@@ -25,8 +26,12 @@ if TYPE_CHECKING:
 MAX_PIXELS = 150_000_000
 #: Formats that take only one channel: the picture is written in grey.
 _GREY_ONLY = {".pgm", ".pbm"}
+#: Formats that keep an alpha channel; the others get the picture as it looks on a white page.
+_KEEPS_ALPHA = {".png", ".webp", ".tif", ".tiff"}
 #: First bytes of PNG, JPEG, GIF, BMP, TIFF and WebP files, which Pillow decodes.
 _PILLOW_SIGNATURES = (b"\x89PNG", b"\xff\xd8", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+#: How much of a file the header of a format only OpenCV reads may take.
+_HEADER_BYTES = 65536
 
 log = logging.getLogger(__name__)
 
@@ -42,38 +47,119 @@ def check_image_output(dst) -> None:
                          "use .png (lossless), .jpg, .webp, .bmp, .tif or another format OpenCV writes")
 
 
-def _to_bgr(im) -> np.ndarray:
-    """A decoded Pillow image as BGR uint8: 16-bit and float greys scaled down, palettes and alpha resolved."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        grey = (np.asarray(im, np.uint32) >> 8).clip(0, 255).astype(np.uint8)
-    elif im.mode == "F":
-        grey = np.asarray(im).clip(0, 255).astype(np.uint8)
+def over_white(image: np.ndarray) -> np.ndarray:
+    """A BGRA image as BGR the way a viewer shows it on a white page, so that the colours hidden under
+    transparent pixels (often black) never reach a detector or a format without alpha. BGR passes as is."""
+    if image.ndim != 3 or image.shape[2] != 4:
+        return image
+    alpha = cv2.merge([image[:, :, 3]] * 3)
+    return 255 - cv2.multiply(255 - image[:, :, :3], alpha, scale=1 / 255)  # white, less each colour's opacity
+
+
+def _grey8(im) -> np.ndarray:
+    """A wide grey image (16-bit, 32-bit integer "I", float "F") as uint8, scaled by the range its values
+    use, since the mode alone does not say it: 16-bit files by 65535; "I" by 255 when every value fits
+    8 bits, else 65535, else its maximum; "F" likewise, but by 1 when every value is within 0-1."""
+    values = np.nan_to_num(np.array(im, np.float32), copy=False)
+    if im.mode.startswith("I;16"):
+        full = 65535.0
     else:
-        return cv2.cvtColor(np.asarray(im.convert("RGB")), cv2.COLOR_RGB2BGR)
-    return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+        top = float(values.max())
+        ranges = (1.0, 255.0, 65535.0) if im.mode == "F" else (255.0, 65535.0)
+        full = next((r for r in ranges if top <= r), top)
+    values *= 255 / full
+    return np.clip(values, 0, 255, out=values).round(out=values).astype(np.uint8)
+
+
+def _to_srgb(im, mode: str):
+    """`im` converted to `mode` (RGB or RGBA) and, when it embeds a colour profile other than sRGB (Adobe
+    RGB, Display P3, a CMYK press profile), to sRGB: else a wide-gamut photo comes out dull. A profile
+    littleCMS cannot use is logged and the colours are kept as they are."""
+    icc = im.info.get("icc_profile")
+    if icc:
+        from PIL import ImageCms
+        try:
+            profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            if not re.search(r"\bsRGB\b", profile.profile.profile_description or ""):
+                source = im if im.mode == "CMYK" else im.convert(mode)
+                return ImageCms.profileToProfile(source, profile, ImageCms.createProfile("sRGB"), outputMode=mode)
+        except (ImageCms.PyCMSError, OSError, ValueError) as e:
+            log.debug("colour profile not applied: %s", e)
+    return im.convert(mode)
+
+
+def _to_bgr(im) -> np.ndarray:
+    """A decoded Pillow image as uint8 BGR, or BGRA when it has transparency (RGBA, LA, a palette or grey
+    with a transparent entry); wide greys scaled down, colours in sRGB."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return cv2.cvtColor(_grey8(im), cv2.COLOR_GRAY2BGR)
+    alpha = im.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in im.info
+    rgb = np.asarray(_to_srgb(im, "RGBA" if alpha else "RGB"))
+    return cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if alpha else cv2.COLOR_RGB2BGR)
+
+
+def _header_pixels(data: bytes) -> int | None:
+    """Width × height from the header of a format OpenCV reads and Pillow does not (PFM, PAM, Radiance
+    HDR), so the pixel limit holds before decoding. None for any other file, and for a header that OpenCV
+    might read otherwise than here: such a file is not read."""
+    head = data[:_HEADER_BYTES]
+    if m := re.match(rb"P[Ff]\s(\d+)\s(\d+)\s", head):                       # PFM: "PF" or "Pf", "W H"
+        sides = m.groups()
+    elif m := re.match(rb"#\?(?:RADIANCE|RGBE)\n(?:[^\n]+\n)*\n-Y (\d+) \+X (\d+)\n", head):
+        sides = m.groups()                            # Radiance: text lines up to a blank one, "-Y H +X W"
+    elif head.startswith(b"P7\n") and b"ENDHDR" in head:    # PAM: one "WIDTH w", one "HEIGHT h", ENDHDR
+        fields = re.findall(rb"(WIDTH|HEIGHT)\s+(\S*)", head.split(b"ENDHDR")[0])
+        once = sorted(name for name, _ in fields) == [b"HEIGHT", b"WIDTH"]
+        sides = [value for _, value in fields] if once else []
+    else:
+        return None
+    return int(sides[0]) * int(sides[1]) if len(sides) == 2 and all(side.isdigit() for side in sides) else None
+
+
+def _too_large(path) -> InputError:
+    """The one refusal of too many pixels, whichever decoder's header said so."""
+    return InputError(f"{shown(path)}: the image is larger than rtalign reads ({MAX_PIXELS // 10**6} megapixels)")
+
+
+@contextmanager
+def _warnings_logged(path):
+    """Warnings raised inside (Pillow's "corrupt EXIF data", "large image") go to the debug log, not to
+    stderr; the warning filters are as before afterwards."""
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in said:
+                log.debug("%s: %s", shown(path), w.message)
 
 
 def _decode(data: bytes, path) -> np.ndarray:
     """Pillow first: it is quiet about damaged files (libpng and libjpeg inside OpenCV print to stderr),
-    refuses truncated ones, and applies the EXIF orientation phones write. OpenCV for formats only it reads."""
+    refuses truncated ones, and applies the EXIF orientation phones write. OpenCV reads the formats only
+    it knows, once their header shows a size within MAX_PIXELS. BGRA when the image has transparency."""
     from PIL import Image, ImageOps, UnidentifiedImageError
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                if im.size[0] * im.size[1] > MAX_PIXELS:
-                    raise Image.DecompressionBombError
-                return _to_bgr(ImageOps.exif_transpose(im))
+        with _warnings_logged(path), Image.open(io.BytesIO(data)) as im:
+            if im.size[0] * im.size[1] > MAX_PIXELS:
+                raise Image.DecompressionBombError
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1 and im.format != "MPO":   # an MPO photo's other pictures are its previews or depth
+                log.warning("%s has %d frames; only the first is used%s", shown(path), frames,
+                            " (`rtalign video` reads GIF animations)" if im.format == "GIF" else "")
+            return _to_bgr(ImageOps.exif_transpose(im))
     except Image.DecompressionBombError:
-        raise InputError(f"{shown(path)}: the image is larger than rtalign reads ({MAX_PIXELS // 10**6} megapixels)") \
-            from None
+        raise _too_large(path) from None
     except UnidentifiedImageError:
         if data.startswith(_PILLOW_SIGNATURES):      # a format Pillow reads, too damaged to identify
             raise InputError(f"not a readable image: {shown(path)}") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError, struct.error, ZeroDivisionError) as e:
         raise InputError(f"not a readable image: {shown(path)} ({e})") from None
+    pixels = _header_pixels(data)
+    if pixels is not None and pixels > MAX_PIXELS:
+        raise _too_large(path)
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if pixels else None
     except (cv2.error, MemoryError):
         image = None
     if image is None or image.size == 0:
@@ -81,9 +167,9 @@ def _decode(data: bytes, path) -> np.ndarray:
     return image
 
 
-def load_image(path) -> np.ndarray:
+def load_image(path, alpha: bool = False) -> np.ndarray:
     """Read a photo as BGR uint8, upright by its EXIF orientation, with one clear error for every way a
-    file can be unusable.
+    file can be unusable. A transparent image comes as it looks over white, or with `alpha` as BGRA.
 
     Raises:
         InputError: missing, a folder or device, not an image, damaged, or larger than MAX_PIXELS.
@@ -94,13 +180,17 @@ def load_image(path) -> np.ndarray:
             data = f.read()
     except OSError as e:
         raise InputError(f"cannot read {shown(path)}: {e.strerror}") from None
-    return _decode(data, path)
+    image = _decode(data, path)
+    return image if alpha else over_white(image)
 
 
 def save_image(dst, image: np.ndarray) -> None:
-    """Encode by the extension of `dst` and write it atomically (a temporary file, then a rename)."""
+    """Encode by the extension of `dst` and write it atomically (a temporary file, then a rename). BGRA
+    keeps its alpha in formats that have it (.png, .webp, .tif) and is shown over white in the others."""
     check_image_output(dst)
     suffix = Path(dst).suffix.lower()
+    if suffix not in _KEEPS_ALPHA:
+        image = over_white(image)
     if suffix in _GREY_ONLY and image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     if suffix == ".pbm":    # one bit a pixel: OpenCV keeps only pixels at exactly 0 black; dither instead
@@ -132,8 +222,9 @@ def annotate_image(src, dst, aligner: FaceAligner, draw="points", effects=(), wr
     if dst is not None:
         check_output(src, Path(dst))
         check_image_output(dst)
-    image = load_image(src)
-    faces = aligner.align(image, detections=detect_faces(aligner.detector, image).largest_first())   # uncapped
+    image = load_image(src, alpha=True)
+    seen = over_white(image)    # faces are looked for in what the user sees, not in colours alpha hides
+    faces = aligner.align(seen, detections=detect_faces(aligner.detector, seen).largest_first())   # uncapped
     if aligner.max_faces is not None and len(faces) > aligner.max_faces:
         log.warning("%d faces found in %s; processing the largest %d (--max-faces)", len(faces), shown(src),
                     aligner.max_faces)
