@@ -509,7 +509,7 @@ def batch_cmd(in_dir, out_dir, model, device, threads, draw, max_faces, smooth, 
 @click.argument("dst", type=OutputFile(_video_output), default="rtalign_demo.mp4")
 @model_option(threads=1)
 def demo_cmd(dst, model, device, threads):
-    """No camera needed: a generated 720p clip of the shipped portrait, tracked, with lips recoloured."""
+    """No camera needed: a generated 720p clip of the shipped portrait, tracked, lips and irises recoloured, the mesh drawn."""
     import tempfile
     from .effects import Recolor
     from .pipeline import process_video

@@ -52,14 +52,14 @@ class TrackerOptions:
     when it was exported). max_residual: a track whose shape is this
     far from a face (see landmarks.shape_residual) is lost. min_face: smallest face, pixels.
     background: run the detector on a thread of its own, for live sources. `update` then never waits for
-    it (a call costs 25-50 ms on a 720p frame here, longer than a 30 fps frame interval: without it the
-    picture stutters while the tracker looks for faces); faces it finds start tracks on the frame that
+    it (a call costs about 15 ms on a 720p frame here, up to 30 ms under load, as long as a 30 fps frame
+    interval: without it the picture stutters while the tracker looks for faces); faces it finds start tracks on the frame that
     is current when it returns, boxed by where they were, then refined from their own landmarks. Off for
     files: which frame a face starts on then depends on timing, and a file's results must be the same
     on every run. detector_share (background only, where runs go by the clock, not by frames): the most
     of the tracker's wall time the detector may take while it looks for faces: after a detector call of t
-    seconds the next waits until t·(1/share − 1) seconds have passed, so a slow detector (BlazeFace's 48-px
-    pyramid on a 720p frame) cannot take more than its share of the cores when no face is in view, and a
+    seconds the next waits until t·(1/share − 1) seconds have passed, so a slow detector (the full-range
+    network's pyramid, `blazeface-full`, on a 720p frame) cannot take more than its share of the cores when no face is in view, and a
     fast one still runs every frame. 1.0: no limit."""
     max_faces: int | None = 4
     redetect_every: int = 60

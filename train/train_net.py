@@ -1,7 +1,7 @@
 """Train a landmark network on ../shared/data/300w/train and export it to ONNX.
 
     python -m train.train_net --arch resnet --epochs 485 --out exported/resnet.onnx
-    python -m train.train_net --arch cnn --input-size 112 --width 48 --epochs 733 --out exported/cnn.onnx
+    python -m train.train_net --arch cnn --input-size 112 --width 48 --epochs 733 --box-shift 0.04 --box-scale 0.94 1.07 --out exported/cnn.onnx
     python -m train.train_net --arch cnn ... --teacher exported/resnet.onnx   # distilled from the resnet
     python -m train.train_net --arch resnet ... --teacher A.onnx B.onnx --init A.ckpt   # from an ensemble
 
