@@ -2,6 +2,7 @@
 output formats by extension, truncated input, and paths no text encoding can spell."""
 import os
 import shutil
+import struct
 import subprocess
 import wave
 from fractions import Fraction
@@ -377,6 +378,128 @@ def test_a_trimmed_clip_is_not_mistaken_for_a_truncated_one(face_clip, tmp_path)
         assert c.streams.video[0].frames > shown
     result = run("video", trimmed, tmp_path / "o.mp4", "--model", "cnn")
     assert result.exit_code == 0 and f"{shown} frames" in result.output, result.output
+
+
+def _mkv_with_longer_audio(clip, folder, tagged: bool):
+    """`clip`'s 1.5 s of video with 3.5 s of audio in Matroska, the tracks' durations tagged as MKVToolNix tags
+    them (DURATION-eng: FFmpeg names a tag with its language) or not at all (then only the file's duration is
+    known: the audio's). FFmpeg's muxer adds its own language-less DURATION tags: renamed in place."""
+    mkv = folder / "long_audio.mkv"
+    tags = ["-metadata:s:v:0", "DURATION-eng=00:00:01.500000000", "-metadata:s:a:0", "DURATION-eng=00:00:03.500000000"]
+    ffmpeg("-i", clip, "-f", "lavfi", "-t", 3.5, "-i", "sine=r=48000", "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+           "-c:a", "aac", *(tags if tagged else []), mkv)
+    own = b"\x45\xa3\x88DURATION\x44\x87"        # TagName "DURATION" followed by its TagString: no TagLanguage
+    mkv.write_bytes(mkv.read_bytes().replace(own, own.replace(b"DURATION", b"DURATIOX")))
+    with av.open(str(mkv)) as c:
+        durations = [k for k in c.streams.video[0].metadata if k.startswith("DURATION")]
+        assert durations == (["DURATION-eng"] if tagged else [])
+        assert c.duration / av.time_base > 3.4
+    return mkv
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("tagged", [True, False], ids=["DURATION-eng", "untagged"])
+def test_a_matroska_video_whose_audio_runs_on_is_whole_and_still_truncated_when_cut(face_clip, tmp_path, tagged):
+    """The video's end was read from a DURATION tag only, else from the file's duration, which is where its
+    longest stream ends: an intact file whose audio outlasts its video by 2 s was "truncated or corrupt: 45 of
+    about 105 frames decoded". A cut copy of it is still truncated."""
+    mkv = _mkv_with_longer_audio(face_clip, tmp_path, tagged)
+    result = run("video", mkv, tmp_path / "o.mp4", "--model", "cnn")
+    assert result.exit_code == 0 and "45 frames" in result.output, result.output
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(mkv.read_bytes()[: mkv.stat().st_size * 6 // 10])
+    assert_clean_error(run("video", cut, tmp_path / "o.mp4", "--model", "cnn"),
+                       r"cut.mkv is truncated or corrupt: \d+ of about \d+ frames decoded")
+
+
+@pytest.fixture
+def gop_clip(face_clip, tmp_path):
+    """`face_clip` (45 frames) with a keyframe every 15 frames (x264's default interval, 250, gives it one)."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("the ffmpeg command is not installed")
+    clip = tmp_path / "gop.mp4"
+    ffmpeg("-i", face_clip, "-c:v", "libx264", "-preset", "veryfast", "-g", 15, "-c:a", "copy", clip)
+    return clip
+
+
+def _damaged(clip, dst, pick):
+    """A copy of `clip` whose video packets chosen by `pick` (from a list of them) are overwritten with 0xFF bytes,
+    as by a bad sector: their NAL unit sizes become impossible and FFmpeg refuses them. Returns `dst`."""
+    with av.open(str(clip)) as c:
+        packets = [(p.pos, p.size, p.is_keyframe) for p in c.demux(video=0) if p.size]
+    data = bytearray(clip.read_bytes())
+    for pos, size, _ in pick(packets):
+        data[pos:pos + size] = b"\xff" * size
+    dst.write_bytes(data)
+    return dst
+
+
+@pytest.mark.parametrize("keyframe", [0, 1], ids=["first", "mid-file"])
+def test_a_damaged_keyframe_is_skipped_and_the_frames_after_it_still_come(gop_clip, tmp_path, keyframe):
+    """A packet FFmpeg refuses ended decoding there: a damaged first keyframe gave "no frames could be decoded"
+    even with --allow-truncated, a damaged one mid-file cut the run short. FFmpeg skips the packet and decodes
+    on; so does the source, and the file is still reported damaged."""
+    from rtalign.pipeline.sources import VideoFileSource
+    clip = _damaged(gop_clip, tmp_path / "damaged.mp4", lambda packets: [[p for p in packets if p[2]][keyframe]])
+    with VideoFileSource(str(clip)) as source:
+        shown = {round(frame.timestamp * 30) for frame in source}
+    lost = set(range(15 * keyframe, 15 * keyframe + 15))           # at most the damaged keyframe's group
+    assert set(range(45)) - lost <= shown <= set(range(45))
+    n = len(shown)
+    assert source.truncated and source.damage() == f"{n} of 45 frames decoded (1 damaged packet(s) skipped)"
+    assert_clean_error(run("video", clip, tmp_path / "o.mp4", "--model", "cnn"), rf"damaged.mp4 is truncated or "
+                       rf"corrupt: {n} of 45 frames decoded \(1 damaged packet\(s\) skipped\)")
+    result = run("video", clip, tmp_path / "o.mp4", "--model", "cnn", "--allow-truncated")
+    assert result.exit_code == 0, result.output
+    for out in ("o.partial.mp4", "o.mp4"):
+        with av.open(str(tmp_path / out)) as c:
+            assert sum(1 for _ in c.decode(video=0)) == n
+
+
+@needs_ffmpeg
+def test_a_video_no_packet_of_which_decodes_is_given_up_on_in_one_line(tmp_path):
+    """Video FFmpeg cannot decode at all (encrypted, mislabelled) fails every packet: the source stops after a
+    run of failures (250) instead of reading the file to its end (300), and says why."""
+    clip = tmp_path / "long.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=30", "-frames:v", 300, "-c:v", "libx264", clip)
+    clip = _damaged(clip, tmp_path / "undecodable.mp4", lambda packets: packets)
+    result = run("video", clip, tmp_path / "o.mp4", "--model", "cnn", "--allow-truncated")
+    assert_clean_error(result, r"undecodable.mp4: no frames could be decoded \(250 damaged packet\(s\) skipped; gave "
+                               r"up after 250 undecodable packets in a row: Invalid data found when processing input\)")
+
+
+def _metadata_first(mp4):
+    """Move the metadata (udta, holding the cover) ahead of the tracks inside the MP4's moov box, as box order
+    allows: FFmpeg then numbers the cover first. moov keeps its size, so no sample offset changes."""
+    data = mp4.read_bytes()
+
+    def boxes(start, end):
+        while start < end:
+            size, kind = struct.unpack(">I4s", data[start:start + 8])
+            yield kind, start, size
+            start += size
+    _, at, size = next(b for b in boxes(0, len(data)) if b[0] == b"moov")
+    inner = sorted(boxes(at + 8, at + size), key=lambda b: {b"mvhd": 0, b"udta": 1}.get(b[0], 2))
+    mp4.write_bytes(data[:at + 8] + b"".join(data[s:s + n] for _, s, n in inner) + data[at + size:])
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("ext", [".mkv", ".mp4"])
+def test_the_video_read_is_the_one_a_player_shows_not_a_cover_picture_before_it(face_clip, tmp_path, ext):
+    """A cover picture (a thumbnail yt-dlp embeds, album art) listed first was read as the video: one 160x160
+    frame. Matroska keeps it as a plain track before the video flagged default; MP4 flags it attached_pic."""
+    cv2.imwrite(str(tmp_path / "thumb.jpg"), np.full((160, 160, 3), 90, np.uint8))
+    clip = tmp_path / f"cover{ext}"
+    ffmpeg("-i", tmp_path / "thumb.jpg", "-i", face_clip, "-map", 0, "-map", 1, "-c", "copy",
+           "-disposition:v:0", "attached_pic", clip)
+    if ext == ".mp4":
+        _metadata_first(clip)
+    with av.open(str(clip)) as c:
+        assert c.streams.video[0].width == 160, "the cover must come first for this test to mean anything"
+    result = run("video", clip, tmp_path / "o.mp4", "--model", "cnn")
+    assert result.exit_code == 0 and "45 frames" in result.output, result.output
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (640, 360)
 
 
 @pytest.mark.parametrize("option,value", [("--beta", "nan"), ("--min-cutoff", "inf"), ("--min-cutoff", "1e308"),

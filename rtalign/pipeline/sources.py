@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 #: FFmpeg's per-track duration tag in Matroska/WebM, e.g. "00:01:02.500000000".
 _DURATION_TAG = re.compile(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)")
+#: Its key: "DURATION" as FFmpeg writes it, "DURATION-eng" as MKVToolNix does (FFmpeg appends a tag's language).
+_DURATION_KEY = re.compile(r"duration(-\w+)?", re.IGNORECASE)
 
 
 class SourceMode(enum.Enum):
@@ -42,6 +44,17 @@ _NO_INDEX = frozenset({"mpegts", "mpeg", "mpegvideo", "h264", "hevc"})
 #: Raw video streams (FFmpeg's names): no container around them, so FFmpeg's average frame rate is only its
 #: demuxer's default (25), while the guessed rate reads the stream's own timing (30 for a 30 fps camera).
 _RAW_VIDEO = frozenset({"h264", "hevc", "mpegvideo", "m4v"})
+#: Packets in a row the decoder may reject as invalid data before the video counts as undecodable. Damaged
+#: bytes get only the packets they cover rejected (a whole damaged keyframe is one packet; the frames that
+#: refer to it are dropped or concealed, not rejected), while video that cannot be decoded at all
+#: (encrypted, mislabelled) has every packet rejected and is given up after this many, not read to its end
+#: for nothing. 250 is x264's default keyframe interval: a file may lose a whole group of pictures.
+_MAX_FAILED_IN_A_ROW = 250
+
+
+def _strerror(e: Exception) -> str:
+    """FFmpeg's message for an error, without PyAV's error code and function name."""
+    return f"{getattr(e, 'strerror', None) or e}"
 
 
 def _open_video(spec: str):
@@ -54,15 +67,26 @@ def _open_video(spec: str):
     except av.error.ExitError:      # the timeout's interrupt
         raise InputError(f"cannot read video {shown(spec)}: no answer within {URL_TIMEOUT_S:g} s") from None
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
-        raise InputError(f"cannot read video {shown(spec)}: {getattr(e, 'strerror', None) or e}") from None
+        raise InputError(f"cannot read video {shown(spec)}: {_strerror(e)}") from None
     if not container.streams.video:
         container.close()
         raise InputError(f"{shown(spec)} has no video stream")
-    stream = container.streams.video[0]
+    stream = _main_video(container)
     # frame threading, except for formats without an index: there a cut shows only as damaged last frames,
     # and with frame threads whether a damaged frame is flagged depends on timing (VideoFileSource.truncated)
     stream.thread_type = "NONE" if container.format.name in _NO_INDEX else "AUTO"
     return container, stream
+
+
+def _main_video(container):
+    """The video a player shows: FFmpeg's pick (av_find_best_stream: the stream flagged default, else the one
+    with most frames, then most bits), but never a cover picture (attached_pic: album art, the thumbnail
+    yt-dlp embeds) while the file has a real video."""
+    cover = av.stream.Disposition.attached_pic
+    best = container.streams.best("video")
+    if best.disposition & cover:
+        return next((s for s in container.streams.video if not s.disposition & cover), best)
+    return best
 
 
 #: Colour spaces whose YUV → BGR matrix is OpenCV's (BT.601): unspecified (FFmpeg then assumes BT.601 too),
@@ -104,15 +128,17 @@ class VideoFileSource(_Source):
     """Every frame of a video file, in order, upright, as BGR `Frame`s (FILE mode).
 
     `Frame.timestamp` is the frame's own presentation time in seconds (variable frame rates stay
-    variable). A decoding error ends the frames early instead of raising: `truncated` then says so.
+    variable). Damage never raises: a packet that does not decode as valid data is skipped, the frames after
+    it still come, and other errors end the frames early; `truncated` then says the file is damaged.
 
     Attributes:
         fps: average frame rate (Fraction). time_base: the stream's time unit (Fraction).
         size: upright (width, height). rotation: display rotation applied, degrees counter-clockwise.
         frames: count the container announces (0 if unknown). expected: that count, or else one
         estimated from the duration (0 if unknown). decoded: frames delivered so far.
-        error: why decoding stopped early, or None. start: when the file's first stream starts, seconds
-        (≥ 0; an MPEG-TS camcorder clip starts at its clock, hours in): what outputs count their time from.
+        error: why decoding stopped early, or None. skipped: packets skipped, rejected as invalid data.
+        start: when the file's first stream starts, seconds (≥ 0; an MPEG-TS camcorder clip starts at its
+        clock, hours in): what outputs count their time from.
     """
     mode = SourceMode.FILE
     error: str | None = None
@@ -120,6 +146,10 @@ class VideoFileSource(_Source):
     def __init__(self, path: str):
         self.path = str(path)
         self._container, self._stream = _open_video(self.path)
+        self.decoded = self.corrupt = self.skipped = 0
+        self._last_damaged = -1            # index of the newest frame that decoded damaged
+        self._shown_until = 0.0
+        self._packets_until = 0.0          # where the packets read so far end, any stream, seconds
         try:
             self._decoder = self._frames = self._decoded_frames()
             first = next(self._frames, None)
@@ -129,7 +159,7 @@ class VideoFileSource(_Source):
         if first is None:
             self._container.close()
             raise InputError(f"{shown(self.path)}: no frames could be decoded"
-                             + (f" ({self.error})" if self.error else ""))
+                             + (f" ({self._why})" if self._why else ""))
         self._frames = itertools.chain([first], self._frames)
         s = self._stream
         raw = first.pts is None or self._container.format.name in _RAW_VIDEO
@@ -147,45 +177,66 @@ class VideoFileSource(_Source):
         self.expected = self.frames or (round((self._end[0] - start) * self.fps) if self._end else 0)
         self.has_audio = bool(self._container.streams.audio)
         self.start = max(0.0, (self._container.start_time or 0) / av.time_base)
-        self.decoded = 0
-        self.corrupt = 0
-        self._last_damaged = -1            # index of the newest frame that decoded damaged
-        self._shown_until = 0.0
 
-    def _announced_end(self) -> tuple[float, float] | None:
-        """(seconds, tolerance): where the container says the video ends, from the stream's own duration
-        (edit lists applied), FFmpeg's per-track DURATION tag (Matroska), or the whole file's duration
-        (audio may run a little longer: a wider tolerance). None when nothing is said. The last frame is
-        shown until its own duration ends, so a whole file ends exactly there: half a frame of slack."""
+    def _announced_end(self) -> tuple[float, float, bool] | None:
+        """(seconds, tolerance, of_file): where the container says the video ends, from the stream's own
+        duration (edit lists applied) or its Matroska DURATION tag (of_file False), else where the whole file
+        ends (of_file True): that is where its longest stream ends, and audio may run far past the video, so
+        `truncated` compares it with where any stream's packets ended, with a wider tolerance (packets may
+        not say how long they last). None when nothing is said. The last frame is shown until its own
+        duration ends, so a whole video ends exactly there: half a frame of slack."""
         s, step = self._stream, 1 / float(self.fps)
         if s.duration and s.time_base:
-            return float(((s.start_time or 0) + s.duration) * s.time_base), step / 2
-        tag = _DURATION_TAG.fullmatch(s.metadata.get("DURATION", "") or s.metadata.get("duration", ""))
+            return float(((s.start_time or 0) + s.duration) * s.time_base), step / 2, False
+        tag = next((m for key, value in s.metadata.items()
+                    if _DURATION_KEY.fullmatch(key) and (m := _DURATION_TAG.fullmatch(value))), None)
         if tag:
-            return int(tag[1]) * 3600 + int(tag[2]) * 60 + float(tag[3]), step / 2
+            return int(tag[1]) * 3600 + int(tag[2]) * 60 + float(tag[3]), step / 2, False
         if self._container.duration:
-            return self._container.duration / av.time_base, max(step, 0.5)
+            return self._container.duration / av.time_base, max(step, 0.5), True
         return None
 
     def _decoded_frames(self):
+        """The video's frames, decoded packet by packet as FFmpeg's own tools do: a packet the decoder rejects
+        as invalid data (damaged bytes) is counted in `skipped` and the next one decoded; any other error
+        (a read error, a decoder missing), or _MAX_FAILED_IN_A_ROW rejections, end the frames (`error` says
+        why). Packets of the other streams are only read past, noting where they end; PyAV ends each stream
+        with an empty packet that drains the frames its decoder still holds (with frame threads, several)."""
+        failed = 0
         try:
-            for frame in self._container.decode(self._stream):
-                yield frame
+            for packet in self._container.demux():
+                if packet.pts is not None and packet.time_base:
+                    end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                    self._packets_until = max(self._packets_until, end)
+                if packet.stream is not self._stream:      # not by index: PyAV's final empty packets all say 0
+                    continue
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError as e:
+                    self.skipped += 1
+                    failed += 1
+                    if failed == _MAX_FAILED_IN_A_ROW:
+                        self.error = f"gave up after {failed} undecodable packets in a row: {_strerror(e)}"
+                        return
+                    continue
+                failed = 0
+                yield from frames
         except (av.error.FFmpegError, ValueError, MemoryError) as e:
-            self.error = f"{getattr(e, 'strerror', None) or e}"
+            self.error = _strerror(e)
 
     @property
     def truncated(self) -> bool:
-        """Decoding stopped on an error, the frames end well before the container says the video does (and,
-        where the header counts frames, fewer were decoded), or a file without an index ends in damaged
-        frames (see `_ends_damaged`). Time decides, not the count alone: a trimmed clip's edit list hides
-        frames the header still counts."""
-        if self.error or self._ends_damaged:
+        """Decoding stopped on an error or skipped damaged packets, the frames end well before the container
+        says the video does (and, where the header counts frames, fewer were decoded), or a file without an
+        index ends in damaged frames (see `_ends_damaged`). Time decides, not the count alone: a trimmed
+        clip's edit list hides frames the header still counts."""
+        if self.error or self.skipped or self._ends_damaged:
             return True
         if self._end is None:
             return False
-        end, tolerance = self._end
-        short = self._shown_until < end - tolerance
+        end, tolerance, of_file = self._end
+        reached = max(self._shown_until, self._packets_until) if of_file else self._shown_until
+        short = reached < end - tolerance
         return short and (self.decoded < self.frames if self.frames else True)
 
     @property
@@ -202,8 +253,14 @@ class VideoFileSource(_Source):
         about = "" if self.frames else "about "        # no count in the header: estimated from the duration
         what = (f"{self.decoded} of {about}{self.expected} frames decoded" if self.expected
                 else f"decoding stopped after {self.decoded} frames")
-        reason = self.error or ("its last frames are damaged" if self._ends_damaged else None)
-        return what + (f" ({reason})" if reason else "")
+        return what + (f" ({self._why})" if self._why else "")
+
+    @property
+    def _why(self) -> str:
+        """Every reason the frames are incomplete, "" when none is known."""
+        return "; ".join(filter(None, [f"{self.skipped} damaged packet(s) skipped" if self.skipped else None,
+                                       self.error,
+                                       "its last frames are damaged" if self._ends_damaged else None]))
 
     def __iter__(self):
         step = 1 / float(self.fps)
