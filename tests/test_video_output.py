@@ -61,3 +61,21 @@ def test_the_default_audio_track_is_the_one_kept(face_clip, tmp_path):
     assert run_cli("video", two, out, "--draw", "none").exit_code == 0
     with av.open(str(out)) as c:
         assert c.streams.audio[0].codec_context.sample_rate == 44100      # the main track's, not the 8 kHz one
+
+
+@needs_ffmpeg
+def test_non_square_pixels_come_out_as_players_show_them(face_clip, tmp_path):
+    # the same clip stored 480 wide with 4:3 pixels (DV, DVD): the output and the landmarks are 640 wide again,
+    # and the model sees the face in its own proportions, so the points match the square-pixel clip's
+    import numpy as np
+    from rtalign.export import read_landmarks
+    narrow = tmp_path / "narrow.mp4"
+    ffmpeg("-i", face_clip, "-vf", "scale=480:360,setsar=4/3", "-c:v", "libx264", "-crf", "12", "-c:a", "copy", narrow)
+    out, points, reference = tmp_path / "out.mp4", tmp_path / "narrow.csv", tmp_path / "square.csv"
+    assert run_cli("video", narrow, out, "--landmarks", points, "--smooth", "none").exit_code == 0
+    assert run_cli("video", face_clip, "--landmarks", reference, "--smooth", "none").exit_code == 0
+    with av.open(str(out)) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (640, 360)
+    got, want = read_landmarks(points), read_landmarks(reference)
+    assert len(got["frame"]) == len(want["frame"]) == 45
+    assert np.median(np.abs(got["xy"] - want["xy"])) < 1.5

@@ -133,7 +133,9 @@ class VideoFileSource(_Source):
 
     Attributes:
         fps: average frame rate (Fraction). time_base: the stream's time unit (Fraction).
-        size: upright (width, height). rotation: display rotation applied, degrees counter-clockwise.
+        size: upright (width, height), in square pixels: a stored frame whose pixels are not square (its
+        sample aspect ratio) is resized to the shape players show. rotation: display rotation applied,
+        degrees counter-clockwise.
         frames: count the container announces (0 if unknown). expected: that count, or else one
         estimated from the duration (0 if unknown). decoded: frames delivered so far.
         error: why decoding stopped early, or None. skipped: packets skipped, rejected as invalid data.
@@ -167,10 +169,10 @@ class VideoFileSource(_Source):
         self.fps = Fraction(next((r for r in rates if r), 30))
         self.time_base = self._stream.time_base or 1 / self.fps
         self.rotation = float(first.rotation or 0)
-        if round(self.rotation / 90) % 2:
-            self.size = (first.height, first.width)
-        else:
-            self.size = (first.width, first.height)
+        sar = self._stream.sample_aspect_ratio
+        self._sar = Fraction(sar) if sar and sar > 0 and sar != 1 else None
+        width = self._square_width(first.width)
+        self.size = (first.height, width) if round(self.rotation / 90) % 2 else (width, first.height)
         self.frames = int(self._stream.frames or 0)
         self._end = self._announced_end()
         start = float(first.time or 0)
@@ -262,12 +264,19 @@ class VideoFileSource(_Source):
                                        self.error,
                                        "its last frames are damaged" if self._ends_damaged else None]))
 
+    def _square_width(self, width: int) -> int:
+        """A stored frame width as shown with square pixels (anamorphic video: DV, DVD, some broadcast)."""
+        return max(1, round(width * self._sar)) if self._sar else width
+
     def __iter__(self):
         step = 1 / float(self.fps)
         for frame in self._frames:
             # without a timestamp (a raw stream) a frame follows the previous one after that one's duration
             t = float(frame.time) if frame.pts is not None and frame.time is not None else self._shown_until
-            image = upright(to_bgr(frame), frame.rotation or 0)
+            image = to_bgr(frame)
+            if self._sar:       # widened (or narrowed) as players show it: faces keep their proportions
+                image = cv2.resize(image, (self._square_width(frame.width), frame.height), interpolation=cv2.INTER_LINEAR)
+            image = upright(image, frame.rotation or 0)
             if frame.is_corrupt:
                 self.corrupt += 1
                 self._last_damaged = self.decoded
