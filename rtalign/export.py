@@ -1,7 +1,8 @@
 """Landmarks as data: one row per face per frame, to CSV, JSON Lines or (with pyarrow) Parquet.
 
 Columns, in this order **(contract)**: file, frame, time_s, face_id, score, yaw, pitch, roll,
-x0, y0, …, x67, y67 (0-based pixel centres of the input frame; angles in degrees, see rtalign.pose).
+x0, y0, …, x67, y67 (0-based pixel centres of the frame as shown: a video's rotation metadata applied and its
+pixels square, the frame the output video holds; angles in degrees, see rtalign.pose).
 `file` is valid UTF-8: bytes of a file name that are not appear as \\xNN escapes, as error messages show them.
 CSV and JSONL carry coordinates to 0.001 px, angles to 0.01°, scores to 1e-4, times to 1 µs, so
 the same faces always give the same bytes; Parquet keeps the float32 values themselves.
