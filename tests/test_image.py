@@ -176,3 +176,14 @@ def test_pillow_warnings_go_to_the_debug_log_and_the_filters_stay(tmp_path, recw
     with caplog.at_level(logging.DEBUG, logger="rtalign.image"):
         assert load_image(src).shape == (16, 16, 3)
     assert not recwarn.list and "tag 270" in caplog.text and warnings.filters == filters
+
+
+def test_a_dark_16_bit_pgm_stays_dark(tmp_path):
+    # Pillow reads 16-bit PGM/PPM as "I" scaled to 0-65535, so values under 256 are dark, not 8-bit
+    import cv2
+    import numpy as np
+    from rtalign.image import load_image
+    dark = np.full((20, 20), 200, np.uint16)
+    cv2.imwrite(str(tmp_path / "dark.pgm"), dark)
+    cv2.imwrite(str(tmp_path / "dark.png"), dark)
+    assert load_image(tmp_path / "dark.pgm").max() == load_image(tmp_path / "dark.png").max() == 1

@@ -79,3 +79,30 @@ def test_non_square_pixels_come_out_as_players_show_them(face_clip, tmp_path):
     got, want = read_landmarks(points), read_landmarks(reference)
     assert len(got["frame"]) == len(want["frame"]) == 45
     assert np.median(np.abs(got["xy"] - want["xy"])) < 1.5
+
+
+@needs_ffmpeg
+def test_an_audio_track_that_carries_nothing_is_left_out(face_clip, tmp_path):
+    # an MPEG-TS declaring an audio PID with no packets (an unused recorder track): no audio can be copied
+    ts = tmp_path / "silent.ts"
+    ffmpeg("-i", face_clip, "-map", "0:v", "-map", "0:a", "-c", "copy", "-frames:a", "0", "-f", "mpegts", ts)
+    out = tmp_path / "out.mp4"
+    result = run_cli("video", ts, out, "--draw", "none")
+    assert result.exit_code == 0, result.output
+    with av.open(str(out)) as c:
+        assert len(c.streams.video) == 1 and not c.streams.audio
+
+
+@needs_ffmpeg
+def test_a_cut_file_that_starts_late_and_only_knows_its_length_is_truncated(face_clip, tmp_path):
+    # FLV keeps the input's clock (-copyts) and says only how long the file is: its end is start + length
+    from rtalign.pipeline.sources import VideoFileSource
+    late, flv = tmp_path / "late.ts", tmp_path / "late.flv"
+    ffmpeg("-i", face_clip, "-c", "copy", "-f", "mpegts", "-output_ts_offset", 5000, late)
+    ffmpeg("-i", late, "-c", "copy", "-copyts", flv)
+    cut = tmp_path / "cut.flv"
+    cut.write_bytes(flv.read_bytes()[:flv.stat().st_size * 6 // 10])
+    with VideoFileSource(str(flv)) as whole:
+        assert sum(1 for _ in whole) == 45 and not whole.truncated and 40 <= whole.expected <= 50
+    with VideoFileSource(str(cut)) as part:
+        assert sum(1 for _ in part) < 40 and part.truncated

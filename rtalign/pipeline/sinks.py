@@ -90,6 +90,8 @@ class _Audio:
         self._in = av.open(src, "r")
         try:
             stream = self._in.streams.best("audio")
+            if stream is None:      # audio streams, none playable (an MPEG-TS audio PID that carries nothing)
+                raise ValueError("no playable audio track")
             self._copy = allowed is None or _codec_name(stream.codec_context) in allowed
             if self._copy:
                 self._stream = out.add_stream_from_template(stream)

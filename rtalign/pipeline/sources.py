@@ -177,7 +177,7 @@ class VideoFileSource(_Source):
         self._end = self._announced_end()
         start = float(first.time or 0)
         self.expected = self.frames or (round((self._end[0] - start) * self.fps) if self._end else 0)
-        self.has_audio = bool(self._container.streams.audio)
+        self.has_audio = self._container.streams.best("audio") is not None
         self.start = max(0.0, (self._container.start_time or 0) / av.time_base)
 
     def _announced_end(self) -> tuple[float, float, bool] | None:
@@ -194,8 +194,9 @@ class VideoFileSource(_Source):
                     if _DURATION_KEY.fullmatch(key) and (m := _DURATION_TAG.fullmatch(value))), None)
         if tag:
             return int(tag[1]) * 3600 + int(tag[2]) * 60 + float(tag[3]), step / 2, False
-        if self._container.duration:
-            return self._container.duration / av.time_base, max(step, 0.5), True
+        if self._container.duration:        # a length: the file ends that long after it starts
+            c = self._container
+            return ((c.start_time or 0) + c.duration) / av.time_base, max(step, 0.5), True
         return None
 
     def _decoded_frames(self):
