@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 #: faceless 720p clip at ≥ 0.75× its codec-only FPS on 2 cores (measured: every frame 0.37×, 2nd 0.65×, 3rd 0.78×,
 #: 4th 0.80×); a face that comes into view is found within 2 frames.
 SEARCH_EVERY = 3
+#: A face that moved less than this share of its size since the last frame is still: its crop is not moved
+#: by that step (mostly the model's own jitter).
+STILL = 0.02
+#: A face found farther than this share of its size from where its crop expected it is read a second time.
+REREAD = 0.1
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,9 @@ class TrackerOptions:
     tracker). redetect_every: frames between detector runs while fewer
     than max_faces are tracked; 60 picks up a
     new face within 2 s at 30 fps and keeps the detector's cost off the throughput (measured:
-    pipeline/codec 0.67-0.71 at 30, 0.72-0.75 at 60 on 2 cores). search_every: frames between detector
+    pipeline/codec 0.67-0.71 at 30, 0.72-0.75 at 60 on 2 cores); for redetect_every frames after a track is
+    lost while others stay, every search_every frames instead (a face that ducked out of view, or was hidden
+    by another, came back up to 2 s late). search_every: frames between detector
     runs while no face is tracked (the first frame, and the frame on which the last track is lost, run it
     at once); counted in frames, so which frame a face starts on depends on the video alone: a file gives
     the same rows on every run, however fast the machine. min_score: a
@@ -83,6 +90,7 @@ class _Track:
     points: np.ndarray                      # raw (unsmoothed) landmarks of the last frame
     score: float
     box: np.ndarray = field(default=None)
+    motion: np.ndarray = field(default_factory=lambda: np.zeros(2))    # the face's last step, frame pixels
 
 
 class FaceTracker:
@@ -114,6 +122,7 @@ class FaceTracker:
         self.tracks: list[_Track] = []
         self.detector_runs = 0
         self._since_detect = max(options.redetect_every, options.search_every)   # the first frame runs it
+        self._reacquire = 0                 # frames left in which a lost face is looked for every search_every
         self._detector_free_at = 0.0        # clock() time before which the detector budget is spent
         self._ids = count()
         self._capped = False                # a face was left out for max_faces (logged once)
@@ -130,21 +139,40 @@ class FaceTracker:
         min_score = o.min_score if o.min_score is not None else getattr(self.model, "min_score", 0.0)
         return (scores >= min_score) & (shape_residual(points) <= o.max_residual) & (side >= o.min_face) & inside
 
+    def _read(self, image, points: np.ndarray, shift: np.ndarray):
+        """One model pass per face, upright, boxed by its landmarks `points` (N, 68, 2) moved by `shift` (N, 2)."""
+        moved = points + shift[:, None]
+        boxes = landmark_box(moved)
+        centres, sides = (boxes[:, :2] + boxes[:, 2:]) / 2, np.max(boxes[:, 2:] - boxes[:, :2], axis=1)
+        return predict_upright(self.model, image, centres, sides, eye_roll(points),
+                               lambda to_canvas: landmark_box(apply_affine(to_canvas, moved)))
+
     def _follow(self, image) -> None:
-        """Move every track to this frame: the model sees its face upright, boxed by its own last landmarks."""
+        """Move every track to this frame: the model sees its face upright, boxed by its own last landmarks
+        moved by the face's last step (a face crossing the frame in a second would otherwise leave its crop
+        behind: NME 10 % and a new id every 3 frames at 50 px a frame, measured). A face found far from where
+        its crop expected it (a turn of direction, a jolt) is read once more from where it was found."""
         if not self.tracks:
             return
         prev = np.stack([t.points for t in self.tracks]).astype(np.float64)
-        boxes = landmark_box(prev)
-        centres, sides = (boxes[:, :2] + boxes[:, 2:]) / 2, np.max(boxes[:, 2:] - boxes[:, :2], axis=1)
-        pts, scores = predict_upright(self.model, image, centres, sides, eye_roll(prev),
-                                      lambda to_canvas: landmark_box(apply_affine(to_canvas, prev)))
+        sides = np.max(np.ptp(prev, axis=1), axis=1)
+        step = np.stack([t.motion for t in self.tracks])
+        step[np.linalg.norm(step, axis=1) < STILL * sides] = 0       # a still face's crop stays where it was
+        pts, scores = self._read(image, prev, step)
+        far = np.linalg.norm(pts.mean(1) - prev.mean(1) - step, axis=1) > REREAD * sides
+        if far.any():
+            pts[far], scores[far] = self._read(image, pts[far].astype(np.float64), np.zeros((int(far.sum()), 2)))
         now = landmark_box(pts)
         keep = np.flatnonzero(self._alive(pts, scores, image.shape, now))
-        for t, p, s, b in zip(self.tracks, pts, scores, boxes):
-            t.points, t.score, t.box = p, float(s), b
-        keep = keep[distinct(now[keep])]     # two tracks that converged onto one face: the older (lower id) stays
-        self.tracks = [self.tracks[i] for i in keep]
+        for t, p, s, b in zip(self.tracks, pts, scores, landmark_box(prev)):
+            t.motion, t.points, t.score, t.box = p.mean(0) - t.points.mean(0), p, float(s), b
+        # two tracks that converged onto one face: the one the model is surer of stays (the other slid onto
+        # it: a small face passing in front of a larger one took the larger one's id, keeping the older)
+        by_score = keep[np.argsort(-scores[keep], kind="stable")]
+        kept = set(by_score[distinct(now[by_score])].tolist())
+        if len(kept) < len(self.tracks):
+            self._reacquire = self.options.redetect_every
+        self.tracks = [self.tracks[i] for i in keep if i in kept]
 
     def _known(self) -> np.ndarray | None:
         """(N, 4) landmark boxes of the tracked faces, None without any."""
@@ -242,6 +270,7 @@ class FaceTracker:
             raise InputError(f"a frame's timestamp must be a finite number of seconds, got {frame.timestamp!r}")
         image = as_bgr(frame.image)       # grey and BGRA converted; other arrays raise InputError
         self._since_detect += 1
+        self._reacquire = max(0, self._reacquire - 1)
         tracked = bool(self.tracks)
         self._follow(image)
         if tracked and not self.tracks:
@@ -250,7 +279,8 @@ class FaceTracker:
             self._collect(image)
         o = self.options
         if self.tracks:
-            wanted = (o.max_faces is None or len(self.tracks) < o.max_faces) and self._since_detect >= o.redetect_every
+            every = o.search_every if self._reacquire else o.redetect_every
+            wanted = (o.max_faces is None or len(self.tracks) < o.max_faces) and self._since_detect >= every
         elif o.background:
             wanted = self.clock() >= self._detector_free_at
         else:

@@ -250,3 +250,39 @@ def test_a_face_detected_twice_starts_one_track(resnet, astronaut):
     tracker = FaceTracker(resnet, _Fixed([[173, 82, 272, 181], [180, 88, 268, 176]]), smoothing=None)
     ids = [tracker.update(Frame(frame, i / 30, i)).track_id.tolist() for i in range(3)]
     assert ids == [[0], [0], [0]]
+
+
+def _paste(frame, face, x, y):
+    h, w = face.shape[:2]
+    frame[y:y + h, x:x + w] = face
+    return frame
+
+
+def test_a_fast_face_keeps_its_track(resnet, astronaut):
+    # 40 px a frame (across a 720p frame in a second): the crop used to stay behind, the track was lost
+    # every few frames and came back under a new id
+    face = astronaut[40:300, 110:340]
+    ids, errors = [], []
+    for i in range(24):
+        x = 60 + 40 * i
+        if i == 0:
+            tracker = FaceTracker(resnet, smoothing=None)
+        out = tracker.update(Frame(_paste(np.full((720, 1280, 3), 90, np.uint8), face, x, 200), i / 30, i))
+        assert len(out) == 1, i
+        ids.append(int(out.track_id[0]))
+        errors.append(abs(out.xy[0, :, 0].mean() - (x + 115)))
+    assert set(ids) == {0}
+    assert max(errors) < 15          # the points stay on the face (its box is about 100 px)
+
+
+def test_a_face_that_was_hidden_while_another_stayed_is_found_again_at_once(resnet, astronaut):
+    face = astronaut[40:300, 110:340]
+    tracker = FaceTracker(resnet, smoothing=None)
+    counts = []
+    for i in range(40):
+        frame = _paste(np.full((720, 1280, 3), 90, np.uint8), face, 100, 200)
+        if not 10 <= i < 20:                    # the second person steps out of view for 10 frames
+            _paste(frame, face, 800, 200)
+        counts.append(len(tracker.update(Frame(frame, i / 30, i))))
+    assert counts[:10] == [2] * 10 and counts[11:20] == [1] * 9
+    assert counts[23:] == [2] * 17               # back within search_every frames, not the next redetect_every
