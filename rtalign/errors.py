@@ -29,6 +29,12 @@ class DeviceError(RtalignError):
     """A camera, virtual camera, GPU or port that was asked for is not available."""
 
 
+def reason(e: Exception) -> str:
+    """Why an OS or FFmpeg call failed, in its own words (its strerror, without PyAV's error code and
+    function name), else the error itself."""
+    return f"{getattr(e, 'strerror', None) or e}"
+
+
 def shown(path) -> str:
     """A path as text that any terminal can print: bytes that are not UTF-8 appear as \\xNN escapes."""
     return os.fsencode(os.fspath(path)).decode("utf-8", "backslashreplace")

@@ -17,7 +17,7 @@ import av
 import cv2
 import numpy as np
 
-from ..errors import DeviceError, InputError, shown
+from ..errors import DeviceError, InputError, reason, shown
 from ..io_safety import move_into_place, partial_path, temp_path_for
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class _Audio:
                     for frame in packet.decode():
                         self._out.mux(self._stream.encode(self._moved(frame)))
         except (av.error.FFmpegError, ValueError) as e:
-            log.warning("audio ends early: %s", getattr(e, "strerror", None) or e)
+            log.warning("audio ends early: %s", reason(e))
             self._packets = None
 
     def _moved(self, item):
@@ -201,7 +201,7 @@ class VideoFileSink(Sink):
         except BaseException as e:
             self._discard()
             if isinstance(e, (av.error.FFmpegError, ValueError)):
-                raise InputError(f"cannot write video {shown(path)}: {getattr(e, 'strerror', None) or e}") from None
+                raise InputError(f"cannot write video {shown(path)}: {reason(e)}") from None
             raise
         self.frames = 0
         self._last_pts = None
@@ -212,8 +212,8 @@ class VideoFileSink(Sink):
         """The input's audio track, or None (with a warning) when it cannot be read: the video still gets made."""
         try:
             return _Audio(src, self._out, allowed, fallback, start)
-        except (av.error.FFmpegError, ValueError, IndexError) as e:
-            log.warning("%s: audio left out (%s)", shown(self.path), getattr(e, "strerror", None) or e)
+        except (av.error.FFmpegError, ValueError) as e:
+            log.warning("%s: audio left out (%s)", shown(self.path), reason(e))
             return None
 
     def __exit__(self, exc_type, *exc):
@@ -221,7 +221,7 @@ class VideoFileSink(Sink):
 
     def _failed(self, e: Exception):
         self.abort()
-        return InputError(f"cannot write video {shown(self.path)}: {getattr(e, 'strerror', None) or e}")
+        return InputError(f"cannot write video {shown(self.path)}: {reason(e)}")
 
     def write(self, image: np.ndarray, timestamp: float | None = None) -> None:
         """Encode one BGR frame shown at `timestamp` seconds (default: the next frame at `fps`)."""

@@ -13,7 +13,7 @@ import av
 import cv2
 import numpy as np
 
-from ..errors import DeviceError, InputError, shown
+from ..errors import DeviceError, InputError, reason, shown
 from ..io_safety import check_input_file
 from ..types import Frame
 
@@ -52,11 +52,6 @@ _RAW_VIDEO = frozenset({"h264", "hevc", "mpegvideo", "m4v"})
 _MAX_FAILED_IN_A_ROW = 250
 
 
-def _strerror(e: Exception) -> str:
-    """FFmpeg's message for an error, without PyAV's error code and function name."""
-    return f"{getattr(e, 'strerror', None) or e}"
-
-
 def _open_video(spec: str):
     """(container, video stream) with one clear error for every way a file can be unusable."""
     url = "://" in spec
@@ -67,7 +62,7 @@ def _open_video(spec: str):
     except av.error.ExitError:      # the timeout's interrupt
         raise InputError(f"cannot read video {shown(spec)}: no answer within {URL_TIMEOUT_S:g} s") from None
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
-        raise InputError(f"cannot read video {shown(spec)}: {_strerror(e)}") from None
+        raise InputError(f"cannot read video {shown(spec)}: {reason(e)}") from None
     if not container.streams.video:
         container.close()
         raise InputError(f"{shown(spec)} has no video stream")
@@ -219,13 +214,13 @@ class VideoFileSource(_Source):
                     self.skipped += 1
                     failed += 1
                     if failed == _MAX_FAILED_IN_A_ROW:
-                        self.error = f"gave up after {failed} undecodable packets in a row: {_strerror(e)}"
+                        self.error = f"gave up after {failed} undecodable packets in a row: {reason(e)}"
                         return
                     continue
                 failed = 0
                 yield from frames
         except (av.error.FFmpegError, ValueError, MemoryError) as e:
-            self.error = _strerror(e)
+            self.error = reason(e)
 
     @property
     def truncated(self) -> bool:
