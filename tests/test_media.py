@@ -17,6 +17,7 @@ from helpers import assert_clean_error
 from rtalign.cli import main
 from rtalign.pipeline import build_tracker, process_video
 from rtalign.pipeline.sinks import VideoFileSink
+from rtalign.pipeline.sources import VideoFileSource
 from rtalign.export import read_landmarks
 from rtalign.synth import asset_frames, demo_clip, smooth_similarity_path
 
@@ -377,6 +378,23 @@ def test_a_trimmed_clip_is_not_mistaken_for_a_truncated_one(face_clip, tmp_path)
         shown = sum(1 for _ in c.decode(video=0))
         assert c.streams.video[0].frames > shown
     result = run("video", trimmed, tmp_path / "o.mp4", "--model", "cnn")
+    assert result.exit_code == 0 and f"{shown} frames" in result.output, result.output
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("start", [0.34, 0.51, 0.77])
+def test_a_trim_cut_between_frames_is_whole_and_counts_the_frames_it_shows(face_clip, tmp_path, start):
+    """`ffmpeg -ss X -t 0.6 -c copy` with X between two frames: the edit list announces up to a frame more than
+    the frames cover, and the header counts the hidden samples too. Such a clip was refused as "truncated or
+    corrupt: 18 of 38 frames decoded"."""
+    trimmed = tmp_path / "trimmed.mp4"
+    ffmpeg("-ss", start, "-i", face_clip, "-t", 0.6, "-c", "copy", trimmed)
+    with av.open(str(trimmed)) as c:
+        shown = sum(1 for _ in c.decode(video=0))
+    with VideoFileSource(str(trimmed)) as source:
+        assert shown <= source.expected <= shown + 3 < source.frames      # from the duration: not the hidden samples
+        assert sum(1 for _ in source) == shown and not source.truncated
+    result = run("video", trimmed, "--landmarks", tmp_path / "t.csv", "--model", "cnn")
     assert result.exit_code == 0 and f"{shown} frames" in result.output, result.output
 
 

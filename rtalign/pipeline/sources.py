@@ -132,7 +132,8 @@ class VideoFileSource(_Source):
         sample aspect ratio) is resized to the shape players show. rotation: display rotation applied,
         degrees counter-clockwise.
         frames: count the container announces (0 if unknown). expected: that count, or else one
-        estimated from the duration (0 if unknown). decoded: frames delivered so far.
+        estimated from the duration (0 if unknown; also where the count holds samples an edit list hides, as
+        in a stream-copied trim). decoded: frames delivered so far.
         error: why decoding stopped early, or None. skipped: packets skipped, rejected as invalid data.
         start: when the file's first stream starts, seconds (≥ 0; an MPEG-TS camcorder clip starts at its
         clock, hours in): what outputs count their time from.
@@ -172,6 +173,10 @@ class VideoFileSource(_Source):
         self._end = self._announced_end()
         start = float(first.time or 0)
         self.expected = self.frames or (round((self._end[0] - start) * self.fps) if self._end else 0)
+        lasting = round(float(s.duration * s.time_base) * self.fps) if s.duration and s.time_base else None
+        if lasting is not None and self.frames > lasting + 1:      # the header counts samples an edit list hides
+            self.expected = lasting
+        self._estimated = self.expected != self.frames
         self.has_audio = self._container.streams.best("audio") is not None
         self.start = max(0.0, (self._container.start_time or 0) / av.time_base)
 
@@ -181,14 +186,15 @@ class VideoFileSource(_Source):
         ends (of_file True): that is where its longest stream ends, and audio may run far past the video, so
         `truncated` compares it with where any stream's packets ended, with a wider tolerance (packets may
         not say how long they last). None when nothing is said. The last frame is shown until its own
-        duration ends, so a whole video ends exactly there: half a frame of slack."""
+        duration ends, and a trim cut between two frames (`ffmpeg -ss 7.77 -t 1 -c copy`) announces up to a
+        frame more than its frames cover: one frame of slack."""
         s, step = self._stream, 1 / float(self.fps)
         if s.duration and s.time_base:
-            return float(((s.start_time or 0) + s.duration) * s.time_base), step / 2, False
+            return float(((s.start_time or 0) + s.duration) * s.time_base), step, False
         tag = next((m for key, value in s.metadata.items()
                     if _DURATION_KEY.fullmatch(key) and (m := _DURATION_TAG.fullmatch(value))), None)
         if tag:
-            return int(tag[1]) * 3600 + int(tag[2]) * 60 + float(tag[3]), step / 2, False
+            return int(tag[1]) * 3600 + int(tag[2]) * 60 + float(tag[3]), step, False
         if self._container.duration:        # a length: the file ends that long after it starts
             c = self._container
             return ((c.start_time or 0) + c.duration) / av.time_base, max(step, 0.5), True
@@ -248,7 +254,7 @@ class VideoFileSource(_Source):
 
     def damage(self) -> str:
         """What decoding achieved, for a truncated file: "30 of 45 frames decoded (reason)"."""
-        about = "" if self.frames else "about "        # no count in the header: estimated from the duration
+        about = "about " if self._estimated else ""        # estimated from the duration
         what = (f"{self.decoded} of {about}{self.expected} frames decoded" if self.expected
                 else f"decoding stopped after {self.decoded} frames")
         return what + (f" ({self._why})" if self._why else "")
