@@ -42,6 +42,25 @@ def test_an_input_that_starts_late_plays_from_zero(face_clip, tmp_path, ext):
         assert c.duration / av.time_base < 1.7
 
 
+@needs_ffmpeg
+@pytest.mark.parametrize("out", [True, False])
+def test_the_landmarks_of_a_late_input_count_time_as_its_output_video_does(face_clip, tmp_path, out):
+    """time_s was the raw presentation time (5000.0, 5000.033, ...) while the output video ran from 0."""
+    from rtalign.export import read_landmarks
+    late = tmp_path / "late.ts"
+    ffmpeg("-i", face_clip, "-c", "copy", "-f", "mpegts", "-output_ts_offset", 5000, late)
+    video = [tmp_path / "out.mp4"] if out else []
+    result = run_cli("video", late, *video, "--landmarks", tmp_path / "lm.csv", "--model", "cnn")
+    assert result.exit_code == 0, result.output
+    rows = read_landmarks(tmp_path / "lm.csv")
+    times = sorted(set(float(t) for t in rows["time_s"]))
+    assert len(times) == 45 and 0 <= times[0] < 0.1 and abs(times[-1] - times[0] - 44 / 30) < 1e-3  # audio leads a little
+    if out:
+        with av.open(str(video[0])) as c:
+            shown = [float(f.time) for f in c.decode(video=0)]
+        assert max(abs(a - b) for a, b in zip(shown, times)) < 1e-3
+
+
 def test_the_colours_are_tagged_as_written(face_clip, tmp_path):
     # untagged, players read HD video with BT.709's matrix: the BT.601 pixels then shift by up to 27 levels
     out = tmp_path / "out.mp4"

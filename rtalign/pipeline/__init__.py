@@ -35,15 +35,17 @@ def build_tracker(model="resnet", device="cpu", threads=2, max_faces=4,
                        smoothing=smoothing, runtime=RuntimeOptions(device, threads))
 
 
-def _landmark_stage(stack: ExitStack, tracker, landmarks, label: str, draw: str, keep_partial: bool = True):
+def _landmark_stage(stack: ExitStack, tracker, landmarks, label: str, draw: str, keep_partial: bool = True,
+                    start: float = 0.0):
     """(stage, writer): the tracker, wrapped to add head pose and write rows to the `landmarks` file when
-    asked, and that file's writer (None without one). Without `keep_partial`, a run that ends on an
-    exception (Ctrl-C included) deletes the file instead of keeping its rows in LANDMARKS.partial.EXT."""
+    asked (times counted from `start`), and that file's writer (None without one). Without `keep_partial`, a
+    run that ends on an exception (Ctrl-C included) deletes the file instead of keeping its rows in
+    LANDMARKS.partial.EXT."""
     if landmarks is not None:
         writer = stack.enter_context(open_writer(landmarks))
         if not keep_partial:
             stack.callback(writer.abort)        # runs before the writer's own exit; a no-op once it is closed
-        return LandmarkRecorder(tracker, writer, label), writer
+        return LandmarkRecorder(tracker, writer, label, start), writer
     return (PoseTracker(tracker) if draw == "pose" else tracker), None
 
 
@@ -131,7 +133,8 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
         check_output(src, Path(landmarks))
     with ExitStack() as stack:
         source = stack.enter_context(VideoFileSource(spec))
-        tracker, writer = _landmark_stage(stack, tracker, landmarks, label or src.name, draw, keep_partial)
+        tracker, writer = _landmark_stage(stack, tracker, landmarks, label or src.name, draw, keep_partial,
+                                          source.start)
         sink = VideoFileSink(dst, source.size, source.fps, audio_from=spec if source.has_audio else None,
                              preset=preset, crf=crf, time_base=source.time_base, start=source.start)
         try:
@@ -174,7 +177,8 @@ def analyze_video(src, landmarks, *, tracker: FaceTracker, progress=None, stop: 
     check_output(src, Path(landmarks))
     with ExitStack() as stack:
         source = stack.enter_context(VideoFileSource(spec))
-        tracker, writer = _landmark_stage(stack, tracker, landmarks, label or src.name, "none", keep_partial)
+        tracker, writer = _landmark_stage(stack, tracker, landmarks, label or src.name, "none", keep_partial,
+                                          source.start)
         on_frame = (lambda stats: progress(stats, source.expected)) if progress else None
         runner = Runner(source, tracker, Compose([]), [], on_frame)
         with _stopped_by(stop, runner):
