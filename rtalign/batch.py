@@ -84,7 +84,16 @@ class Job:
 
     @property
     def done(self) -> bool:
-        return not self.unreadable and all(p.exists() for p in (self.media, self.landmarks) if p is not None)
+        return not self.unreadable and all(_exists(p) for p in (self.media, self.landmarks) if p is not None)
+
+
+def _exists(path: Path) -> bool:
+    """Path.exists, False where the name cannot be looked up (too long for its folder: the run then fails
+    with that reason, and the other files still run)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)

@@ -50,11 +50,12 @@ def check_destination(dst) -> None:
 
 
 def check_output(src, dst) -> None:
-    """`check_destination`, and refuse an output that is the input file itself."""
+    """`check_destination`, and refuse an output that is the input file itself (after: a name too long for
+    its folder makes `exists()` raise)."""
     src, dst = Path(src), Path(dst)
+    check_destination(dst)
     if dst.resolve() == src.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst)):
         raise InputError(f"output {shown(dst)} is the input file; choose another name")
-    check_destination(dst)
 
 
 def _name_max(folder: Path) -> int:

@@ -306,6 +306,9 @@ def cases(seed_files: dict) -> list[Case]:
                     expect="ok"))
     out.append(Case("path/256-char output", ["image", "in.jpg", "o" * 252 + ".png", *MODEL], {"in.jpg": jpg},
                     expect="fail", text="too long", code=2))
+    for cmd, src, data in (("image", "in.jpg", jpg), ("video", "in.mp4", mp4)):
+        out.append(Case(f"path/300-char {cmd} landmarks", [cmd, src, "--landmarks", "l" * 296 + ".csv", *MODEL],
+                        {src: data}, expect="fail", text="too long", code=1))
     for cmd, src in (("image", "in.jpg"), ("video", "in.mp4")):
         files = {src: jpg if cmd == "image" else mp4}
         dst = "out.png" if cmd == "image" else "out.mp4"

@@ -87,6 +87,21 @@ def test_bad_file_is_reported_and_the_rest_done_then_skipped_on_rerun(folder, tm
     assert stamps == {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.csv")}
 
 
+def test_an_output_name_too_long_for_its_folder_fails_that_file_only_on_every_run(tmp_path):
+    """NAME.mp4.csv can pass the 255-byte limit that NAME.mp4 fits: the file failed with a raw OSError, and
+    once OUT_DIR existed every later run died on it before doing any file."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    demo_clip(src / "short.mp4", n_frames=6, size=(320, 180), audio=False)
+    shutil.copy(src / "short.mp4", src / ("b" * 249 + ".mp4"))
+    for new in ("first.mp4", "second.mp4"):
+        shutil.copy(src / "short.mp4", src / new)
+        result = run_cli("batch", src, out, "--landmarks", "csv", "--only-landmarks", "--model", "cnn")
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert re.search(r"failed: .*b{249}\.mp4: output name is too long: 257 bytes", result.output), result.output
+        assert (out / f"{new}.csv").exists()
+
+
 def test_landmarks_beside_the_inputs_read_every_input(folder):
     """Only landmark files (named INPUT.csv) may go into IN_DIR itself: every input is still read."""
     assert [j.label for j in plan(folder, folder, OPTS)] == ["broken.mp4", "clip0.mp4", "clip1.mp4", "sub/face.png"]
