@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from helpers import assert_clean_error
 
+import rtalign
 from rtalign.cli import main
 from rtalign.pipeline import build_tracker, process_video
 from rtalign.pipeline.sinks import VideoFileSink
@@ -379,6 +380,30 @@ def test_a_trimmed_clip_is_not_mistaken_for_a_truncated_one(face_clip, tmp_path)
         assert c.streams.video[0].frames > shown
     result = run("video", trimmed, tmp_path / "o.mp4", "--model", "cnn")
     assert result.exit_code == 0 and f"{shown} frames" in result.output, result.output
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("second", ["320:180", "480:360"])
+def test_a_stream_that_changes_size_midway_gives_landmarks_of_the_frames_written(face_clip, tmp_path, second):
+    """Joined MPEG-TS recordings change size mid-way: the output kept the first size (stretched), while the
+    landmarks stayed in the decoded frame's pixels, so rows after the change missed the output's faces."""
+    a, b, joined = tmp_path / "a.ts", tmp_path / "b.ts", tmp_path / "joined.ts"
+    ffmpeg("-i", face_clip, "-an", "-c:v", "libx264", "-f", "mpegts", a)
+    ffmpeg("-i", face_clip, "-an", "-vf", f"scale={second}", "-c:v", "libx264", "-output_ts_offset", 1.5, "-f", "mpegts", b)
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    out, table = tmp_path / "o.mp4", tmp_path / "lm.csv"
+    result = run("video", joined, out, "--draw", "none", "--landmarks", table, "--model", "cnn")
+    assert result.exit_code == 0, result.output
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+    assert len(frames) == 90 and {f.shape for f in frames} == {(360, 640, 3)}
+    rows = read_landmarks(table)
+    aligner = rtalign.FaceAligner("cnn")
+    for i in (60, 80):          # after the change
+        nose = rows["xy"][list(rows["frame"]).index(i), 30]
+        assert np.abs(aligner.align(frames[i]).xy[0, 30] - nose).max() < 4
+    if second == "480:360":     # proportions kept: the narrower frames centred between black bars
+        assert frames[80][:, :70].max() < 20 and frames[80][:, -70:].max() < 20 and frames[80][:, 100:540].mean() > 40
 
 
 @needs_ffmpeg

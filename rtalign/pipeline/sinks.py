@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import DeviceError, InputError, reason, shown
 from ..io_safety import move_into_place, partial_path, temp_path_for
+from .sources import letterbox
 
 log = logging.getLogger(__name__)
 
@@ -225,9 +226,7 @@ class VideoFileSink(Sink):
 
     def write(self, image: np.ndarray, timestamp: float | None = None) -> None:
         """Encode one BGR frame shown at `timestamp` seconds (default: the next frame at `fps`)."""
-        w, h = self.size
-        if image.shape[:2] != (h, w):          # the stream changed size (or rotation) mid-way
-            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        image = letterbox(image, self.size)     # frames of another size (a stream that changed size mid-way)
         if any(self._pad):
             image = cv2.copyMakeBorder(image, 0, self._pad[1], 0, self._pad[0], cv2.BORDER_REPLICATE)
         t = self.frames / float(self.fps) if timestamp is None else timestamp - self.start

@@ -106,6 +106,23 @@ def upright(image: np.ndarray, rotation: float) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k)) if k else image
 
 
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` scaled to fit (width, height) with its proportions kept, centred on black; `image` itself when it
+    has that size. A stream that changes size or turns mid-way (joined recordings, HLS, DVB) keeps one frame
+    size, and its faces their shapes, from the first frame on: the landmarks, the drawing and the output
+    video all see the same frame."""
+    w, h = size
+    ih, iw = image.shape[:2]
+    if (iw, ih) == (w, h):
+        return image
+    k = min(w / iw, h / ih)
+    nw, nh = max(1, min(w, round(iw * k))), max(1, min(h, round(ih * k)))
+    out = np.zeros((h, w, *image.shape[2:]), image.dtype)
+    x0, y0 = (w - nw) // 2, (h - nh) // 2
+    out[y0:y0 + nh, x0:x0 + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+    return out
+
+
 class _Source:
     """Sources are context managers that release their file or device on exit."""
 
@@ -129,7 +146,8 @@ class VideoFileSource(_Source):
     Attributes:
         fps: average frame rate (Fraction). time_base: the stream's time unit (Fraction).
         size: upright (width, height), in square pixels: a stored frame whose pixels are not square (its
-        sample aspect ratio) is resized to the shape players show. rotation: display rotation applied,
+        sample aspect ratio) is resized to the shape players show; every frame has the first one's size
+        (`letterbox`). rotation: display rotation applied,
         degrees counter-clockwise.
         frames: count the container announces (0 if unknown). expected: that count, or else one
         estimated from the duration (0 if unknown; also where the count holds samples an edit list hides, as
@@ -278,7 +296,7 @@ class VideoFileSource(_Source):
             image = to_bgr(frame)
             if self._sar:       # widened (or narrowed) as players show it: faces keep their proportions
                 image = cv2.resize(image, (self._square_width(frame.width), frame.height), interpolation=cv2.INTER_LINEAR)
-            image = upright(image, frame.rotation or 0)
+            image = letterbox(upright(image, frame.rotation or 0), self.size)
             if frame.is_corrupt:
                 self.corrupt += 1
                 self._last_damaged = self.decoded
