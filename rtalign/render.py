@@ -27,11 +27,15 @@ def colour_canvas(scene: np.ndarray):
 
     Raises:
         InputError: not a uint8 (H, W, 3) or (H, W, 4) image (a grey frame has no colour to draw in: convert
-            it with cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)).
+            it with cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)), an image without pixels, or a read-only one.
     """
-    if not (isinstance(scene, np.ndarray) and scene.dtype == np.uint8 and scene.ndim == 3 and scene.shape[2] in (3, 4)):
+    if not (isinstance(scene, np.ndarray) and scene.dtype == np.uint8 and scene.ndim == 3 and scene.shape[2] in (3, 4)
+            and scene.size):
         raise InputError(f"annotators draw on uint8 BGR (H, W, 3) or BGRA (H, W, 4) frames, got "
                          f"{getattr(scene, 'dtype', type(scene).__name__)} {getattr(scene, 'shape', '')}")
+    if not scene.flags.writeable:
+        raise InputError("the frame is read-only (from np.frombuffer, a memory map, a frozen array): annotators "
+                         "draw in place, so pass a copy (frame.copy())")
     colour = scene[:, :, :3]
     rows, columns, channels = colour.strides
     if channels == 1 and columns == 3 and rows >= 3 * colour.shape[1]:

@@ -59,8 +59,9 @@ class FaceLandmarks:
         return len(self.xy)
 
     def __getitem__(self, index) -> "FaceLandmarks":
-        """Some of the faces as FaceLandmarks: `faces[0]` (one face), `faces[:2]`, `faces[mask]`."""
-        index = slice(index, index + 1 or None) if isinstance(index, (int, np.integer)) else index
+        """Some of the faces as FaceLandmarks: `faces[0]` (one face), `faces[:2]`, `faces[mask]`. An index past
+        the last face raises IndexError, which also ends `for face in faces` (an empty answer looped forever)."""
+        index = [index] if isinstance(index, (int, np.integer)) else index
         pick = lambda a: None if a is None else a[index]
         return FaceLandmarks(self.xy[index], self.bbox[index], self.score[index], pick(self.track_id), pick(self.pose))
 

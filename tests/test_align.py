@@ -240,3 +240,7 @@ def test_face_landmarks_select_faces_by_index_slice_or_mask():
     assert faces[:2].track_id.tolist() == [4, 5] and faces[:None] is not faces and len(faces[:None]) == 3
     picked = faces[np.array([True, False, True])]
     assert picked.track_id.tolist() == [4, 6] and picked.pose.shape == (2, 3) and picked.xy[1, 0, 0] == 272
+    # one at a time, and no further: an index past the last face gave an empty answer, so a loop never ended
+    assert [face.track_id.tolist() for face in faces] == [[4], [5], [6]]
+    with pytest.raises(IndexError):
+        faces[3]

@@ -4,6 +4,7 @@ import time
 import numpy as np
 import pytest
 
+from rtalign.effects import Recolor
 from rtalign.errors import InputError
 from rtalign.landmarks import JAW
 from rtalign.render import Compose, FpsAnnotator, MeshAnnotator, PointsAnnotator, PoseAnnotator, annotator_for
@@ -133,6 +134,24 @@ def test_frames_without_colour_channels_are_refused_in_one_line(make, scene):
         annotator = make()
         for _ in range(2):                          # FpsAnnotator draws from its second frame
             annotator.annotate(scene, faces_on(scene.shape))
+
+
+def _read_only(shape):
+    scene = np.zeros(shape, np.uint8)
+    scene.setflags(write=False)
+    return scene
+
+
+@pytest.mark.parametrize("make", ANNOTATORS + [FpsAnnotator, lambda: Recolor(lip_color="red")])
+@pytest.mark.parametrize("scene, message", [(_read_only((120, 280, 3)), r"the frame is read-only .* pass a copy"),
+                                            (np.zeros((0, 0, 3), np.uint8), r"annotators draw on uint8 BGR")])
+def test_a_read_only_or_empty_frame_is_refused_in_one_line(make, scene, message):
+    """Frames from np.frombuffer or a memory map reach users through rtalign.track: numpy's "assignment
+    destination is read-only" or OpenCV's "Overload resolution failed" came out instead."""
+    with pytest.raises(InputError, match=message):
+        annotator = make()
+        for _ in range(2):
+            annotator.annotate(scene, faces_on((120, 280)))
 
 
 @pytest.mark.parametrize("make", ANNOTATORS)
