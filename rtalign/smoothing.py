@@ -74,6 +74,7 @@ class OneEuroFilter:
         """Raises: ValueError: `t` is not a finite number."""
         if not math.isfinite(t):
             raise ValueError(f"a One Euro filter needs finite times in seconds, got {t!r}")
+        t = float(t)     # a Fraction (PyAV's pts × time_base) and a float of one time compared unequal, then divided by 0
         x = np.asarray(x, np.float64)
         if not np.isfinite(x).all():
             return x.copy()

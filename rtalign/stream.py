@@ -33,13 +33,19 @@ log = logging.getLogger(__name__)
 
 
 def _array_frames(images: Iterable[np.ndarray], fps: float) -> Iterator[Frame]:
-    """Frames of arrays, each checked and made BGR as FaceAligner.align does (grey and BGRA converted)."""
-    for i, image in enumerate(images):
-        try:
-            image = as_bgr(np.asarray(image))
-        except InputError as e:
-            raise InputError(f"frame {i}: {e}") from None
-        yield Frame(image, i / fps, i, time.perf_counter())
+    """Frames of arrays, each checked and made BGR as FaceAligner.align does (grey and BGRA converted; nested
+    lists taken as arrays). Closing it closes `images` when that can be closed (a generator holding a camera)."""
+    images = iter(images)
+    try:
+        for i, image in enumerate(images):
+            try:
+                image = as_bgr(np.asarray(image) if isinstance(image, (list, tuple)) else image)
+            except InputError as e:
+                raise InputError(f"frame {i}: {e}") from None
+            yield Frame(image, i / fps, i, time.perf_counter())
+    finally:
+        if hasattr(images, "close"):
+            images.close()
 
 
 class FaceStream:
@@ -124,17 +130,16 @@ def track(source, *, model: str | os.PathLike | LandmarkModel = "resnet", option
         raise InputError("cannot track a bool: give a path, a camera index or BGR images")
     tracker = FaceTracker(model, detector, options=options, smoothing=smoothing,
                           runtime=resolve_runtime(runtime, device, threads))
-    if isinstance(source, (str, bytes, os.PathLike)):
-        opened = (LiveFileSource if live else VideoFileSource)(os.fsdecode(source))
-    elif isinstance(source, numbers.Integral):       # numpy integers too
-        opened = CameraSource(int(source))
-    elif isinstance(source, np.ndarray):
+    if isinstance(source, (str, bytes, os.PathLike, numbers.Integral)):     # numpy integers too
+        opened = (CameraSource(int(source)) if isinstance(source, numbers.Integral)
+                  else (LiveFileSource if live else VideoFileSource)(os.fsdecode(source)))
+        return FaceStream(opened, tracker, float(opened.fps), opened)
+    if isinstance(source, np.ndarray):
         if source.ndim not in (2, 3, 4):
             raise InputError(f"expected one (H, W, 3) BGR, (H, W) grey or (H, W, 4) BGRA image, or an (N, H, W, 3) "
                              f"array, got shape {source.shape}")
-        return FaceStream(_array_frames(source[None] if source.ndim < 4 else source, fps), tracker, fps)
-    elif isinstance(source, Iterable):
-        return FaceStream(_array_frames(source, fps), tracker, fps)
-    else:
+        source = source[None] if source.ndim < 4 else source
+    elif not isinstance(source, Iterable):
         raise InputError(f"cannot track {type(source).__name__}: give a path, a camera index or BGR images")
-    return FaceStream(opened, tracker, float(opened.fps), opened)
+    frames = _array_frames(source, fps)
+    return FaceStream(frames, tracker, fps, frames)      # closing the stream closes the frames, and what gives them

@@ -1,3 +1,5 @@
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -123,6 +125,15 @@ def test_a_repeated_time_still_holds_the_lag_bound():
     f.update(np.zeros((68, 2)), 0.0, scale=50.0)
     out = f.update(np.full((68, 2), 10.0), 0.0, scale=50.0)                       # same time: no speed known
     assert np.linalg.norm(out - 10.0, axis=1).max() <= 0.03 * 50 + 1e-9
+
+
+def test_a_fraction_time_and_the_same_time_as_a_float_are_one_time():
+    """PyAV gives times as Fractions (pts × time_base): Fraction(1, 5) < 0.2 exactly, yet 0.2 - 1/5 is 0.0 in
+    floats, and the filter divided by it (ZeroDivisionError)."""
+    f = OneEuroFilter(OneEuroOptions(max_lag=0.03))
+    f.update(np.zeros(2), Fraction(1, 5))
+    out = f.update(np.full(2, 10.0), 0.2)
+    assert np.isfinite(out).all() and np.abs(out - 10.0).max() <= 0.03 + 1e-9
 
 
 def test_non_finite_values_pass_through_without_poisoning_the_filter():

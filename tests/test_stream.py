@@ -91,10 +91,36 @@ def test_grey_and_bgra_arrays_track_like_bgr_and_every_tracked_face_has_a_pose()
     (3.5, "cannot track float"),
     (True, "cannot track a bool"),
     ([np.zeros((8, 8, 3), np.uint8), np.zeros((1, 0, 3), np.uint8)], r"frame 1: .*got shape \(1, 0, 3\)"),
+    (["a.jpg"], "frame 0: expected a numpy image, got str"),         # was "expected uint8 pixels, got <U5"
+    ([None], "frame 0: expected a numpy image, got NoneType"),
 ])
 def test_unusable_sources_are_clear_errors(source, message):
     with pytest.raises(InputError, match=message):
         list(rtalign.track(source, model="cnn"))
+
+
+@pytest.mark.parametrize("leave", ["break", "with"])
+def test_leaving_a_stream_closes_the_generator_that_gives_its_frames(leave):
+    """A generator holding a camera or a file: its `finally` ran only when the stream was garbage-collected."""
+    released = []
+
+    def frames():
+        try:
+            while True:
+                yield np.zeros((64, 64, 3), np.uint8)
+        finally:
+            released.append(True)
+
+    if leave == "break":
+        stream = rtalign.track(frames(), model="cnn")
+        for _ in stream:
+            break
+    else:
+        with rtalign.track(frames(), model="cnn") as stream:
+            running = iter(stream)
+            next(running)
+            assert not released
+    assert released == [True]
 
 
 def test_a_negative_camera_index_is_refused_before_opencv_sees_it():
