@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import numbers
 import os
 
 import cv2
@@ -14,7 +15,7 @@ from .crop import apply_affine, invert_affine, upright_affines, upright_canvas
 from .detectors import DEFAULT_DETECTOR, Detections, detect_faces, load_detector
 from .errors import InputError
 from .landmarks import landmark_box
-from .models import LandmarkModel, load_model, refine
+from .models import LandmarkModel, as_model, refine
 from .pose import head_pose
 from .runtime import RuntimeOptions, resolve_runtime
 from .types import FaceLandmarks
@@ -87,7 +88,10 @@ def as_bgr(image) -> np.ndarray:
 
 
 def _checked_boxes(boxes) -> np.ndarray:
-    boxes = np.asarray(boxes, np.float64)
+    try:
+        boxes = np.asarray(boxes, np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"expected (N, 4) boxes x0, y0, x1, y1, got {type(boxes).__name__} {boxes!r:.40}") from None
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise InputError(f"expected (N, 4) boxes x0, y0, x1, y1, got shape {boxes.shape}")
     if not np.isfinite(boxes).all() or (boxes[:, 2:] <= boxes[:, :2]).any():
@@ -109,10 +113,9 @@ class FaceAligner:
     def __init__(self, model: str | os.PathLike | LandmarkModel = "resnet", *, max_faces: int | None = None,
                  runtime: RuntimeOptions | None = None, device: str | None = None, threads: int | None = None,
                  detector=DEFAULT_DETECTOR):
-        if max_faces is not None and max_faces < 1:
-            raise ValueError(f"max_faces must be ≥ 1 or None, got {max_faces}")
-        runtime = resolve_runtime(runtime, device, threads)
-        self.model = load_model(model, runtime=runtime) if isinstance(model, (str, os.PathLike)) else model
+        if max_faces is not None and not (isinstance(max_faces, numbers.Integral) and max_faces >= 1):
+            raise ValueError(f"max_faces must be a whole number ≥ 1 or None, got {max_faces!r}")
+        self.model = as_model(model, resolve_runtime(runtime, device, threads))
         detector = DEFAULT_DETECTOR if detector is None else detector
         self.detector = load_detector(detector) if isinstance(detector, str) else detector
         self.max_faces = max_faces

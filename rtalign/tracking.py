@@ -25,7 +25,7 @@ from .detectors import DEFAULT_DETECTOR, load_detector
 from .detectors.base import Detections, detect_faces, distinct, not_known
 from .errors import InputError
 from .landmarks import eye_roll, landmark_box, shape_residual
-from .models import LandmarkModel, load_model
+from .models import LandmarkModel, as_model
 from .runtime import RuntimeOptions
 from .smoothing import FaceSmoother, OneEuroOptions
 from .types import FaceLandmarks, Frame
@@ -79,8 +79,9 @@ class TrackerOptions:
     background: bool = False
 
     def __post_init__(self):
-        if (self.max_faces is not None and self.max_faces < 1) or self.redetect_every < 1 or self.search_every < 1:
-            raise ValueError(f"max_faces, redetect_every and search_every must be ≥ 1, got {self}")
+        counts = (self.redetect_every, self.search_every) + (() if self.max_faces is None else (self.max_faces,))
+        if not all(isinstance(n, numbers.Integral) and n >= 1 for n in counts):
+            raise ValueError(f"max_faces, redetect_every and search_every must be whole numbers ≥ 1, got {self}")
         if not 0 < self.detector_share <= 1:
             raise ValueError(f"detector_share must be in (0, 1], got {self.detector_share}")
 
@@ -114,7 +115,7 @@ class FaceTracker:
     def __init__(self, model: str | os.PathLike | LandmarkModel = "resnet", detector=DEFAULT_DETECTOR, *,
                  options: TrackerOptions = TrackerOptions(), smoothing: OneEuroOptions | None = OneEuroOptions(),
                  runtime: RuntimeOptions = RuntimeOptions(), clock=time.perf_counter):
-        self.model = load_model(model, runtime=runtime) if isinstance(model, (str, os.PathLike)) else model
+        self.model = as_model(model, runtime)
         detector = DEFAULT_DETECTOR if detector is None else detector
         self.detector = load_detector(detector) if isinstance(detector, str) else detector
         self.clock = clock

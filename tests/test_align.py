@@ -3,6 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
+import rtalign
 from rtalign import FaceAligner, FaceLandmarks
 from rtalign.models import load_model
 from rtalign.synth import ASSET, ASSET_FACE
@@ -179,6 +180,7 @@ def test_images_that_are_not_8_bit_pictures_are_clear_errors(image, message):
     (np.array([1.0, 2, 3]), r"expected \(N, 4\) boxes"),
     (np.array([[10, 10, 10, 50]]), "finite x0 < x1 and y0 < y1"),
     (np.array([[np.nan, 10, 50, 50]]), "finite x0 < x1 and y0 < y1"),
+    ("abc", r"expected \(N, 4\) boxes x0, y0, x1, y1, got str 'abc'"),        # numpy's own ValueError came out
 ])
 def test_unusable_boxes_are_clear_errors(boxes, message):
     from rtalign.errors import InputError
@@ -186,10 +188,25 @@ def test_unusable_boxes_are_clear_errors(boxes, message):
         FaceAligner(BoxModel(), detector=FixedDetector(BOXES)).align(IMAGE, boxes=boxes)
 
 
-@pytest.mark.parametrize("n", [0, -1])
-def test_max_faces_below_one_is_refused(n):
-    with pytest.raises(ValueError, match=f"max_faces must be ≥ 1 or None, got {n}"):
+@pytest.mark.parametrize("n", [0, -1, 1.5, "2"])
+def test_max_faces_below_one_or_not_whole_is_refused(n):
+    with pytest.raises(ValueError, match=f"max_faces must be a whole number ≥ 1 or None, got {n!r}"):
         FaceAligner(BoxModel(), max_faces=n, detector=FixedDetector(BOXES))
+
+
+@pytest.mark.parametrize("model", [None, 3, object()])
+def test_what_is_no_model_is_refused_when_the_aligner_and_the_stream_are_made(model):
+    """None was taken, then failed at the first image with "'NoneType' object has no attribute 'predict_scored'"."""
+    from rtalign.errors import ModelError
+    message = rf"model must be a name \(resnet, cnn, cascade\), a .onnx/.npz path or a LandmarkModel, got {type(model).__name__}"
+    with pytest.raises(ModelError, match=message):
+        FaceAligner(model, detector=FixedDetector(BOXES))
+    with pytest.raises(ModelError, match=message):
+        rtalign.track(IMAGE, model=model, detector=FixedDetector(BOXES))
+
+
+def test_a_model_path_may_be_bytes_as_a_video_path_may():
+    assert load_model(b"cnn").name == "cnn"
 
 
 def test_face_landmarks_print_one_line_a_face_not_every_point():

@@ -106,9 +106,10 @@ def test_a_face_that_leaves_is_dropped_and_reacquired_with_a_new_id(resnet):
     assert len(set(ids)) == 2
 
 
-def test_options_are_validated():
-    with pytest.raises(ValueError):
-        TrackerOptions(max_faces=0)
+@pytest.mark.parametrize("kwargs", [{"max_faces": 0}, {"max_faces": 1.5}, {"redetect_every": 0}, {"search_every": 2.5}])
+def test_options_are_validated(kwargs):
+    with pytest.raises(ValueError, match="must be whole numbers ≥ 1"):
+        TrackerOptions(**kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ def model_path(name: str | os.PathLike) -> Path:
     Raises:
         ModelError: unknown name, or a file that is missing.
     """
-    name = os.fspath(name)
+    name = os.fsdecode(name)
     if name in MODEL_FILES:
         path = models_dir() / MODEL_FILES[name]
     elif name.endswith((".onnx", ".npz")):
@@ -70,7 +70,7 @@ def load_model(name: str | os.PathLike, device: str | None = None, threads: int 
         DeviceError: the runtime asks for a provider that is missing.
     """
     runtime = resolve_runtime(runtime, device, threads)
-    name = os.fspath(name)
+    name = os.fsdecode(name)
     path = model_path(name)
     if path.suffix == ".npz":
         from .cascade import CascadeLandmarker  # numba compiles on import: only when asked for
@@ -80,4 +80,21 @@ def load_model(name: str | os.PathLike, device: str | None = None, threads: int 
     return OnnxLandmarker(path, runtime=runtime, name=name)
 
 
-__all__ = ["LandmarkModel", "OnnxLandmarker", "load_model", "model_path", "MODEL_NAMES", "models_dir", "refine"]
+
+def as_model(model, runtime: RuntimeOptions) -> LandmarkModel:
+    """`model` loaded on `runtime` when it is a name or path (str, bytes, os.PathLike), else as it is when it is a
+    LandmarkModel (anything with `predict_scored`).
+
+    Raises:
+        ModelError: anything else (None, a number): said now, not as an AttributeError at the first frame.
+    """
+    if isinstance(model, (str, bytes, os.PathLike)):
+        return load_model(model, runtime=runtime)
+    if not callable(getattr(model, "predict_scored", None)):
+        raise ModelError(f"model must be a name ({', '.join(MODEL_NAMES)}), a .onnx/.npz path or a LandmarkModel, "
+                         f"got {type(model).__name__}")
+    return model
+
+
+__all__ = ["LandmarkModel", "OnnxLandmarker", "as_model", "load_model", "model_path", "MODEL_NAMES", "models_dir",
+           "refine"]
