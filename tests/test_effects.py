@@ -329,3 +329,40 @@ def test_a_strength_outside_0_to_1_is_a_clear_error(strength):
         with pytest.raises(InputError, match=f"{key} must be a number in 0..1, got {strength!r}"):
             Recolor(lip_color="red", **{key: strength})
     Recolor(lip_color="red", lip_strength=np.float32(0.5), eye_strength=1)      # numpy numbers and ints are fine
+
+
+@pytest.mark.parametrize("recolour", [recolor_lips, recolor_irises])
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"strength": 2.0}, InputError, r"strength must be a number in 0..1, got 2.0"),        # extrapolated to paint
+    ({"strength": -1}, InputError, r"strength must be a number in 0..1, got -1"),          # silently nothing
+    ({"style": "glam"}, ValueError, r"unknown style 'glam'"),                                # ran as "natural"
+    ({"color": (0, 0, 300)}, InputError, r"bad colour \(0, 0, 300\): .* three BGR numbers within 0-255"),
+    ({"color": "#zzz"}, InputError, r"bad colour '#zzz'"),
+])
+def test_the_functions_refuse_what_recolor_refuses(recolour, kwargs, error, message):
+    img, faces = lips_and_eyes()
+    args = {"color": "red", "strength": 0.6, **kwargs}
+    with pytest.raises(error, match=message):
+        recolour(img.copy(), faces.xy[0], **args)
+
+
+@pytest.mark.parametrize("recolour", [recolor_lips, recolor_irises])
+def test_the_functions_take_what_recolor_takes(recolour):
+    """A BGRA frame (alpha kept), a BGR triple, a face with a NaN point (left as it is), a grey frame refused:
+    they raised numpy's "cannot reshape", "cannot convert float NaN to integer" instead."""
+    img, faces = lips_and_eyes()
+    expected = recolour(img.copy(), faces.xy[0], (0, 0, 255), 1.0, style="flat")
+    assert changed(expected, img).any()
+    np.testing.assert_array_equal(expected, recolour(img.copy(), faces.xy[0], "red", 1.0, style="flat"))
+    bgra = np.dstack([img, np.full(img.shape[:2], 77, np.uint8)])
+    recolour(bgra, faces.xy[0], "red", 1.0, style="flat")
+    np.testing.assert_array_equal(bgra[..., :3], expected)
+    assert (bgra[..., 3] == 77).all()
+    broken = faces.xy[0].copy()
+    broken[50] = np.nan
+    np.testing.assert_array_equal(recolour(img.copy(), broken, "red", 1.0), img)
+    with pytest.raises(InputError, match="annotators draw on uint8 BGR"):
+        recolour(img[..., 0].copy(), faces.xy[0], "red", 1.0)
+    with pytest.raises(InputError, match=r"expected one face's \(68, 2\) landmarks, got shape \(2, 68, 2\)"):
+        recolour(img.copy(), faces.xy[[0, 0]], "red", 1.0)
+

@@ -9,9 +9,10 @@ and tracked). Only a region of interest around each mouth and eye is touched.
     from rtalign.effects import recolor_lips, recolor_irises
     recolor_lips(frame, points, "crimson", 0.7)       # modifies frame in place and returns it
 """
+from .common import STYLES
 from .irises import EyeState, eye_aspect_ratio, iris_weight, recolor_irises
 from .lips import LipMask, lip_mask, recolor_lips
-from .recolor import STYLES, Recolor
+from .recolor import Recolor
 
 __all__ = ["Recolor", "STYLES", "recolor_lips", "recolor_irises", "lip_mask", "LipMask", "iris_weight",
            "EyeState", "eye_aspect_ratio"]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 
 import cv2
 import numpy as np
 
 from ..color import parse_color
-from ..landmarks import INTEROCULAR
+from ..errors import InputError
+from ..landmarks import INTEROCULAR, N_POINTS
+
+STYLES = ("natural", "flat")
 
 _SHIFT = 4  # fixed-point bits for sub-pixel polygon filling
 #: Luminance Y of well-lit skin (L* ≈ 65): a face lit like this gets the target colour as given.
@@ -23,8 +27,50 @@ _XYZ_TO_RGB = np.array([[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760
 
 
 def target_bgr(color) -> np.ndarray:
-    """A colour string or BGR triple as float32 BGR in [0, 1]."""
-    return np.array(parse_color(color) if isinstance(color, str) else color, np.float32) / 255.0
+    """A colour string or BGR triple as float32 BGR in [0, 1].
+
+    Raises:
+        InputError: a string that does not parse, or a triple that is not three numbers in 0..255.
+    """
+    if isinstance(color, str):
+        return np.array(parse_color(color), np.float32) / 255.0
+    try:
+        bgr = np.asarray(color, np.float64)
+    except (TypeError, ValueError):
+        bgr = np.empty(0)
+    if bgr.shape != (3,) or not (np.isfinite(bgr).all() and (bgr >= 0).all() and (bgr <= 255).all()):
+        raise InputError(f"bad colour {color!r}: a CSS colour name such as 'crimson', '#rrggbb', or three BGR "
+                         "numbers within 0-255")
+    return (bgr / 255.0).astype(np.float32)
+
+
+def check_effect(color, strength, style: str, name: str = "strength") -> None:
+    """Refuse in one line what the recolouring cannot apply: Recolor checks once, when it is made, and
+    recolor_lips / recolor_irises on every call (strength 2 extrapolated into flat paint, an unknown style ran
+    as "natural").
+
+    Raises:
+        ValueError: an unknown style.
+        InputError: a colour target_bgr refuses, or a strength that is not a number in 0..1.
+    """
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; expected one of {STYLES}")
+    if color is not None:
+        target_bgr(color)
+    if not (isinstance(strength, numbers.Real) and math.isfinite(strength) and 0 <= strength <= 1):
+        raise InputError(f"{name} must be a number in 0..1, got {strength!r}")
+
+
+def face_points(points) -> np.ndarray | None:
+    """One face's (68, 2) landmarks as an array, None when one is not finite (such a face is left as it is).
+
+    Raises:
+        InputError: not 68 (x, y) points.
+    """
+    points = np.asarray(points, np.float64)
+    if points.shape != (N_POINTS, 2):
+        raise InputError(f"expected one face's ({N_POINTS}, 2) landmarks, got shape {points.shape}")
+    return points if np.isfinite(points).all() else None
 
 
 def lab_of(bgr01: np.ndarray) -> np.ndarray:

@@ -15,7 +15,9 @@ import cv2
 import numpy as np
 
 from ..landmarks import LEFT_EYE, RIGHT_EYE
-from .common import blend_lab, clamp, flat_fill, grey_lightness, interocular, light_gain, lit_target, polygon_mask, quantiles, roi
+from ..render import colour_canvas
+from .common import (blend_lab, check_effect, clamp, face_points, flat_fill, grey_lightness, interocular,
+                     light_gain, lit_target, polygon_mask, quantiles, roi)
 
 #: Eye aspect ratio at which a closed eye counts as open again, and below which an open one closes.
 EAR_OPEN, EAR_CLOSE = 0.20, 0.16
@@ -123,24 +125,30 @@ def recolor_irises(frame: np.ndarray, points: np.ndarray, color, strength: float
     `states`: the face's (right, left) EyeState carried across video frames (None for a photo).
     Modifies `frame` in place and returns it.
     """
+    check_effect(color, strength, style)
+    points = face_points(points)
+    if points is None:
+        return frame
     eyes = [points[RIGHT_EYE], points[LEFT_EYE]]
-    if style == "flat":
-        return flat_fill(frame, eyes, [], color, strength)
-    feather = max(1.0, 0.025 * interocular(points))
-    for eye, state in zip(eyes, states or (None, None)):
-        if state is None and eye_aspect_ratio(eye) < EAR_OPEN:
-            continue                                      # a still image with a closed eye: nothing to find
-        box = roi(eye, 2 * feather + 4, frame.shape)
-        if box is None:
-            continue
-        x0, y0, x1, y1 = box
-        part = frame[y0:y1, x0:x1]
-        gray = cv2.cvtColor(part, cv2.COLOR_BGR2GRAY)
-        found = iris_weight(gray, eye - [x0, y0], feather, state)
-        if found is None:
-            continue
-        (a0, b0, a1, b1), weight = found
-        light = _surround_lightness(gray)
-        blend_lab(part[b0:b1, a0:a1], weight * float(strength), lit_target(color, light), chroma_keep=0.6,
-                  lightness_pull=0.35 * light_gain(light))
+    with colour_canvas(frame) as canvas:
+        if style == "flat":
+            flat_fill(canvas, eyes, [], color, strength)
+            return frame
+        feather = max(1.0, 0.025 * interocular(points))
+        for eye, state in zip(eyes, states or (None, None)):
+            if state is None and eye_aspect_ratio(eye) < EAR_OPEN:
+                continue                                      # a still image with a closed eye: nothing to find
+            box = roi(eye, 2 * feather + 4, canvas.shape)
+            if box is None:
+                continue
+            x0, y0, x1, y1 = box
+            part = canvas[y0:y1, x0:x1]
+            gray = cv2.cvtColor(part, cv2.COLOR_BGR2GRAY)
+            found = iris_weight(gray, eye - [x0, y0], feather, state)
+            if found is None:
+                continue
+            (a0, b0, a1, b1), weight = found
+            light = _surround_lightness(gray)
+            blend_lab(part[b0:b1, a0:a1], weight * float(strength), lit_target(color, light), chroma_keep=0.6,
+                      lightness_pull=0.35 * light_gain(light))
     return frame

@@ -15,7 +15,9 @@ import cv2
 import numpy as np
 
 from ..landmarks import INNER_LIPS, OUTER_LIPS
-from .common import blend_lab, clamp, flat_fill, interocular, lab8, light_gain, lit_target, quantiles, roi, signed_distance
+from ..render import colour_canvas
+from .common import (blend_lab, check_effect, clamp, face_points, flat_fill, interocular, lab8, light_gain,
+                     lit_target, quantiles, roi, signed_distance)
 
 #: Band half-width around the polygon's outline, in inter-ocular distances: how far off the points may be.
 BAND = 0.05
@@ -181,12 +183,18 @@ def recolor_lips(frame: np.ndarray, points: np.ndarray, color, strength: float =
     Returns:
         frame.
     """
-    if style == "flat":
-        return flat_fill(frame, [points[OUTER_LIPS]], [points[INNER_LIPS]], color, strength)
-    mask = lip_mask(frame, points)
-    if mask is not None:
-        x0, y0, x1, y1 = mask.box
-        blend_lab(frame[y0:y1, x0:x1], mask.weight * float(strength),
-                  lit_target(color, mask.skin_lightness), chroma_keep=CHROMA_KEEP,
-                  lightness_pull=LIGHTNESS_PULL * light_gain(mask.skin_lightness))  # dim: own lightness
+    check_effect(color, strength, style)
+    points = face_points(points)
+    if points is None:
+        return frame
+    with colour_canvas(frame) as canvas:
+        if style == "flat":
+            flat_fill(canvas, [points[OUTER_LIPS]], [points[INNER_LIPS]], color, strength)
+            return frame
+        mask = lip_mask(canvas, points)
+        if mask is not None:
+            x0, y0, x1, y1 = mask.box
+            blend_lab(canvas[y0:y1, x0:x1], mask.weight * float(strength),
+                      lit_target(color, mask.skin_lightness), chroma_keep=CHROMA_KEEP,
+                      lightness_pull=LIGHTNESS_PULL * light_gain(mask.skin_lightness))  # dim: own lightness
     return frame

@@ -1,19 +1,13 @@
 """The annotator the pipeline uses: lip and iris colour on every face, with per-track eye state."""
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 
-from ..color import parse_color
-from ..errors import InputError
 from ..render import colour_canvas, finite
 from ..types import FaceLandmarks
+from .common import check_effect
 from .irises import EyeState, recolor_irises
 from .lips import recolor_lips
-
-STYLES = ("natural", "flat")
 
 
 class Recolor:
@@ -23,7 +17,7 @@ class Recolor:
     positions are judged across frames in a video; faces without ids are judged frame by frame.
 
     Args:
-        lip_color, eye_color: CSS name / '#rrggbb' / None to skip. Validated here, at construction.
+        lip_color, eye_color: CSS name / '#rrggbb' / BGR triple / None to skip. Validated here, at construction.
         lip_strength, eye_strength: 0..1.
         style: "natural" or "flat".
 
@@ -34,14 +28,8 @@ class Recolor:
 
     def __init__(self, lip_color=None, eye_color=None, lip_strength: float = 0.6, eye_strength: float = 0.6,
                  style: str = "natural"):
-        if style not in STYLES:
-            raise ValueError(f"unknown style {style!r}; expected one of {STYLES}")
-        for c in (lip_color, eye_color):
-            if c is not None:
-                parse_color(c)
-        for name, value in (("lip_strength", lip_strength), ("eye_strength", eye_strength)):
-            if not (isinstance(value, numbers.Real) and math.isfinite(value) and 0 <= value <= 1):
-                raise InputError(f"{name} must be a number in 0..1, got {value!r}")
+        check_effect(lip_color, lip_strength, style, "lip_strength")
+        check_effect(eye_color, eye_strength, style, "eye_strength")
         self.lip_color, self.eye_color = lip_color, eye_color
         self.lip_strength, self.eye_strength, self.style = lip_strength, eye_strength, style
         self._eyes: dict[int, tuple[EyeState, EyeState]] = {}
