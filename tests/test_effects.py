@@ -366,3 +366,18 @@ def test_the_functions_take_what_recolor_takes(recolour):
     with pytest.raises(InputError, match=r"expected one face's \(68, 2\) landmarks, got shape \(2, 68, 2\)"):
         recolour(img.copy(), faces.xy[[0, 0]], "red", 1.0)
 
+
+def test_dark_skin_in_good_light_gets_the_lipstick_light_skin_gets():
+    """The light was read from the skin alone: dark skin counted as a dim scene, and its lipstick came out
+    dimmed, a third less saturated. Eye whites reflect the same for every skin tone: they now say the light."""
+    results = []
+    for skin in ((150, 170, 215), (45, 60, 95)):                        # L* 73 and 29
+        img, pts, lips, teeth = synthetic_face((40, 15), (40, 15))
+        img[~lips & ~teeth] = skin
+        for eye in (pts[RIGHT_EYE], pts[LEFT_EYE]):
+            img[polygon_mask(img.shape, eye)] = (235, 235, 235)         # open eyes, their whites lit
+        out = recolor_lips(img.copy(), pts, "red", 1.0)
+        results.append(lab_of(out[eroded(lips, 3)].astype(np.float32) / 255).mean(0))
+    (light_l, *light_ab), (dark_l, *dark_ab) = results
+    assert abs(np.hypot(*dark_ab) - np.hypot(*light_ab)) < 0.1 * np.hypot(*light_ab) and abs(dark_l - light_l) < 5
+

@@ -11,13 +11,18 @@ import numpy as np
 
 from ..color import parse_color
 from ..errors import InputError
-from ..landmarks import INTEROCULAR, N_POINTS
+from ..landmarks import INTEROCULAR, LEFT_EYE, N_POINTS, RIGHT_EYE
 
 STYLES = ("natural", "flat")
 
 _SHIFT = 4  # fixed-point bits for sub-pixel polygon filling
 #: Luminance Y of well-lit skin (L* ≈ 65): a face lit like this gets the target colour as given.
 REFERENCE_SKIN_Y = 0.34
+#: L* of the eye whites (eye_white_lightness) of well-lit faces: the median over the colour train faces
+#: whose skin is at least L* 65 (`python /work/ckpt/s20/light.py`, measured in session 20).
+REFERENCE_EYE_WHITE = 72.0
+#: Eyes open at least this much (aspect ratio) and holding this many pixels show enough white to read.
+EYE_WHITE_EAR, EYE_WHITE_PIXELS = 0.2, 20
 _WHITE = np.array([0.950456, 1.0, 1.088754], np.float32)       # D65, as OpenCV's Lab
 #: OpenCV's 8-bit Lab → L* 0..100, a*, b* (one cv2.transform: numpy broadcasting over a last axis
 #: of 3 channels costs several times more than the conversion itself)
@@ -97,20 +102,52 @@ def grey_lightness(grey: float) -> float:
     return 116.0 * y ** (1 / 3) - 16.0 if y > 0.008856 else 903.3 * y
 
 
-def light_gain(skin_lightness: float) -> float:
-    """The face's light relative to well-lit skin (luminance ratio, at most 1), read from its skin's L*."""
-    y = ((max(float(skin_lightness), 8.0) + 16.0) / 116.0) ** 3
-    return min(max(y / REFERENCE_SKIN_Y, 0.02), 1.0)
+def _luminance(lightness: float) -> float:
+    """Luminance Y of an L* (floored at L* 8: the darkest faces count as very dim, not black)."""
+    return ((max(float(lightness), 8.0) + 16.0) / 116.0) ** 3
 
 
-def lit_target(color, skin_lightness: float) -> np.ndarray:
-    """Lab of the target colour as it would look under the face's light.
+def eye_aspect_ratio(eye: np.ndarray) -> float:
+    """(|p1 − p5| + |p2 − p4|) / (2 |p0 − p3|) of one eye's six points: ≈ 0.3 open, < 0.15 closed."""
+    p = eye.tolist()           # six points: plain floats cost less than numpy here
+    return (math.dist(p[1], p[5]) + math.dist(p[2], p[4])) / max(2.0 * math.dist(p[3], p[0]), 1e-6)
 
-    Skin darker than well-lit skin scales the target's linear RGB down by the same factor (never
+
+def eye_white_lightness(frame: np.ndarray, points: np.ndarray) -> float | None:
+    """L* of the brightest tenth of both eyes' pixels: their whites, which reflect the same for every skin
+    tone. None when an eye is closed (aspect ratio below EYE_WHITE_EAR) or the eyes hold too few pixels."""
+    eyes = [points[RIGHT_EYE], points[LEFT_EYE]]
+    if min(eye_aspect_ratio(eye) for eye in eyes) < EYE_WHITE_EAR:
+        return None
+    values = []
+    for eye in eyes:
+        box = roi(eye, 1, frame.shape)
+        if box is not None:
+            x0, y0, x1, y1 = box
+            inside = polygon_mask((y1 - y0, x1 - x0), np.array([x0, y0]), [eye], [1], antialias=False)
+            values.append(cv2.cvtColor(frame[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)[inside > 0])
+    values = np.concatenate(values) if values else np.empty(0, np.uint8)
+    return grey_lightness(float(quantiles(values, [0.9])[0])) if len(values) >= EYE_WHITE_PIXELS else None
+
+
+def light_gain(skin_lightness: float, eye_white: float | None = None) -> float:
+    """The face's light relative to a well-lit face (luminance ratio, at most 1): from its skin's L*, or
+    from its eye whites' (eye_white_lightness) where they say brighter. Skin alone took dark skin in good
+    light for a dim scene: the lipstick came out dimmed and a third less saturated than on light skin."""
+    gain = min(max(_luminance(skin_lightness) / REFERENCE_SKIN_Y, 0.02), 1.0)
+    if eye_white is not None:
+        gain = max(gain, min(_luminance(eye_white) / _luminance(REFERENCE_EYE_WHITE), 1.0))
+    return gain
+
+
+def lit_target(color, skin_lightness: float, eye_white: float | None = None) -> np.ndarray:
+    """Lab of the target colour as it would look under the face's light (light_gain).
+
+    A face lit less than a well-lit one scales the target's linear RGB down by the same factor (never
     up), so in a dim scene the lipstick is dim too and loses chroma the way real colours do,
     instead of glowing at full brightness.
     """
-    gain = light_gain(skin_lightness)
+    gain = light_gain(skin_lightness, eye_white)
     srgb = [_encode(_decode(v) * gain) for v in target_bgr(color).tolist()]
     return lab_of(np.array(srgb, np.float32))
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from ..landmarks import LEFT_EYE, RIGHT_EYE
 from ..render import colour_canvas
-from .common import (blend_lab, check_effect, clamp, face_points, flat_fill, grey_lightness, interocular,
-                     light_gain, lit_target, polygon_mask, quantiles, roi)
+from .common import (blend_lab, check_effect, clamp, eye_aspect_ratio, eye_white_lightness, face_points, flat_fill,
+                     grey_lightness, interocular, light_gain, lit_target, polygon_mask, quantiles, roi)
 
 #: Eye aspect ratio at which a closed eye counts as open again, and below which an open one closes.
 EAR_OPEN, EAR_CLOSE = 0.20, 0.16
@@ -30,12 +30,6 @@ MIN_VISIBLE = 0.3
 #: Weight of each new circle in the tracked one (the rest is the previous); a jump of more than
 #: half a radius (a saccade) is taken at once.
 FOLLOW = 0.5
-
-
-def eye_aspect_ratio(eye: np.ndarray) -> float:
-    """(|p1 − p5| + |p2 − p4|) / (2 |p0 − p3|) of one eye's six points: ≈ 0.3 open, < 0.15 closed."""
-    p = eye.tolist()           # six points: plain floats cost less than numpy here
-    return (math.dist(p[1], p[5]) + math.dist(p[2], p[4])) / max(2.0 * math.dist(p[3], p[0]), 1e-6)
 
 
 @dataclass
@@ -135,6 +129,7 @@ def recolor_irises(frame: np.ndarray, points: np.ndarray, color, strength: float
             flat_fill(canvas, eyes, [], color, strength)
             return frame
         feather = max(1.0, 0.025 * interocular(points))
+        whites = eye_white_lightness(canvas, points)
         for eye, state in zip(eyes, states or (None, None)):
             if state is None and eye_aspect_ratio(eye) < EAR_OPEN:
                 continue                                      # a still image with a closed eye: nothing to find
@@ -149,6 +144,6 @@ def recolor_irises(frame: np.ndarray, points: np.ndarray, color, strength: float
                 continue
             (a0, b0, a1, b1), weight = found
             light = _surround_lightness(gray)
-            blend_lab(part[b0:b1, a0:a1], weight * float(strength), lit_target(color, light), chroma_keep=0.6,
-                      lightness_pull=0.35 * light_gain(light))
+            blend_lab(part[b0:b1, a0:a1], weight * float(strength), lit_target(color, light, whites), chroma_keep=0.6,
+                      lightness_pull=0.35 * light_gain(light, whites))
     return frame
