@@ -46,8 +46,11 @@ INNER_REACH = 1.5
 UNLIKE = (4.0, 6.0)
 #: Lab variance added to each colour model (JPEG noise, few samples).
 REGULARIZE = 4.0
-#: Inter-ocular distance (px) at which larger faces' lip masks are computed.
-WORK_IOD = 110.0
+#: Inter-ocular distance (px) at which larger faces' lip masks are computed, and at which smaller ones than
+#: MIN_WORK_IOD are (upsampled, the mask then averaged back down): below it the band would be narrower than
+#: 2 px, and a 2 px band, 1.5 px inner reach and 0.7 px blur on a 20 px face's 2 px thick lips painted
+#: 1.7× the lip area (the skin around the mouth with it).
+WORK_IOD, MIN_WORK_IOD = 110.0, 2.0 / BAND
 
 #: The robust centre and spread of a colour model come from at most this many of its pixels (an even
 #: stride through them): as good a median for rejecting outliers, at a fraction of the sorting.
@@ -105,26 +108,28 @@ def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
     """The per-pixel lip weight of one face; None when the mouth is off-frame or degenerate.
 
     Large faces are decided at a resolution where the inter-ocular distance is WORK_IOD px (the
-    weight is smooth, the cost stays flat), then the weight is scaled back to the frame.
+    weight is smooth, the cost stays flat), tiny ones where it is MIN_WORK_IOD px, then the weight is scaled
+    back to the frame.
 
     Args:
         image: (H, W, 3) BGR uint8 frame (read only).
         points: (68, 2) landmarks in frame pixels.
     """
-    iod = interocular(points)
-    band = max(2.0, BAND * iod)
-    box = roi(points[OUTER_LIPS], 2 * band + 2, image.shape)
+    iod = max(interocular(points), 1e-6)
+    scale = min(WORK_IOD, max(MIN_WORK_IOD, iod)) / iod
+    unit = min(scale, 1.0)          # working pixels a frame pixel spans; tiny faces: the working pixel itself
+    band = max(2.0 * unit, BAND * iod * scale)                              # working pixels
+    box = roi(points[OUTER_LIPS], 2 * band / scale + 2, image.shape)
     if box is None:
         return None
     x0, y0, x1, y1 = box
-    scale = min(1.0, WORK_IOD / max(iod, 1e-6))
     size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
     part = image[y0:y1, x0:x1]
-    if scale < 1.0:
+    if scale != 1.0:
         part = cv2.resize(part, size, interpolation=cv2.INTER_LINEAR)
     k = np.array([size[0] / (x1 - x0), size[1] / (y1 - y0)])
     pts = (points - [x0, y0] + 0.5) * k - 0.5
-    band, reach_in = band * scale, INNER_REACH * scale
+    reach_in = INNER_REACH * unit
     lab = lab8(part)                                     # 8-bit Lab: precise enough to decide
     smooth = cv2.GaussianBlur(lab, (0, 0), 0.8)          # decide with less JPEG noise
     d_out = signed_distance(size[::-1], np.zeros(2), pts[OUTER_LIPS])
@@ -163,9 +168,9 @@ def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
     # nothing beyond the band outside; inside the mouth, only a pixel or two (the inner line errs
     # towards the teeth, and the tongue is lip-coloured)
     reach = clamp(np.minimum((d_out + band) / (0.5 * band), reach_in - d_in), 0.0, 1.0)
-    weight = cv2.GaussianBlur((alike * reach / (1.0 + np.exp(-logit))).astype(np.float32), (0, 0), 0.7 * scale)
-    if scale < 1.0:
-        weight = cv2.resize(weight, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    weight = cv2.GaussianBlur((alike * reach / (1.0 + np.exp(-logit))).astype(np.float32), (0, 0), 0.7 * unit)
+    if scale != 1.0:
+        weight = cv2.resize(weight, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA if scale > 1 else cv2.INTER_LINEAR)
     return LipMask(box, weight, skin_lightness)
 
 
