@@ -476,7 +476,10 @@ def sweep(short: bool = False, jobs: int = 3, only: str = "", root: Path | None 
         seed_dir = base / "seeds"
         seed_dir.mkdir(exist_ok=True)
         all_cases = cases(seeds(seed_dir))
-        chosen = all_cases[::8] + [c for c in all_cases if c.signal_after_start][:1] if short else all_cases
+        chosen = all_cases
+        if short:       # every 8th, and one case stopped by a signal (once, when it is among them)
+            chosen = all_cases[::8]
+            chosen += [c for c in all_cases if c.signal_after_start and c not in chosen][:1]
         chosen = [c for c in chosen if only in c.name]
         runs = base / "runs"
         runs.mkdir(exist_ok=True)
