@@ -23,7 +23,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,8 +70,9 @@ class BatchOptions:
 
 @dataclass(frozen=True)
 class Job:
-    """One input and the outputs it should produce (None: not wanted). `unreadable`: why `src`, a folder
-    under the input folder, could not be listed (the job then fails with that reason, never silently)."""
+    """One input and the outputs it should produce (None: not wanted). `unreadable`: why `src` cannot be read
+    (a folder under the input folder that could not be listed, a link to nothing, a pipe): the job then
+    fails with that reason, never silently."""
     src: Path
     label: str                  # the landmarks' `file` column: the path relative to the input folder
     media: Path | None
@@ -84,14 +85,14 @@ class Job:
 
     @property
     def done(self) -> bool:
-        return not self.unreadable and all(_exists(p) for p in (self.media, self.landmarks) if p is not None)
+        return not self.unreadable and all(_is_file(p) for p in (self.media, self.landmarks) if p is not None)
 
 
-def _exists(path: Path) -> bool:
-    """Path.exists, False where the name cannot be looked up (too long for its folder: the run then fails
-    with that reason, and the other files still run)."""
+def _is_file(path: Path) -> bool:
+    """Path.is_file (a folder where an output belongs is no output: the run then fails on it with its reason),
+    False too where the name cannot be looked up (too long for its folder)."""
     try:
-        return path.exists()
+        return path.is_file()
     except OSError:
         return False
 
@@ -135,11 +136,12 @@ def plan(in_dir, out_dir, options: BatchOptions, suffixes=VIDEO_SUFFIXES + IMAGE
     jobs, unreadable = [], []
     for src in sorted(_walk(in_dir, unreadable)):
         rel = src.relative_to(in_dir)
-        if (src.suffix.lower() not in suffixes or not src.is_file() or any(p.startswith(".") for p in rel.parts)
-                or (skip is not None and skip in src.resolve().parents)):
+        if (src.suffix.lower() not in suffixes or any(p.startswith(".") for p in rel.parts)
+                or (skip is not None and skip in Path(os.path.realpath(src)).parents)):     # no raise on a link loop
             continue
         jobs.append(Job(src, rel.as_posix(), out_dir / _media_name(rel) if options.media else None,
-                        out_dir / f"{rel}{options.landmarks}" if options.landmarks else None))
+                        out_dir / f"{rel}{options.landmarks}" if options.landmarks else None,
+                        None if src.is_file() else _not_a_file(src)))
     jobs += [Job(Path(e.filename), shown(Path(e.filename).relative_to(in_dir)), None, None,
                  f"cannot list this folder: {e.strerror}") for e in unreadable]
     drawn: dict[Path, Job] = {}
@@ -148,6 +150,14 @@ def plan(in_dir, out_dir, options: BatchOptions, suffixes=VIDEO_SUFFIXES + IMAGE
             raise InputError(f"{drawn[job.media].label} and {job.label} would both be drawn to {job.media}; "
                              "rename one")
     return jobs
+
+
+def _not_a_file(path: Path) -> str:
+    """Why a name with a photo or video suffix is no file to read (a link to nothing, a pipe): said as the
+    file's failure, not skipped without a word."""
+    if path.is_symlink() and not path.exists():
+        return "a symbolic link to nothing (or to itself)"
+    return "not a regular file (a pipe, socket or device)"
 
 
 def _walk(folder: Path, errors: list) -> list[Path]:
@@ -220,12 +230,30 @@ class _StopFlag:
 def _init_worker(stop) -> None:
     """A local worker ignores Ctrl-C (the terminal sends it to every process: an idle worker killed by it
     would break the pool and get the busy ones killed mid-file) and stops its file when `stop` is set: by
-    the parent, or by a SIGTERM / SIGHUP sent to the whole process group."""
+    the parent, or by a SIGTERM / SIGHUP sent to the whole process group. It starts with Ctrl-C blocked
+    (_spawning), which it then lets through to be ignored."""
     global _STOP
     _STOP = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop.set())
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextmanager
+def _spawning():
+    """Ctrl-C held back in this thread while it starts worker processes, which inherit the block: a spawned
+    worker spends its first second importing (OpenCV, onnxruntime) before _init_worker runs, and a Ctrl-C
+    then printed each worker's traceback. The parent gets its Ctrl-C when the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):     # Windows: no signal masks
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _run_video(job: Job, options: BatchOptions) -> int:
@@ -309,7 +337,8 @@ def _local(jobs, options, workers, report):
     context = multiprocessing.get_context("spawn")
     stop = _StopFlag(context)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(stop,)) as pool:
-        futures = {pool.submit(process_file, job, options): i for i, job in enumerate(jobs)}
+        with _spawning():           # workers start as files are submitted
+            futures = {pool.submit(process_file, job, options): i for i, job in enumerate(jobs)}
         try:
             for f in as_completed(futures):
                 try:

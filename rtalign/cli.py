@@ -324,11 +324,14 @@ def _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, 
 
 class _SignalsAsCtrlC(_StopSignals):
     """SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so the cleanup the batch code runs for
-    Ctrl-C (temporary and partial files deleted) runs for them too; `signum` remembers which arrived."""
+    Ctrl-C (temporary and partial files deleted) runs for them too; `signum` remembers which arrived. Only
+    the first does: a second one (Ctrl-C pressed twice) cut that cleanup short, and the worker pool's
+    shutdown then hung for good, its workers left running."""
 
     def _handle(self, signum, _frame):
-        self.signum = signum
-        raise KeyboardInterrupt
+        if self.signum is None:
+            self.signum = signum
+            raise KeyboardInterrupt
 
 
 def _with_bar(total: int, run):

@@ -102,6 +102,23 @@ def test_an_output_name_too_long_for_its_folder_fails_that_file_only_on_every_ru
         assert (out / f"{new}.csv").exists()
 
 
+def test_a_link_to_nothing_or_a_pipe_named_as_media_fails_and_a_folder_in_an_outputs_place_is_no_output(folder, tmp_path):
+    """Such inputs were left out without a word, and a folder where an output belongs counted as that output
+    (skipped as "already complete", exit 0, nothing written)."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(folder, src)
+    (src / "gone.jpg").symlink_to(src / "nowhere.jpg")
+    (src / "loop.mp4").symlink_to(src / "loop.mp4")
+    os.mkfifo(src / "pipe.png")
+    (out / "clip0.mp4").mkdir(parents=True)
+    result = run_cli("batch", src, out, "-m", "cnn")
+    assert result.exit_code == 1
+    for name, why in (("gone.jpg", "a symbolic link to nothing"), ("loop.mp4", "a symbolic link to nothing"),
+                      ("pipe.png", "not a regular file"), ("clip0.mp4", "is a folder")):
+        assert re.search(rf"failed: .*{re.escape(name)}: .*{why}", result.output), result.output
+    assert re.search(r"\d+ done, 0 skipped \(already complete\), 5 failed", result.output)    # broken.mp4 too
+
+
 def test_landmarks_beside_the_inputs_read_every_input(folder):
     """Only landmark files (named INPUT.csv) may go into IN_DIR itself: every input is still read."""
     assert [j.label for j in plan(folder, folder, OPTS)] == ["broken.mp4", "clip0.mp4", "clip1.mp4", "sub/face.png"]
@@ -304,24 +321,80 @@ def test_interrupted_video_leaves_no_output_no_partial_no_temporary(long_clip, t
     assert [p.name for p in tmp_path.rglob("*")] == []
 
 
+def test_only_the_first_stop_signal_unwinds_a_batch():
+    """The batch's cleanup (stop the workers, delete what they wrote) must not be cut short by the next signal."""
+    from rtalign.cli import _SignalsAsCtrlC
+    signals = _SignalsAsCtrlC()
+    with pytest.raises(KeyboardInterrupt):
+        signals._handle(signal.SIGTERM, None)
+    signals._handle(signal.SIGINT, None)
+    assert signals.signum == signal.SIGTERM
+
+
+def _ctrl_c_twice(proc):
+    """What a terminal does when Ctrl-C is pressed twice: SIGINT to the whole process group, 20 ms apart."""
+    for _ in range(2):
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("signum, args", [(signal.SIGTERM, []), (signal.SIGHUP, []), (signal.SIGTERM, ["--workers", "2"]),
-                                          (signal.SIGTERM, ["--ray", "--workers", "2"])])
+                                          (signal.SIGTERM, ["--ray", "--workers", "2"]), ("twice", []),
+                                          ("twice", ["--workers", "2"])])
 def test_cli_batch_stopped_by_a_signal_leaves_no_file_and_exits_128_plus_signal(long_clip, tmp_path, signum, args):
+    """Ctrl-C pressed twice: the second one cut the cleanup short; with workers the run then never ended (its
+    workers left running), without them the encoder's container was closed under it (a crash, exit 139)."""
     if "--ray" in args:
         pytest.importorskip("ray", reason="Ray is the optional [ray] extra: pip install -e '.[ray]'")
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen([sys.executable, "-m", "rtalign.cli", "batch", str(long_clip), str(tmp_path), "-m", "cnn",
                              "--landmarks", "csv", *args], cwd=root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, start_new_session=True)
     try:
-        _when_encoding(tmp_path, lambda: proc.send_signal(signum))
+        _when_encoding(tmp_path, lambda: _ctrl_c_twice(proc) if signum == "twice" else proc.send_signal(signum))
         _, err = proc.communicate(timeout=60)
     finally:
-        proc.kill()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)         # workers too, should the run have hung
+    signum = signal.SIGINT if signum == "twice" else signum
     assert proc.returncode == 128 + signum, err.decode()
     assert b"Traceback" not in err and b"interrupted" in err
     assert [p.name for p in tmp_path.rglob("*")] == []
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker processes through Linux's /proc")
+def test_ctrl_c_while_the_workers_start_is_one_line(long_clip, tmp_path):
+    """A spawned worker imports OpenCV and onnxruntime for a second before it ignores Ctrl-C: a Ctrl-C then
+    printed a traceback from every worker."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "rtalign.cli", "batch", str(long_clip), str(tmp_path), "-m", "cnn",
+                             "--workers", "2"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        end = time.monotonic() + 60
+        while len(_children(proc.pid)) < 2 and time.monotonic() < end:      # the workers (and a resource tracker)
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and b"Traceback" not in err, err.decode()
 
 
 def test_a_worker_killed_mid_file_fails_its_files_and_the_run_ends(long_clip, tmp_path):

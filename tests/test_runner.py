@@ -114,3 +114,36 @@ def test_ctrl_c_while_the_stages_start_leaves_no_stage_running(monkeypatch):
     stats = run(ListSource(10_000, SourceMode.FILE), SlowTracker(0.001), RecordingSink())
     assert stats.interrupted and len(started) == 2
     assert not any(t.is_alive() for t in started)
+
+
+def test_a_second_ctrl_c_while_the_stages_end_waits_for_them_before_it_is_raised():
+    """A second Ctrl-C landing in run()'s wait for its stages ended the wait: the caller closed the encoder's
+    container under the output stage, still inside its last write, and the process crashed (exit 139)."""
+    import os
+    import signal
+    writing = threading.Event()
+
+    class SlowSink(Sink):
+        """Its write after the first takes 0.6 s, as an encoder's last call may."""
+        def __init__(self):
+            self.finished = 0
+
+        def write(self, image, timestamp=None):
+            if self.finished:
+                writing.set()
+                time.sleep(0.6)
+            self.finished += 1
+
+    def press_ctrl_c_twice():
+        writing.wait(5)
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGINT)          # a real signal: it wakes the main thread's waits
+            time.sleep(0.15)
+
+    sink = SlowSink()
+    threading.Thread(target=press_ctrl_c_twice, daemon=True).start()
+    runner = Runner(ListSource(10_000, SourceMode.FILE), SlowTracker(), Compose([]), [sink])
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    assert sink.finished == 2 and runner.stats.interrupted      # the write under way ended before run() did
+

@@ -212,14 +212,22 @@ class Runner:
         unless it is inside one long call (a decode, an encode), and the caller may close the source or
         the sinks only once it is out. Events, not Thread.join: a KeyboardInterrupt landing inside
         join() can mark a running thread finished (CPython gh-90882), and the caller would then close
-        the encoder under it (seen as a hang when Ray cancels a task)."""
-        for _, done in stages:
-            done.wait(1.0)
-        late = [t.name for t, done in stages if not done.is_set()]
-        if late:
-            log.warning("waiting for %s to finish its current call", ", ".join(late))
-            for _, done in stages:
-                done.wait()
+        the encoder under it (seen as a hang when Ray cancels a task). For the same reason an exception a
+        signal handler raises meanwhile (a second Ctrl-C) is held until every stage is out, then raised:
+        it used to end the wait, and the container closed under the encoder crashed the process."""
+        held, warned = None, False
+        while not all(done.is_set() for _, done in stages):
+            try:
+                for _, done in stages:
+                    done.wait(1.0)
+                late = [t.name for t, done in stages if not done.is_set()]
+                if late and not warned:
+                    warned = True
+                    log.warning("waiting for %s to finish its current call", ", ".join(late))
+            except BaseException as e:
+                held = held or e
+        if held is not None:
+            raise held
 
     def run(self) -> RunStats:
         """Run to the end of the source or until stopped; re-raises the first error of any thread.
