@@ -188,7 +188,8 @@ class VideoFileSink(Sink):
         self._tmp = temp_path_for(self.path)
         self._out = self._audio = None
         try:
-            self._out = av.open(str(self._tmp), "w")
+            # bitexact: no random ids (Matroska's segment UID), so the same input always gives the same bytes
+            self._out = av.open(str(self._tmp), "w", container_options={"fflags": "+bitexact"})
             self._video = self._out.add_stream(codec, rate=self.fps)
             self._video.width, self._video.height = w + self._pad[0], h + self._pad[1]
             self._video.pix_fmt = "yuv420p"
