@@ -126,7 +126,7 @@ def plan(in_dir, out_dir, options: BatchOptions, suffixes=VIDEO_SUFFIXES + IMAGE
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
-        raise InputError(f"no such folder: {in_dir}")
+        raise InputError(f"{shown(in_dir)} is not a folder" if in_dir.exists() else f"no such folder: {shown(in_dir)}")
     inside = out_dir.resolve() == in_dir.resolve() or out_dir.resolve() in in_dir.resolve().parents
     if options.media and inside:
         raise InputError(f"output folder {out_dir} is or holds the input folder; choose another")

@@ -345,11 +345,19 @@ def _with_bar(total: int, run):
             raise _Interrupted(signals.signum or signal.SIGINT) from None
 
 
+#: Control characters as escapes: a file name may hold a newline (a "one-line" failure split in two) or a
+#: terminal's escape sequence.
+_CONTROL = {**{c: f"\\x{c:02x}" for c in (*range(32), 127)}, 9: "\\t", 10: "\\n", 13: "\\r"}
+
+
 def _report_files(results) -> None:
-    """One line per failed file with its reason, a summary line, and exit code 1 if any failed."""
+    """One line per failed file with its reason (the file named once), a summary line, and exit code 1 if
+    any failed."""
     failed = [r for r in results if not r.ok]
     for r in failed:
-        click.echo(f"failed: {r.src}: {r.reason}", err=True)
+        src = shown(r.src)
+        said = r.reason if r.reason.startswith(src) else f"{src}: {r.reason}"     # "X is empty", not "X: X is empty"
+        click.echo(f"failed: {said}".translate(_CONTROL), err=True)
     skipped = sum(r.skipped for r in results)
     click.echo(f"{len(results) - len(failed) - skipped} done, {skipped} skipped (already complete), "
                f"{len(failed)} failed")
