@@ -309,6 +309,7 @@ def image_cmd(src, dst, model, device, threads, draw, max_faces, landmarks, dete
 
 def _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, detector, effects):
     from .batch import IMAGE_SUFFIXES, BatchOptions, align_folder, plan, preload
+    from .io_safety import partial_path
     if dst is None and landmarks is None:
         raise click.UsageError("give an output folder and/or --landmarks FILE")
     if dst is not None:
@@ -319,7 +320,15 @@ def _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, 
     total = len(plan(src, dst or src, opts, IMAGE_SUFFIXES))
     if not total:
         raise click.UsageError(f"no photos in {shown(src)}")
-    _report_files(_with_bar(total, lambda bar: align_folder(src, dst or src, opts, landmarks, bar)))
+    try:
+        results = _with_bar(total, lambda bar: align_folder(src, dst or src, opts, landmarks, bar))
+    except _Interrupted as e:      # the photos' rows so far are kept, as a stopped video's are: say where
+        kept = partial_path(landmarks) if landmarks is not None else None
+        if kept is None or not kept.exists():
+            raise
+        click.echo(f"interrupted: the rows of the photos done in {shown(kept)}", err=True)
+        sys.exit(128 + e.signum)
+    _report_files(results)
 
 
 class _SignalsAsCtrlC(_StopSignals):

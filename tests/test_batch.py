@@ -170,6 +170,27 @@ def test_cli_image_folder_with_only_a_landmarks_file(folder, tmp_path):
     assert read_landmarks(table)["file"] == ["face.png"]
 
 
+def test_cli_image_folder_stopped_says_where_the_rows_so_far_are(astronaut_file, tmp_path, monkeypatch):
+    """The rows of the photos done stay in FILE.partial.csv, as a stopped video's do; it said only "interrupted"."""
+    import rtalign.batch
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in range(3):
+        shutil.copy(astronaut_file, photos / f"p{k}.png")
+    real, done = rtalign.batch._run_image, []
+
+    def stopped_on_the_third(job, options, writer=None):
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append(job.src.name)
+        return real(job, options, writer)
+    monkeypatch.setattr(rtalign.batch, "_run_image", stopped_on_the_third)
+    result = run_cli("image", photos, "--landmarks", tmp_path / "faces.csv", "-m", "cnn")
+    assert result.exit_code == 130, result.output
+    assert f"interrupted: the rows of the photos done in {tmp_path / 'faces.partial.csv'}" in result.output
+    assert read_landmarks(tmp_path / "faces.partial.csv")["file"] == ["p0.png", "p1.png"]
+
+
 def test_worker_processes_write_the_same_bytes_as_one_by_one(folder, tmp_path):
     run_batch(plan(folder, tmp_path / "one", OPTS), OPTS, workers=1)
     run_batch(plan(folder, tmp_path / "two", OPTS), OPTS, workers=2)
