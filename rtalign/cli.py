@@ -229,13 +229,14 @@ def eval_cmd(model, device, threads, data, as_json, runs, boxes, detector):
     if given and boxes != "detector":
         raise click.UsageError("--detector only applies with --boxes detector (the default protocol gives "
                                "each model the ground-truth box)")
-    folder = data or data_root() / "test_common"
+    folder = data_root() / "test_common" if data is None else data
     lm = load_model(model, device, threads)
     det = load_detector(detector) if boxes == "detector" else None
     result = {"model": model, "data": str(folder), "threads": lm.threads, "boxes": boxes,
               **({"detector": detector} if det else {}), **evaluate(lm, folder, runs, progress=not as_json, detector=det)}
-    if as_json:
-        click.echo(json.dumps(result))
+    if as_json:       # strict JSON: a figure that is not a number (a model that gave NaN points) is null
+        click.echo(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v
+                               for k, v in result.items()}, allow_nan=False))
         return
     click.echo(f"{'model':10} {'n':>5} {'NME %':>7} {'MSE@256':>8} {'FR@10 %':>8} {'AUC@10':>7} {'ms/face':>8}")
     na = lambda v, fmt: "n/a" if v is None else format(v, fmt)     # no face detected: nothing to average

@@ -4,15 +4,18 @@ Coordinates in code are 0-based pixel centres; `.pts` files on disk are 1-based 
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, shown
 from .image import load_image as read_image  # noqa: F401  (datasets read images as photos are read)
 from .landmarks import N_POINTS, interocular
+
+log = logging.getLogger(__name__)
 
 #: Where the 300-W crops live unless RTALIGN_DATA says otherwise (relative to the project root).
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "300w"
@@ -33,21 +36,23 @@ def read_pts(path: str | os.PathLike) -> np.ndarray:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
-        raise InputError(f"cannot read landmark file {path}: {e.strerror}") from None
+        raise InputError(f"cannot read landmark file {shown(path)}: {e.strerror}") from None
     except UnicodeDecodeError:
-        raise InputError(f"{path}: not a .pts file (not text)") from None
+        raise InputError(f"{shown(path)}: not a .pts file (not text)") from None
     try:
         body = text[text.index("{") + 1: text.index("}")]
         pts = np.array([line.split() for line in body.strip().splitlines()], dtype=np.float64)
     except ValueError:
-        raise InputError(f"{path}: not a .pts file (expected 'version', 'n_points', '{{ x y ... }}')") from None
+        raise InputError(f"{shown(path)}: not a .pts file (expected 'version', 'n_points', '{{ x y ... }}')") from None
     if pts.shape != (N_POINTS, 2):
-        raise InputError(f"{path}: expected {N_POINTS} points, found {len(pts)}")
+        found = f"{len(pts)} rows of {pts.shape[1]} numbers" if pts.ndim == 2 else "none"
+        raise InputError(f"{shown(path)}: expected {N_POINTS} points (x y), found {found}")
+    pts = (pts - 1.0).astype(np.float32)        # checked as returned: 1e39 is finite only before this
     if not np.isfinite(pts).all():
-        raise InputError(f"{path}: holds a point that is not a finite number")
+        raise InputError(f"{shown(path)}: holds a point that is not a finite number")
     if interocular(pts) <= 0:
-        raise InputError(f"{path}: the outer eye corners (points 37 and 46) coincide")
-    return (pts - 1.0).astype(np.float32)
+        raise InputError(f"{shown(path)}: the outer eye corners (points 37 and 46) coincide")
+    return pts
 
 
 def write_pts(path: str | os.PathLike, points: np.ndarray) -> None:
@@ -76,21 +81,44 @@ def _where_data_is(folder: Path) -> str:
             "test_common/ and train/)")
 
 
+#: Image suffixes a dataset's faces may have (any case), the first preferred where one name has several.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
 def list_samples(folder: str | os.PathLike) -> list[Sample]:
-    """Every `NAME.jpg|png` with a `NAME.pts` beside it, sorted by name.
+    """Every `NAME.jpg|jpeg|png` (any case) with a `NAME.pts` beside it, sorted by name. What is left out is
+    logged (a warning): a `.pts` without its image, an image without its `.pts`, a second image of one name
+    (`NAME.jpg` is used before `NAME.png`: one face never counts twice).
 
     Raises:
         InputError: the folder is missing or holds no annotated image.
     """
+    if not os.fspath(folder).strip():        # Path("") is ".": `--data "$UNSET"` ran on the current folder
+        raise InputError("no data folder given (an empty name)")
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"{folder} is a file, not a data folder" if folder.exists() else
-                         f"no such data folder: {folder}{_where_data_is(folder)}")
-    samples = [Sample(p.with_suffix(ext), read_pts(p))
-               for p in sorted(folder.glob("*.pts"))
-               for ext in (".jpg", ".png") if p.with_suffix(ext).is_file()]
+        raise InputError(f"{shown(folder)} is a file, not a data folder" if folder.exists() else
+                         f"no such data folder: {shown(folder)}{_where_data_is(folder)}")
+    images: dict[str, list[Path]] = {}
+    for p in folder.iterdir():
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+            images.setdefault(p.stem, []).append(p)
+    samples, no_image, extra = [], [], []
+    for pts in sorted(p for p in folder.iterdir() if p.suffix.lower() == ".pts" and p.is_file()):
+        found = sorted(images.pop(pts.stem, []), key=lambda p: (IMAGE_SUFFIXES.index(p.suffix.lower()), p.name))
+        if not found:
+            no_image.append(pts.name)
+            continue
+        extra += [p.name for p in found[1:]]
+        samples.append(Sample(found[0], read_pts(pts)))
     if not samples:
         inner = sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.pts")))
         hint = f": give one of its folders ({', '.join(inner)})" if inner else ""
-        raise InputError(f"no annotated images (NAME.jpg + NAME.pts) in {folder}{hint}")
+        raise InputError(f"no annotated images (NAME.jpg + NAME.pts) in {shown(folder)}{hint}")
+    left = [(no_image, ".pts without its image"), (sorted(p.name for ps in images.values() for p in ps),
+            "image(s) without a .pts"), (extra, "second image(s) of a name already used")]
+    said = [f"{len(names)} {what} ({', '.join(shown(n) for n in names[:3])}{', ...' if len(names) > 3 else ''})"
+            for names, what in left if names]
+    if said:
+        log.warning("%s: %d faces; left out %s", shown(folder), len(samples), "; ".join(said))
     return samples

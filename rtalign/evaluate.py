@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from .data import Sample, list_samples, read_image
 from .landmarks import landmark_box
-from .metrics import FAILURE_THRESHOLD, auc, nme_per_face, summarize
+from .metrics import auc, failure_rate, nme_per_face, summarize
 from .models import LandmarkModel
 
 
@@ -54,7 +54,7 @@ def summarize_detected(gt: np.ndarray, pred: np.ndarray, found: np.ndarray) -> d
     nme = np.where(found, 0.0, np.inf)
     nme[found] = nme_per_face(gt[found], pred[found])
     result.update(n=int(len(gt)), detected=int(found.sum()), miss_rate=float(100 * (1 - found.mean())),
-                  fr10=float(np.mean(nme > FAILURE_THRESHOLD) * 100), auc10=auc(np.minimum(nme, 1e9)))
+                  fr10=failure_rate(nme), auc10=auc(np.minimum(nme, 1e9)))       # NaN (a broken model): failed
     return result
 
 

@@ -124,6 +124,44 @@ def test_bad_colour_on_the_command_line(astronaut_file, tmp_path):
     assert_clean_error(run("image", astronaut_file, tmp_path / "o.png", "--lip-color", "notacolour"), "bad colour")
 
 
+def test_eval_names_what_a_data_folder_leaves_out_and_counts_each_face_once(tmp_path, test_samples, caplog):
+    """Faces without their image, images without their .pts and a second image of one name were left out or
+    counted twice without a word, and NAME.JPG / NAME.jpeg were never found."""
+    import json
+    import shutil
+    for k, sample in enumerate(test_samples[:4]):
+        suffix = [".jpg", ".JPG", ".jpeg", ".jpg"][k]
+        shutil.copy(sample.image, tmp_path / f"f{k}{suffix}")
+        shutil.copy(sample.image.with_suffix(".pts"), tmp_path / f"f{k}.pts")
+    shutil.copy(test_samples[0].image, tmp_path / "f0.png")          # the same face again
+    shutil.copy(test_samples[4].image, tmp_path / "alone.jpg")
+    shutil.copy(test_samples[5].image.with_suffix(".pts"), tmp_path / "orphan.pts")
+    result = run("eval", "--data", tmp_path, "--model", "cnn", "--runs", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.splitlines()[-1])["n"] == 4
+    said = caplog.text
+    assert ("4 faces; left out 1 .pts without its image (orphan.pts); 1 image(s) without a .pts (alone.jpg); "
+            "1 second image(s) of a name already used (f0.png)") in said
+
+
+def test_eval_with_an_empty_data_name_is_refused_not_run_on_the_default_set():
+    assert_clean_error(run("eval", "--data", "", "--model", "cnn"), "no data folder given")
+
+
+@pytest.mark.parametrize("boxes", ["gt", "detector"])
+def test_eval_json_stays_json_and_counts_nan_points_as_failures(small_test_dir, monkeypatch, boxes):
+    """A model that gives NaN points: NME NaN went out as a bare NaN (no JSON parser takes it), and with
+    --boxes detector such faces did not count as FR@10 failures."""
+    import json
+    from rtalign.models.onnx_landmarker import OnnxLandmarker
+    real = OnnxLandmarker._predict_crops
+    monkeypatch.setattr(OnnxLandmarker, "_predict_crops", lambda *a: (np.full_like(real(*a)[0], np.nan), real(*a)[1]))
+    result = run("eval", "--data", small_test_dir, "--model", "cnn", "--runs", "1", "--json", "--boxes", boxes)
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.output.splitlines()[-1], parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert r["nme"] is None and r["mse256"] is None and r["fr10"] == 100.0 and r["auc10"] == 0.0
+
+
 def test_eval_refuses_a_detector_it_would_not_use():
     assert_clean_error(run("eval", "--detector", "haar"), "--detector only applies with --boxes detector",
                        exit_code=2)

@@ -18,13 +18,20 @@ def test_pts_round_trip_keeps_values_and_one_based_convention(tmp_path):
 
 def test_pts_with_wrong_point_count_is_a_clear_error(tmp_path):
     (tmp_path / "b.pts").write_text("version: 1\nn_points: 2\n{\n1 2\n3 4\n}\n")
-    with pytest.raises(InputError, match="expected 68 points, found 2"):
+    with pytest.raises(InputError, match=r"expected 68 points \(x y\), found 2 rows of 2 numbers"):
         read_pts(tmp_path / "b.pts")
+    (tmp_path / "c.pts").write_text("version: 1\nn_points: 68\n{\n" + "1 2 3\n" * 68 + "}\n")
+    with pytest.raises(InputError, match="found 68 rows of 3 numbers"):      # said "expected 68 points, found 68"
+        read_pts(tmp_path / "c.pts")
 
 
 @pytest.mark.parametrize("edit, message", [
     (lambda text: b"\xff\xfe" + text.encode(), "not a .pts file \\(not text\\)"),
     (lambda text: text.replace(text.splitlines()[5], "nan 3").encode(), "not a finite number"),
+    (lambda text: text.replace(text.splitlines()[5], "1e39 3").encode(), "not a finite number"),   # inf as float32
+    (lambda text: "\n".join(["101 101" if i == 3 + 36 else "101.000001 101" if i == 3 + 45 else line
+                              for i, line in enumerate(text.splitlines())]).encode(),
+     "outer eye corners \\(points 37 and 46\\) coincide"),            # 1e-6 px apart: 0 as float32
     (lambda text: text.replace(text.splitlines()[3 + 45], text.splitlines()[3 + 36]).encode(),
      "outer eye corners \\(points 37 and 46\\) coincide"),
 ])

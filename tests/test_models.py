@@ -134,6 +134,25 @@ def test_a_network_that_does_not_match_its_metadata_is_refused_at_load(tmp_path,
     assert load_model(_tiny_model(tmp_path / "ok.onnx")).input_size == 112
 
 
+def test_a_network_whose_output_shape_is_left_open_is_checked_when_it_answers():
+    """Open dimensions pass the load (the shipped files have them too): a file that then gave 5 points a face
+    ended in a traceback from the metrics."""
+    path = models_dir() / "cnn.onnx"
+    real = create_session(path, threads=1)
+
+    class FivePoints:
+        """The real session, its points cut to 5 a face."""
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def run(self, names, feeds):
+            return [out[:, :5] if out.ndim == 3 else out for out in real.run(names, feeds)]
+
+    model = OnnxLandmarker(path, session=FivePoints())
+    with pytest.raises(ModelError, match=r"cnn: gave points of shape \(1, 5, 2\) .* not \(1, 68, 2\)"):
+        model.predict(np.zeros((200, 200, 3), np.uint8), np.array([[50.0, 50, 150, 150]]))
+
+
 def test_unknown_names_and_missing_files_are_clear_errors(tmp_path):
     with pytest.raises(ModelError, match="unknown model 'vgg'"):
         load_model("vgg")

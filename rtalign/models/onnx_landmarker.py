@@ -96,6 +96,8 @@ class OnnxLandmarker:
         crops = frame_crops(frame, affines, self.input_size)    # a buffer per call: threads may share a model
         x = ((crops.astype(np.float32) - self.mean) / self.std)[:, None]
         out = dict(zip(self._outputs, self.session.run(None, {self._input: x})))
-        inv = invert_affine(affines)
         score = out["score"].astype(np.float32) if self.has_score else np.ones(n, np.float32)
-        return apply_affine(inv, out["points"]).astype(np.float32), score
+        if out["points"].shape != (n, 68, 2) or score.shape != (n,):     # a file's dimensions may be left open
+            raise ModelError(f"{self.name}: gave points of shape {out['points'].shape} and scores of shape "
+                             f"{score.shape} for {n} faces, not ({n}, 68, 2) and ({n},)")
+        return apply_affine(invert_affine(affines), out["points"]).astype(np.float32), score
