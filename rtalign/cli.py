@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import shlex
 import signal
@@ -336,10 +337,16 @@ class _SignalsAsCtrlC(_StopSignals):
     """SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so the cleanup the batch code runs for
     Ctrl-C (temporary and partial files deleted) runs for them too; `signum` remembers which arrived. Only
     the first does: a second one (Ctrl-C pressed twice) cut that cleanup short, and the worker pool's
-    shutdown then hung for good, its workers left running."""
+    shutdown then hung for good, its workers left running. A third ends the process at once, cleanup or not
+    (a worker stuck in one call)."""
+
+    _seen = 0
 
     def _handle(self, signum, _frame):
-        if self.signum is None:
+        self._seen += 1
+        if self._seen == 3:
+            os._exit(128 + self.signum)
+        if self._seen == 1:
             self.signum = signum
             raise KeyboardInterrupt
 

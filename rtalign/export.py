@@ -66,8 +66,10 @@ class _Writer:
     def __exit__(self, exc_type, *exc):
         if exc_type is None:
             self.close()
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.close(partial=True)          # Ctrl-C: keep the frames done, never under the final name
+        elif not issubclass(exc_type, Exception):
+            # Ctrl-C, or a stop signal the caller turned into an exception of its own (not an Exception, as
+            # KeyboardInterrupt is not): keep the frames done, never under the final name
+            self.close(partial=True)
         else:
             self.abort()
 

@@ -368,6 +368,19 @@ def test_only_the_first_stop_signal_unwinds_a_batch():
     assert signals.signum == signal.SIGTERM
 
 
+def test_a_third_stop_signal_ends_a_batch_at_once(monkeypatch):
+    """A worker stuck in one call would hold the cleanup for good: the third signal goes without it."""
+    from rtalign.cli import _SignalsAsCtrlC
+    exits = []
+    monkeypatch.setattr(os, "_exit", exits.append)
+    signals = _SignalsAsCtrlC()
+    with pytest.raises(KeyboardInterrupt):
+        signals._handle(signal.SIGINT, None)
+    signals._handle(signal.SIGINT, None)
+    signals._handle(signal.SIGTERM, None)
+    assert exits == [128 + signal.SIGINT]
+
+
 def _ctrl_c_twice(proc):
     """What a terminal does when Ctrl-C is pressed twice: SIGINT to the whole process group, 20 ms apart."""
     for _ in range(2):

@@ -246,3 +246,19 @@ def test_ctrl_c_while_a_photo_is_written_leaves_no_temporary_file(tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         io_safety.write_bytes_atomic(tmp_path / "face.png", b"x" * 100)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, type("Interrupted", (BaseException,), {})])
+def test_a_writer_stopped_by_an_interrupt_keeps_its_rows_and_one_broken_by_an_error_does_not(tmp_path, stop):
+    """A command's own stop exception (not an Exception, as KeyboardInterrupt is not) deleted the rows done."""
+    from rtalign.types import FaceLandmarks
+    with pytest.raises(stop):
+        with open_writer(tmp_path / "lm.csv") as writer:
+            writer.write("a.mp4", 0, 0.0, FaceLandmarks.empty())
+            raise stop
+    assert [p.name for p in tmp_path.iterdir()] == ["lm.partial.csv"]
+    with pytest.raises(ValueError):
+        with open_writer(tmp_path / "broken.csv"):
+            raise ValueError("a bug")
+    assert [p.name for p in tmp_path.iterdir()] == ["lm.partial.csv"]
+

@@ -84,6 +84,48 @@ def test_no_camera_at_index():
         CameraSource(7)
 
 
+def test_a_camera_index_beyond_a_c_int_is_no_camera():
+    with pytest.raises(DeviceError, match="no camera at index 2147483648"):       # was a cv2.error traceback
+        CameraSource(2 ** 31)
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="display detection is for Linux")
+def test_a_display_nobody_answers_on_is_a_clear_error_not_an_abort(monkeypatch):
+    """A stale `ssh -X` DISPLAY: Qt aborted the process (exit 134, a hidden temporary file left)."""
+    from rtalign.pipeline.sinks import WindowSink
+    free = next(n for n in range(400, 500) if not __import__("os").path.exists(f"/tmp/.X11-unix/X{n}"))
+    monkeypatch.setenv("DISPLAY", f":{free}")
+    with pytest.raises(DeviceError, match=rf"cannot reach the display :{free} \(no X server at .*--no-window"):
+        WindowSink()
+
+
+def test_a_live_run_never_writes_its_landmarks_over_the_file_it_plays(face_clip, tmp_path):
+    from rtalign.errors import InputError
+    clip = tmp_path / "clip.csv"
+    clip.write_bytes(face_clip.read_bytes())
+    with pytest.raises(InputError, match="is the input file"):
+        run_live(str(clip), tracker=build_tracker("cnn"), window=False, landmarks=clip)
+    assert clip.read_bytes() == face_clip.read_bytes()
+
+
+def test_a_live_run_however_it_ends_leaves_its_rows_in_the_landmarks_file(face_clip, tmp_path):
+    """A second Ctrl-C reaches the run as an exception of the command's own (not an Exception): the rows done
+    were deleted, though a live run's rows always go to FILE."""
+    from rtalign.export import read_landmarks
+
+    class Stopped(BaseException):
+        pass
+
+    def stop_at_the_twentieth(stats):
+        if stats.frames_out == 20:
+            raise Stopped
+    table = tmp_path / "live.csv"
+    with pytest.raises(Stopped):
+        run_live(str(face_clip), tracker=build_tracker("cnn"), window=False, landmarks=table,
+                 on_frame=stop_at_the_twentieth)
+    assert len(set(read_landmarks(table)["frame"])) >= 10 and not list(tmp_path.glob(".*"))
+
+
 def test_a_window_without_a_display_is_a_clear_error(monkeypatch):
     from rtalign.pipeline.sinks import WindowSink
     monkeypatch.delenv("DISPLAY", raising=False)

@@ -147,3 +147,32 @@ def test_a_second_ctrl_c_while_the_stages_end_waits_for_them_before_it_is_raised
         runner.run()
     assert sink.finished == 2 and runner.stats.interrupted      # the write under way ended before run() did
 
+
+def test_a_stage_stuck_in_a_call_does_not_make_the_run_deaf_to_ctrl_c():
+    """A camera read that never returns: the second Ctrl-C is held a few seconds for the stage, then goes
+    through; it was held for good, and no further Ctrl-C ended the process."""
+    import os
+    import signal
+    from rtalign.pipeline import runner as runner_module
+    reading = threading.Event()
+
+    class Stalled:
+        mode = SourceMode.LIVE
+
+        def __iter__(self):
+            yield Frame(np.zeros((4, 4, 3), np.uint8), 0.0, 0, time.perf_counter())
+            reading.set()
+            time.sleep(60)
+
+    def press_ctrl_c_twice():
+        reading.wait(5)
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+
+    threading.Thread(target=press_ctrl_c_twice, daemon=True).start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        Runner(Stalled(), SlowTracker(), Compose([]), [RecordingSink()]).run()
+    assert time.monotonic() - t0 < runner_module._HOLD_S + 3
+

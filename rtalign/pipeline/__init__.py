@@ -201,7 +201,11 @@ def run_live(spec: str, *, tracker: FaceTracker, draw: str = "points", effects=(
     with ExitStack() as stack:
         source = stack.enter_context(open_source(spec, live=True))
         label = Path(spec).name if Path(spec).is_file() else spec     # a file by its name, as `video` writes
-        tracker, _ = _landmark_stage(stack, tracker, landmarks, label, draw)
+        if landmarks is not None and Path(spec).is_file():
+            check_output(Path(spec), Path(landmarks))
+        tracker, writer = _landmark_stage(stack, tracker, landmarks, label, draw)
+        if writer is not None:      # a live run has no end but its stop: however it stops, its rows go to FILE
+            stack.callback(writer.close)
         sinks = []
         if window:
             sinks.append(stack.enter_context(WindowSink()))

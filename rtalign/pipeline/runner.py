@@ -26,6 +26,8 @@ from .sources import SourceMode
 log = logging.getLogger(__name__)
 _END = object()
 _POLL = 0.05  # seconds between checks of the stop flag
+#: seconds a second interrupt waits for the stages to end (an encoder's last call takes well under one)
+_HOLD_S = 3.0
 
 
 @dataclass
@@ -213,19 +215,25 @@ class Runner:
         the sinks only once it is out. Events, not Thread.join: a KeyboardInterrupt landing inside
         join() can mark a running thread finished (CPython gh-90882), and the caller would then close
         the encoder under it (seen as a hang when Ray cancels a task). For the same reason an exception a
-        signal handler raises meanwhile (a second Ctrl-C) is held until every stage is out, then raised:
-        it used to end the wait, and the container closed under the encoder crashed the process."""
-        held, warned = None, False
+        signal handler raises meanwhile (a second Ctrl-C) is held until every stage is out, then raised
+        (it used to end the wait, and the container closed under the encoder crashed the process); but for
+        _HOLD_S at most, and not past a third: a stage stuck in a call that never returns (a dead camera)
+        must not make the process deaf to Ctrl-C."""
+        held, deadline, warned = None, 0.0, False
         while not all(done.is_set() for _, done in stages):
+            if held is not None and time.monotonic() > deadline:
+                raise held
             try:
                 for _, done in stages:
-                    done.wait(1.0)
+                    done.wait(_POLL if held is not None else 1.0)
                 late = [t.name for t, done in stages if not done.is_set()]
                 if late and not warned:
                     warned = True
                     log.warning("waiting for %s to finish its current call", ", ".join(late))
             except BaseException as e:
-                held = held or e
+                if held is not None:
+                    raise           # asked once more: go now
+                held, deadline = e, time.monotonic() + _HOLD_S
         if held is not None:
             raise held
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import sys
 import threading
@@ -309,6 +310,11 @@ class WindowSink(Sink):
             clash = x11_clash()
             if clash:
                 raise DeviceError(f"cannot open a preview window in this process: {clash}")
+            display = os.environ.get("DISPLAY")
+            why = unreachable_display(display) if display else None
+            if why:
+                raise DeviceError(f"cannot reach the display {display} ({why}); use --no-window "
+                                  "(with --vcam or --serve)")
         if threading.current_thread() is not threading.main_thread():
             raise DeviceError("the preview window must be created and run from the main thread "
                               "(OpenCV's Qt and macOS windows work only there)")
@@ -349,6 +355,31 @@ class WindowSink(Sink):
             cv2.pollKey()  # let the toolkit actually take the window down
         except cv2.error:  # already closed by the user
             pass
+
+
+def unreachable_display(display: str) -> str | None:
+    """Why no X server answers at `display` ([host]:N[.S]), None when one does or when the name has another
+    form. Qt aborts the whole process on a display it cannot reach (a stale `ssh -X` DISPLAY): look first."""
+    m = re.fullmatch(r"(?:unix|([^:/]*)):(\d+)(?:\.\d+)?", display)
+    if not m:
+        return None
+    host, number = m.group(1), int(m.group(2))
+    try:
+        if host:
+            socket.create_connection((host, 6000 + number), timeout=2).close()
+            return None
+        path = f"/tmp/.X11-unix/X{number}"
+        for address in ("\0" + path, path):       # Linux's abstract socket first, as Xlib tries them
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(2)
+                try:
+                    sock.connect(address)
+                    return None
+                except OSError as e:
+                    last = e
+        return f"no X server at {path}: {last.strerror or last}"
+    except OSError as e:
+        return e.strerror or str(e)
 
 
 def x11_clash() -> str | None:

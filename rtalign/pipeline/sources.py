@@ -349,6 +349,8 @@ class CameraSource(_Source):
     def __init__(self, index: int, size: tuple[int, int] | None = None):
         if index < 0:     # VideoCapture(-1) crashes some OpenCV builds
             raise DeviceError(f"no camera at index {index}: camera indexes are 0, 1, ...")
+        if index >= 2 ** 31:      # OpenCV takes a C int ("integer won't fit into a C int")
+            raise DeviceError(f"no camera at index {index}")
         self._cap = cv2.VideoCapture(index)
         if not self._cap.isOpened():
             raise DeviceError(f"no camera at index {index}")
