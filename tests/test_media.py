@@ -283,6 +283,20 @@ def cut_clip(tmp_path):
     return cut
 
 
+@needs_ffmpeg
+def test_an_input_that_lost_only_its_last_frame_is_truncated(face_clip, tmp_path):
+    """A trim cut between frames may announce up to a frame more than it shows; a whole file may not: one
+    frame missing at the end still makes a file truncated (no B-frames: the last packet is the last frame)."""
+    whole = tmp_path / "whole.mp4"
+    ffmpeg("-i", face_clip, "-an", "-c:v", "libx264", "-bf", 0, "-movflags", "faststart", whole)
+    with av.open(str(whole)) as c:
+        last = max((p for p in c.demux(video=0) if p.size), key=lambda p: p.pos)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:last.pos])
+    with VideoFileSource(str(cut)) as source:
+        assert sum(1 for _ in source) == 44 and source.truncated and source.damage() == "44 of 45 frames decoded"
+
+
 def test_a_truncated_input_says_how_much_decoded_and_keeps_it_as_partial(tmp_path, cut_clip):
     cut = cut_clip
     out = tmp_path / "o.mp4"

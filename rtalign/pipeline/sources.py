@@ -188,12 +188,13 @@ class VideoFileSource(_Source):
         width = self._square_width(first.width)
         self.size = (first.height, width) if round(self.rotation / 90) % 2 else (width, first.height)
         self.frames = int(self._stream.frames or 0)
+        lasting = round(float(s.duration * s.time_base) * self.fps) if s.duration and s.time_base else None
+        #: a stream-copied trim: the header counts samples its edit list hides, the duration what is shown
+        self._trimmed = lasting is not None and self.frames > lasting + 1
         self._end = self._announced_end()
         start = float(first.time or 0)
-        self.expected = self.frames or (round((self._end[0] - start) * self.fps) if self._end else 0)
-        lasting = round(float(s.duration * s.time_base) * self.fps) if s.duration and s.time_base else None
-        if lasting is not None and self.frames > lasting + 1:      # the header counts samples an edit list hides
-            self.expected = lasting
+        self.expected = lasting if self._trimmed else (
+            self.frames or (round((self._end[0] - start) * self.fps) if self._end else 0))
         self._estimated = self.expected != self.frames
         self.has_audio = self._container.streams.best("audio") is not None
         self.start = max(0.0, (self._container.start_time or 0) / av.time_base)
@@ -204,15 +205,17 @@ class VideoFileSource(_Source):
         ends (of_file True): that is where its longest stream ends, and audio may run far past the video, so
         `truncated` compares it with where any stream's packets ended, with a wider tolerance (packets may
         not say how long they last). None when nothing is said. The last frame is shown until its own
-        duration ends, and a trim cut between two frames (`ffmpeg -ss 7.77 -t 1 -c copy`) announces up to a
-        frame more than its frames cover: one frame of slack."""
+        duration ends: half a frame of slack (a file that lost its last frame is short by one); but a trim cut
+        between two frames (`ffmpeg -ss 7.77 -t 1 -c copy`) announces up to a frame more than its frames
+        cover: a whole frame for those."""
         s, step = self._stream, 1 / float(self.fps)
+        slack = step if self._trimmed else step / 2
         if s.duration and s.time_base:
-            return float(((s.start_time or 0) + s.duration) * s.time_base), step, False
+            return float(((s.start_time or 0) + s.duration) * s.time_base), slack, False
         tag = next((m for key, value in s.metadata.items()
                     if _DURATION_KEY.fullmatch(key) and (m := _DURATION_TAG.fullmatch(value))), None)
         if tag:
-            return int(tag[1]) * 3600 + int(tag[2]) * 60 + float(tag[3]), step, False
+            return int(tag[1]) * 3600 + int(tag[2]) * 60 + float(tag[3]), slack, False
         if self._container.duration:        # a length: the file ends that long after it starts
             c = self._container
             return ((c.start_time or 0) + c.duration) / av.time_base, max(step, 0.5), True
