@@ -421,6 +421,21 @@ def test_a_stream_that_changes_size_midway_gives_landmarks_of_the_frames_written
 
 
 @needs_ffmpeg
+def test_analysis_of_a_stream_that_grows_midway_reads_each_frame_at_its_own_size(face_clip, tmp_path):
+    """No output video, no one size to keep: a stream that starts small (adaptive streaming) was read at its
+    first size throughout, its faces shrunk out of reach."""
+    a, b, joined = tmp_path / "a.ts", tmp_path / "b.ts", tmp_path / "joined.ts"
+    ffmpeg("-i", face_clip, "-an", "-vf", "scale=160:90", "-c:v", "libx264", "-f", "mpegts", a)
+    ffmpeg("-i", face_clip, "-an", "-c:v", "libx264", "-output_ts_offset", 1.5, "-f", "mpegts", b)
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    table = tmp_path / "lm.csv"
+    assert run("video", joined, "--landmarks", table, "--model", "cnn").exit_code == 0
+    rows = read_landmarks(table)
+    later = np.array(rows["frame"]) >= 45
+    assert later.sum() >= 40 and rows["xy"][later][..., 0].max() > 300      # found in the 640 px frames
+
+
+@needs_ffmpeg
 @pytest.mark.parametrize("start", [0.34, 0.51, 0.77])
 def test_a_trim_cut_between_frames_is_whole_and_counts_the_frames_it_shows(face_clip, tmp_path, start):
     """`ffmpeg -ss X -t 0.6 -c copy` with X between two frames: the edit list announces up to a frame more than

@@ -132,7 +132,7 @@ def process_video(src, dst, *, tracker: FaceTracker, draw: str = "points", effec
     if landmarks is not None:
         check_output(src, Path(landmarks))
     with ExitStack() as stack:
-        source = stack.enter_context(VideoFileSource(spec))
+        source = stack.enter_context(VideoFileSource(spec, fixed_size=True))     # one size for the output
         tracker, writer = _landmark_stage(stack, tracker, landmarks, label or src.name, draw, keep_partial,
                                           source.start)
         sink = VideoFileSink(dst, source.size, source.fps, audio_from=spec if source.has_audio else None,

@@ -146,8 +146,9 @@ class VideoFileSource(_Source):
     Attributes:
         fps: average frame rate (Fraction). time_base: the stream's time unit (Fraction).
         size: upright (width, height), in square pixels: a stored frame whose pixels are not square (its
-        sample aspect ratio) is resized to the shape players show; every frame has the first one's size
-        (`letterbox`). rotation: display rotation applied,
+        sample aspect ratio) is resized to the shape players show. With `fixed_size` (frames for an output
+        of one size: a video file, a virtual camera) every frame has the first one's size (`letterbox`); without,
+        a stream that changes size mid-way gives frames of each size. rotation: display rotation applied,
         degrees counter-clockwise.
         frames: count the container announces (0 if unknown). expected: that count, or else one
         estimated from the duration (0 if unknown; also where the count holds samples an edit list hides, as
@@ -159,8 +160,9 @@ class VideoFileSource(_Source):
     mode = SourceMode.FILE
     error: str | None = None
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, fixed_size: bool = False):
         self.path = str(path)
+        self._fixed_size = fixed_size
         self._container, self._stream = _open_video(self.path)
         self.decoded = self.corrupt = self.skipped = 0
         self._last_damaged = -1            # index of the newest frame that decoded damaged
@@ -299,7 +301,9 @@ class VideoFileSource(_Source):
             image = to_bgr(frame)
             if self._sar:       # widened (or narrowed) as players show it: faces keep their proportions
                 image = cv2.resize(image, (self._square_width(frame.width), frame.height), interpolation=cv2.INTER_LINEAR)
-            image = letterbox(upright(image, frame.rotation or 0), self.size)
+            image = upright(image, frame.rotation or 0)
+            if self._fixed_size:
+                image = letterbox(image, self.size)
             if frame.is_corrupt:
                 self.corrupt += 1
                 self._last_damaged = self.decoded
@@ -319,9 +323,13 @@ class LiveFileSource(VideoFileSource):
     """A video file or stream URL played in real time, as if it were a camera (LIVE mode).
 
     Frames are released at their presentation time; the runner keeps only the newest, so a slow
-    consumer sees fresh frames (and drops), exactly as with a camera. Ends at the end of the file.
+    consumer sees fresh frames (and drops), exactly as with a camera. Ends at the end of the file. Frames
+    keep one size, as a camera's do (`fixed_size`): a virtual camera takes no other.
     """
     mode = SourceMode.LIVE
+
+    def __init__(self, path: str):
+        super().__init__(path, fixed_size=True)
     #: A step between two frames' times beyond this, or backwards, is a break (a paused recording, streams
     #: joined end to end): pacing starts afresh there instead of sleeping through the gap (a stop waited
     #: that long) or releasing every later frame at once.
