@@ -394,3 +394,35 @@ def test_a_tiny_face_gets_the_lips_a_large_one_gets_scaled_down(shrink):
     painted, meant = changed(got, small) > 10, changed(ideal, small) > 10
     assert painted.sum() <= 1.3 * meant.sum() and (painted & (changed(ideal, small) <= 3)).sum() <= 0.2 * meant.sum()
 
+
+def test_eye_corners_that_all_but_coincide_do_not_blow_the_lip_mask_up(monkeypatch):
+    """A profile or a bad fit: eye corners 1 px apart under a 60 px mouth made the lip mask's working image
+    40× the mouth (at 0.1 px: 400×, and the memory ran out)."""
+    import rtalign.effects.lips as lips
+    img, pts, _, _ = synthetic_face((40, 15), (40, 15))
+    pts[45] = pts[36] + [1.0, 0.0]
+    sizes, resize = [], cv2.resize
+    monkeypatch.setattr(lips.cv2, "resize", lambda image, size, **kw: sizes.append(size) or resize(image, size, **kw))
+    recolor_lips(img.copy(), pts, "red", 1.0)
+    mouth = np.ptp(pts[OUTER_LIPS], axis=0)
+    assert sizes and max(w for w, h in sizes) <= lips.MAX_UPSCALE * (mouth[0] + 20)
+
+
+def test_glare_on_glasses_does_not_light_a_dim_face():
+    """A screen reflected in glasses over a dim face read as lit eye whites: the lipstick came out at full
+    brightness, as on a lit face (chroma 96 against 60)."""
+    results = []
+    for glare in (False, True):
+        img, pts, lips, teeth = synthetic_face((40, 15), (40, 15))
+        img[~lips & ~teeth] = (55, 62, 80)                                # a dim room
+        for eye in (pts[RIGHT_EYE], pts[LEFT_EYE]):
+            inside = polygon_mask(img.shape, eye)
+            img[inside] = (85, 85, 85)
+            if glare:
+                ys = np.nonzero(inside)[0]
+                inside[(ys.min() + ys.max()) // 2:] = False
+                img[inside] = (250, 245, 240)                             # the upper half of each lens
+        out = recolor_lips(img.copy(), pts, "red", 1.0)
+        results.append(lab_of(out[eroded(lips, 3)].astype(np.float32) / 255).mean(0))
+    np.testing.assert_allclose(results[1], results[0], atol=1.0)
+

@@ -23,6 +23,8 @@ REFERENCE_SKIN_Y = 0.34
 REFERENCE_EYE_WHITE = 72.0
 #: Eyes open at least this much (aspect ratio) and holding this many pixels show enough white to read.
 EYE_WHITE_EAR, EYE_WHITE_PIXELS = 0.2, 20
+#: 8-bit grey from which an eye pixel is a reflection, not the eye's white (L* 94 and up).
+GLARE = 240
 _WHITE = np.array([0.950456, 1.0, 1.088754], np.float32)       # D65, as OpenCV's Lab
 #: OpenCV's 8-bit Lab → L* 0..100, a*, b* (one cv2.transform: numpy broadcasting over a last axis
 #: of 3 channels costs several times more than the conversion itself)
@@ -115,7 +117,9 @@ def eye_aspect_ratio(eye: np.ndarray) -> float:
 
 def eye_white_lightness(frame: np.ndarray, points: np.ndarray) -> float | None:
     """L* of the brightest tenth of both eyes' pixels: their whites, which reflect the same for every skin
-    tone. None when an eye is closed (aspect ratio below EYE_WHITE_EAR) or the eyes hold too few pixels."""
+    tone. Pixels at GLARE or above are left out: catch-lights, and a screen's reflection on glasses (which
+    made a dim room read as well lit). None when an eye is closed (aspect ratio below EYE_WHITE_EAR) or the
+    eyes hold too few pixels."""
     eyes = [points[RIGHT_EYE], points[LEFT_EYE]]
     if min(eye_aspect_ratio(eye) for eye in eyes) < EYE_WHITE_EAR:
         return None
@@ -127,6 +131,7 @@ def eye_white_lightness(frame: np.ndarray, points: np.ndarray) -> float | None:
             inside = polygon_mask((y1 - y0, x1 - x0), np.array([x0, y0]), [eye], [1], antialias=False)
             values.append(cv2.cvtColor(frame[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)[inside > 0])
     values = np.concatenate(values) if values else np.empty(0, np.uint8)
+    values = values[values < GLARE]
     return grey_lightness(float(quantiles(values, [0.9])[0])) if len(values) >= EYE_WHITE_PIXELS else None
 
 

@@ -51,6 +51,9 @@ REGULARIZE = 4.0
 #: 2 px, and a 2 px band, 1.5 px inner reach and 0.7 px blur on a 20 px face's 2 px thick lips painted
 #: 1.7× the lip area (the skin around the mouth with it).
 WORK_IOD, MIN_WORK_IOD = 110.0, 2.0 / BAND
+#: At most this upsampling: eye corners that all but coincide (a profile, a bad fit) under a mouth of normal
+#: size made the working image thousands of pixels wide (40 / inter-ocular), and took the memory.
+MAX_UPSCALE = 4.0
 
 #: The robust centre and spread of a colour model come from at most this many of its pixels (an even
 #: stride through them): as good a median for rejecting outliers, at a fraction of the sorting.
@@ -116,7 +119,7 @@ def lip_mask(image: np.ndarray, points: np.ndarray) -> LipMask | None:
         points: (68, 2) landmarks in frame pixels.
     """
     iod = max(interocular(points), 1e-6)
-    scale = min(WORK_IOD, max(MIN_WORK_IOD, iod)) / iod
+    scale = min(min(WORK_IOD, max(MIN_WORK_IOD, iod)) / iod, MAX_UPSCALE)
     unit = min(scale, 1.0)          # working pixels a frame pixel spans; tiny faces: the working pixel itself
     band = max(2.0 * unit, BAND * iod * scale)                              # working pixels
     box = roi(points[OUTER_LIPS], 2 * band / scale + 2, image.shape)
