@@ -34,22 +34,19 @@ log = logging.getLogger(__name__)
 
 def _array_frames(images: Iterable[np.ndarray], fps: float) -> Iterator[Frame]:
     """Frames of arrays, each checked and made BGR as FaceAligner.align does (grey and BGRA converted; nested
-    lists taken as arrays). Closing it closes `images` when that can be closed (a generator holding a camera)."""
-    images = iter(images)
-    try:
-        for i, image in enumerate(images):
-            try:
-                image = as_bgr(np.asarray(image) if isinstance(image, (list, tuple)) else image)
-            except InputError as e:
-                raise InputError(f"frame {i}: {e}") from None
-            yield Frame(image, i / fps, i, time.perf_counter())
-    finally:
-        if hasattr(images, "close"):
-            images.close()
+    lists taken as arrays)."""
+    for i, image in enumerate(images):
+        try:
+            image = as_bgr(np.asarray(image) if isinstance(image, (list, tuple)) else image)
+        except InputError as e:
+            raise InputError(f"frame {i}: {e}") from None
+        yield Frame(image, i / fps, i, time.perf_counter())
 
 
 class FaceStream:
-    """(frame, faces) for every frame of a source; a context manager that closes the source.
+    """(frame, faces) for every frame of a source; a context manager that closes the source it opened (a
+    file, a stream URL, a camera). Arrays or an iterable you give stay yours: a generator of yours is not
+    closed (read on from it after the stream, or close it yourself).
 
     Iterating to the end, or leaving the loop, also closes it; `close()` is safe to call twice; a closed
     stream refuses to be iterated again. Made by `track()`.
@@ -141,5 +138,4 @@ def track(source, *, model: str | os.PathLike | LandmarkModel = "resnet", option
         source = source[None] if source.ndim < 4 else source
     elif not isinstance(source, Iterable):
         raise InputError(f"cannot track {type(source).__name__}: give a path, a camera index or BGR images")
-    frames = _array_frames(source, fps)
-    return FaceStream(frames, tracker, fps, frames)      # closing the stream closes the frames, and what gives them
+    return FaceStream(_array_frames(source, fps), tracker, fps)
