@@ -373,7 +373,7 @@ def _report_files(results) -> None:
     failed = [r for r in results if not r.ok]
     for r in failed:
         src = shown(r.src)
-        said = r.reason if r.reason.startswith(src) else f"{src}: {r.reason}"     # "X is empty", not "X: X is empty"
+        said = r.reason if r.reason.startswith(src + " ") else f"{src}: {r.reason}"   # "X is empty", not "X: X is empty"
         click.echo(f"failed: {said}".translate(_CONTROL), err=True)
     skipped = sum(r.skipped for r in results)
     click.echo(f"{len(results) - len(failed) - skipped} done, {skipped} skipped (already complete), "

@@ -239,3 +239,39 @@ def test_a_file_played_live_paces_afresh_after_a_jump_in_its_times(tmp_path):
     (tmp_path / "twice.ts").write_bytes((tmp_path / "one.ts").read_bytes() * 2)
     n, seconds = _played(tmp_path / "twice.ts")
     assert n == 20 and seconds >= 18 / 30          # every frame after the first at its own pace
+
+
+def test_a_stream_that_stops_sending_ends_with_a_warning_not_silently(face_clip, tmp_path, monkeypatch, caplog):
+    """A stream URL that stalls mid-way: the live run ended after the read timeout with exit 0 and not a word."""
+    import http.server
+    from rtalign.pipeline import sources
+    ts = tmp_path / "face.ts"
+    with av.open(str(face_clip)) as src, av.open(str(ts), "w", format="mpegts") as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(video=0):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    data = ts.read_bytes()
+
+    class Stalling(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp2t")
+            self.end_headers()
+            self.wfile.write(data[: len(data) * 2 // 5])
+            self.wfile.flush()
+            time.sleep(5)           # then nothing: a camera's stream that hung
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(sources, "URL_TIMEOUT_S", 1.0)
+    try:
+        stats = run_live(f"http://127.0.0.1:{server.server_port}/x.ts", tracker=build_tracker("cnn"), window=False)
+    finally:
+        server.shutdown()
+    assert stats.frames_in > 5 and "x.ts ended early: no data for 1 s" in caplog.text
+

@@ -217,6 +217,8 @@ def run_live(spec: str, *, tracker: FaceTracker, draw: str = "points", effects=(
         runner = Runner(source, tracker, renderer, sinks, on_frame)
         with _stopped_by(stop, runner):
             stats = runner.run()
+    if isinstance(source, LiveFileSource) and source.error and not stats.interrupted:      # ended, not stopped
+        log.warning("%s ended early: %s", shown(spec), source.error)
     if isinstance(source, LiveFileSource) and stats.frames_in == 1 and not stats.frames_with_faces:
         log.warning("%s has a single frame (a still image?): a live run looks for faces beside the frames, "
                     "so its only frame went out before any was found; for a photo use `rtalign image` "

@@ -248,6 +248,8 @@ class VideoFileSource(_Source):
                     continue
                 failed = 0
                 yield from frames
+        except av.error.ExitError:      # the read timeout's interrupt (a stream that stopped sending)
+            self.error = f"no data for {URL_TIMEOUT_S:g} s"
         except (av.error.FFmpegError, ValueError, MemoryError) as e:
             self.error = reason(e)
 
