@@ -61,7 +61,8 @@ class _Group(click.Group):
 class _StopSignals:
     """SIGINT, SIGTERM and SIGHUP set `event` instead of killing the process, so the work can finish what
     it wrote; `signum` remembers which arrived (exit code 128 + signum). With `unwind`, the signal raises
-    _Interrupted at once instead (work with nothing to finalise). A second signal always ends at once."""
+    _Interrupted at once instead (work with nothing to finalise). A second signal always raises at once (a
+    running pipeline gives its stages up to 3 s to leave their calls, and goes at a third: Runner._join)."""
 
     NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
 

@@ -2,7 +2,8 @@
 
 Columns, in this order **(contract)**: file, frame, time_s, face_id, score, yaw, pitch, roll,
 x0, y0, …, x67, y67 (0-based pixel centres of the frame as shown: a video's rotation metadata applied and its
-pixels square, the frame the output video holds; angles in degrees, see rtalign.pose).
+pixels square, the frame the output video holds; with no output video, a stream that changes size mid-way gives
+each frame's own size; angles in degrees, see rtalign.pose).
 `file` is valid UTF-8: bytes of a file name that are not appear as \\xNN escapes, as error messages show them.
 CSV and JSONL carry coordinates to 0.001 px, angles to 0.01°, scores to 1e-4, times to 1 µs, so
 the same faces always give the same bytes; Parquet keeps the float32 values themselves.

@@ -72,6 +72,21 @@ def test_port_in_use_is_a_clear_error():
         first.close()
 
 
+def test_a_live_run_that_cannot_start_leaves_an_existing_landmarks_file_as_it_was(face_clip, tmp_path):
+    """Its rows go to FILE however a run stops; but one that never ran (a busy port, no display) moved an
+    empty table over the user's file."""
+    table = tmp_path / "mine.csv"
+    table.write_text("the user's own data\n")
+    first = MjpegServerSink("127.0.0.1", 0)
+    try:
+        with pytest.raises(DeviceError, match="cannot serve on 127.0.0.1"):
+            run_live(str(face_clip), tracker=build_tracker("cnn"), window=False, landmarks=table,
+                     serve=("127.0.0.1", first.address[1]))
+    finally:
+        first.close()
+    assert table.read_text() == "the user's own data\n" and sorted(p.name for p in tmp_path.iterdir()) == ["mine.csv"]
+
+
 def test_virtual_camera_missing_says_how_to_get_one():
     """This machine has neither pyvirtualcam's device nor v4l2loopback: the message must say what to do."""
     with pytest.raises(DeviceError) as e:
@@ -97,6 +112,17 @@ def test_a_display_nobody_answers_on_is_a_clear_error_not_an_abort(monkeypatch):
     monkeypatch.setenv("DISPLAY", f":{free}")
     with pytest.raises(DeviceError, match=rf"cannot reach the display :{free} \(no X server at .*--no-window"):
         WindowSink()
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="display detection is for Linux")
+def test_a_wayland_session_without_an_x_display_is_a_clear_error_not_an_abort(monkeypatch):
+    from rtalign.pipeline import sinks
+    if sinks._qt_speaks_wayland():
+        pytest.skip("this OpenCV's Qt can draw on Wayland")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    with pytest.raises(DeviceError, match=r"Wayland session without an X display .*--no-window"):
+        sinks.WindowSink()
 
 
 def test_a_live_run_never_writes_its_landmarks_over_the_file_it_plays(face_clip, tmp_path):
@@ -241,12 +267,12 @@ def test_a_file_played_live_paces_afresh_after_a_jump_in_its_times(tmp_path):
     assert n == 20 and seconds >= 18 / 30          # every frame after the first at its own pace
 
 
-def test_a_stream_that_stops_sending_ends_with_a_warning_not_silently(face_clip, tmp_path, monkeypatch, caplog):
-    """A stream URL that stalls mid-way: the live run ended after the read timeout with exit 0 and not a word."""
+def _stalling_server(clip, folder):
+    """An HTTP server (started, with its URL) that sends the first 40 % of `clip` as MPEG-TS, then nothing:
+    a camera's stream that hung."""
     import http.server
-    from rtalign.pipeline import sources
-    ts = tmp_path / "face.ts"
-    with av.open(str(face_clip)) as src, av.open(str(ts), "w", format="mpegts") as dst:
+    ts = folder / "face.ts"
+    with av.open(str(clip)) as src, av.open(str(ts), "w", format="mpegts") as dst:
         out = dst.add_stream_from_template(src.streams.video[0])
         for packet in src.demux(video=0):
             if packet.dts is not None:
@@ -261,17 +287,47 @@ def test_a_stream_that_stops_sending_ends_with_a_warning_not_silently(face_clip,
             self.end_headers()
             self.wfile.write(data[: len(data) * 2 // 5])
             self.wfile.flush()
-            time.sleep(5)           # then nothing: a camera's stream that hung
+            time.sleep(5)
 
         def log_message(self, *args):
             pass
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}/x.ts"
+
+
+def test_a_stream_that_stops_sending_ends_with_a_warning_not_silently(face_clip, tmp_path, monkeypatch, caplog):
+    """A stream URL that stalls mid-way: the live run ended after the read timeout with exit 0 and not a word."""
+    from rtalign.pipeline import sources
+    server, url = _stalling_server(face_clip, tmp_path)
     monkeypatch.setattr(sources, "URL_TIMEOUT_S", 1.0)
     try:
-        stats = run_live(f"http://127.0.0.1:{server.server_port}/x.ts", tracker=build_tracker("cnn"), window=False)
+        stats = run_live(url, tracker=build_tracker("cnn"), window=False)
     finally:
         server.shutdown()
     assert stats.frames_in > 5 and "x.ts ended early: no data for 1 s" in caplog.text
+
+
+def test_closing_a_source_while_a_thread_waits_in_its_read_leaves_it_to_that_read(face_clip):
+    """A second Ctrl-C gives up on a stage stuck in a read (a stream that stopped sending); its caller then
+    closes the source: "generator already executing" came out as a traceback (and freeing the container
+    under the read would crash)."""
+    import inspect
+    from rtalign.pipeline.sources import VideoFileSource
+    source = VideoFileSource(str(face_clip))
+    data_comes = threading.Event()
+
+    def stuck_read():
+        data_comes.wait(10)
+        yield from ()
+    source._decoder = reads = stuck_read()
+    reader = threading.Thread(target=lambda: next(reads, None), daemon=True)
+    reader.start()
+    while inspect.getgeneratorstate(reads) != inspect.GEN_RUNNING:
+        time.sleep(0.01)
+    source.close()
+    assert reader.is_alive()
+    data_comes.set()
+    reader.join(5)
 

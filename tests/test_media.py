@@ -284,6 +284,19 @@ def cut_clip(tmp_path):
 
 
 @needs_ffmpeg
+def test_a_trim_whose_edit_list_hides_a_single_frame_is_whole(face_clip, tmp_path):
+    """Cut one frame after a keyframe: the header counts one hidden sample, which its duration rounds away, so
+    only the packet before the stream's start tells a trim (refused: "32 of 33 frames decoded")."""
+    gop, trimmed = tmp_path / "gop.mp4", tmp_path / "trimmed.mp4"
+    ffmpeg("-i", face_clip, "-an", "-c:v", "libx264", "-g", 15, gop)
+    ffmpeg("-ss", 0.51, "-i", gop, "-t", 1, "-c", "copy", trimmed)
+    with VideoFileSource(str(trimmed)) as source:
+        shown = sum(1 for _ in source)
+        assert not source.truncated and shown < source.frames
+    assert run("video", trimmed, "--landmarks", tmp_path / "t.csv", "--model", "cnn").exit_code == 0
+
+
+@needs_ffmpeg
 def test_an_input_that_lost_only_its_last_frame_is_truncated(face_clip, tmp_path):
     """A trim cut between frames may announce up to a frame more than it shows; a whole file may not: one
     frame missing at the end still makes a file truncated (no B-frames: the last packet is the last frame)."""

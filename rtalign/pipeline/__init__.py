@@ -204,8 +204,6 @@ def run_live(spec: str, *, tracker: FaceTracker, draw: str = "points", effects=(
         if landmarks is not None and Path(spec).is_file():
             check_output(Path(spec), Path(landmarks))
         tracker, writer = _landmark_stage(stack, tracker, landmarks, label, draw)
-        if writer is not None:      # a live run has no end but its stop: however it stops, its rows go to FILE
-            stack.callback(writer.close)
         sinks = []
         if window:
             sinks.append(stack.enter_context(WindowSink()))
@@ -215,6 +213,8 @@ def run_live(spec: str, *, tracker: FaceTracker, draw: str = "points", effects=(
             sinks.append(stack.enter_context(MjpegServerSink(*serve)))
         renderer = Compose([*effects, annotator_for(draw), FpsAnnotator()])
         runner = Runner(source, tracker, renderer, sinks, on_frame)
+        if writer is not None:   # once running, a live run has no end but its stop: its rows go to FILE however
+            stack.callback(writer.close)       # it stops (a run that could not start leaves FILE as it was)
         with _stopped_by(stop, runner):
             stats = runner.run()
     if isinstance(source, LiveFileSource) and source.error and not stats.interrupted:      # ended, not stopped

@@ -311,6 +311,9 @@ class WindowSink(Sink):
             if clash:
                 raise DeviceError(f"cannot open a preview window in this process: {clash}")
             display = os.environ.get("DISPLAY")
+            if not display and not _qt_speaks_wayland():
+                raise DeviceError("a Wayland session without an X display (no DISPLAY): this OpenCV's window "
+                                  "needs X11 (XWayland); use --no-window (with --vcam or --serve)")
             why = unreachable_display(display) if display else None
             if why:
                 raise DeviceError(f"cannot reach the display {display} ({why}); use --no-window "
@@ -355,6 +358,13 @@ class WindowSink(Sink):
             cv2.pollKey()  # let the toolkit actually take the window down
         except cv2.error:  # already closed by the user
             pass
+
+
+def _qt_speaks_wayland() -> bool:
+    """Whether the Qt that OpenCV's wheel bundles has a Wayland platform plugin (the wheels ship xcb alone, and
+    Qt aborts the process without a display it can use); True for an OpenCV without bundled Qt."""
+    platforms = Path(cv2.__file__).parent / "qt" / "plugins" / "platforms"
+    return not platforms.is_dir() or any("wayland" in p.name for p in platforms.iterdir())
 
 
 def unreachable_display(display: str) -> str | None:

@@ -3,6 +3,7 @@ presentation time); a camera, stream or file-as-camera is LIVE (real time, the n
 from __future__ import annotations
 
 import enum
+import inspect
 import itertools
 import re
 import logging
@@ -168,6 +169,7 @@ class VideoFileSource(_Source):
         self._last_damaged = -1            # index of the newest frame that decoded damaged
         self._shown_until = 0.0
         self._packets_until = 0.0          # where the packets read so far end, any stream, seconds
+        self._hides_frames = False         # a packet of the video comes before its start: an edit list cuts it
         try:
             self._decoder = self._frames = self._decoded_frames()
             first = next(self._frames, None)
@@ -191,11 +193,12 @@ class VideoFileSource(_Source):
         self.size = (first.height, width) if round(self.rotation / 90) % 2 else (width, first.height)
         self.frames = int(self._stream.frames or 0)
         lasting = round(float(s.duration * s.time_base) * self.fps) if s.duration and s.time_base else None
-        #: a stream-copied trim: the header counts samples its edit list hides, the duration what is shown
-        self._trimmed = lasting is not None and self.frames > lasting + 1
+        #: a stream-copied trim: packets before the stream's start that its edit list hides (the header counts
+        #: them too), read with the first frame
+        self._trimmed = self._hides_frames or (lasting is not None and self.frames > lasting + 1)
         self._end = self._announced_end()
         start = float(first.time or 0)
-        self.expected = lasting if self._trimmed else (
+        self.expected = lasting if self._trimmed and lasting is not None else (
             self.frames or (round((self._end[0] - start) * self.fps) if self._end else 0))
         self._estimated = self.expected != self.frames
         self.has_audio = self._container.streams.best("audio") is not None
@@ -237,6 +240,8 @@ class VideoFileSource(_Source):
                     self._packets_until = max(self._packets_until, end)
                 if packet.stream is not self._stream:      # not by index: PyAV's final empty packets all say 0
                     continue
+                if packet.pts is not None and packet.pts < (self._stream.start_time or 0):
+                    self._hides_frames = True
                 try:
                     frames = packet.decode()
                 except av.error.InvalidDataError as e:
@@ -316,7 +321,11 @@ class VideoFileSource(_Source):
 
     def close(self) -> None:
         """End decoding, then free the container: a decoder left suspended over a closed container would
-        crash the process on its next frame. Safe to call twice; no frame comes after it."""
+        crash the process on its next frame. Safe to call twice; no frame comes after it. Left as it is while
+        another thread is still inside a read (a stream that stopped sending, given up on by a second Ctrl-C):
+        closing it under that read would crash; the process's end frees it."""
+        if inspect.getgeneratorstate(self._decoder) == inspect.GEN_RUNNING:
+            return
         self._decoder.close()
         self._container.close()
 
