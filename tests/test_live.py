@@ -117,11 +117,16 @@ def test_a_display_nobody_answers_on_is_a_clear_error_not_an_abort(monkeypatch):
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="display detection is for Linux")
 def test_a_wayland_session_without_an_x_display_is_a_clear_error_not_an_abort(monkeypatch):
     from rtalign.pipeline import sinks
-    if sinks._qt_speaks_wayland():
+    if sinks._qt_has("wayland"):
         pytest.skip("this OpenCV's Qt can draw on Wayland")
     monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
     monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
     with pytest.raises(DeviceError, match=r"Wayland session without an X display .*--no-window"):
+        sinks.WindowSink()
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setenv("QT_QPA_PLATFORM", "wayland;wayland-egl")             # Sway's setting: same abort
+    with pytest.raises(DeviceError, match=r"QT_QPA_PLATFORM=wayland;wayland-egl, but this OpenCV's Qt has only xcb"):
         sinks.WindowSink()
 
 

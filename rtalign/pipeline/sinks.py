@@ -311,7 +311,11 @@ class WindowSink(Sink):
             if clash:
                 raise DeviceError(f"cannot open a preview window in this process: {clash}")
             display = os.environ.get("DISPLAY")
-            if not display and not _qt_speaks_wayland():
+            asked = os.environ.get("QT_QPA_PLATFORM")
+            if asked and not any(_qt_has(name.split(":")[0]) for name in asked.split(";")):
+                raise DeviceError(f"QT_QPA_PLATFORM={asked}, but this OpenCV's Qt has only "
+                                  f"{', '.join(_qt_platforms())}: unset it, or use --no-window (with --vcam or --serve)")
+            if not asked and not display and not _qt_has("wayland"):
                 raise DeviceError("a Wayland session without an X display (no DISPLAY): this OpenCV's window "
                                   "needs X11 (XWayland); use --no-window (with --vcam or --serve)")
             why = unreachable_display(display) if display else None
@@ -360,11 +364,20 @@ class WindowSink(Sink):
             pass
 
 
-def _qt_speaks_wayland() -> bool:
-    """Whether the Qt that OpenCV's wheel bundles has a Wayland platform plugin (the wheels ship xcb alone, and
-    Qt aborts the process without a display it can use); True for an OpenCV without bundled Qt."""
-    platforms = Path(cv2.__file__).parent / "qt" / "plugins" / "platforms"
-    return not platforms.is_dir() or any("wayland" in p.name for p in platforms.iterdir())
+def _qt_platforms() -> list[str] | None:
+    """The platform plugins of the Qt that OpenCV's wheel bundles ("xcb": the wheels ship it alone), None for
+    an OpenCV without a bundled Qt (a system build: its Qt is not ours to inspect)."""
+    folder = Path(cv2.__file__).parent / "qt" / "plugins" / "platforms"
+    if not folder.is_dir():
+        return None
+    return sorted(p.name.removeprefix("libq").split(".")[0] for p in folder.iterdir() if p.name.startswith("libq"))
+
+
+def _qt_has(name: str) -> bool:
+    """Whether Qt can run on the platform `name` ("wayland" is any of its "wayland-*" plugins): Qt aborts the
+    whole process when it cannot, so look before asking it."""
+    platforms = _qt_platforms()
+    return platforms is None or any(p == name or p.startswith(name + "-") for p in platforms)
 
 
 def unreachable_display(display: str) -> str | None:
