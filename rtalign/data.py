@@ -47,7 +47,8 @@ def read_pts(path: str | os.PathLike) -> np.ndarray:
     if pts.shape != (N_POINTS, 2):
         found = f"{len(pts)} rows of {pts.shape[1]} numbers" if pts.ndim == 2 else "none"
         raise InputError(f"{shown(path)}: expected {N_POINTS} points (x y), found {found}")
-    pts = (pts - 1.0).astype(np.float32)        # checked as returned: 1e39 is finite only before this
+    with np.errstate(over="ignore"):            # 1e39 becomes inf: refused below, in one line, not warned about
+        pts = (pts - 1.0).astype(np.float32)    # checked as returned: 1e39 is finite only before this
     if not np.isfinite(pts).all():
         raise InputError(f"{shown(path)}: holds a point that is not a finite number")
     if interocular(pts) <= 0:
