@@ -11,6 +11,8 @@ import signal
 import socket
 import sys
 import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -18,6 +20,7 @@ import click
 from .detectors import DEFAULT_DETECTOR, DETECTOR_NAMES
 from . import __version__
 from .errors import ModelError, RtalignError, shown
+from .io_safety import partial_path
 from .models import MODEL_NAMES
 from .models.session import DEVICES
 from .pipeline.sinks import X264_PRESETS
@@ -312,7 +315,6 @@ def image_cmd(src, dst, model, device, threads, draw, max_faces, landmarks, dete
 
 def _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, detector, effects):
     from .batch import IMAGE_SUFFIXES, BatchOptions, align_folder, plan, preload
-    from .io_safety import partial_path
     if dst is None and landmarks is None:
         raise click.UsageError("give an output folder and/or --landmarks FILE")
     if dst is not None:
@@ -323,15 +325,24 @@ def _image_folder(src, dst, model, device, threads, draw, max_faces, landmarks, 
     total = len(plan(src, dst or src, opts, IMAGE_SUFFIXES))
     if not total:
         raise click.UsageError(f"no photos in {shown(src)}")
-    try:
+    with _rows_kept_on_interrupt(landmarks, "the rows of the photos done"):
         results = _with_bar(total, lambda bar: align_folder(src, dst or src, opts, landmarks, bar))
-    except _Interrupted as e:      # the photos' rows so far are kept, as a stopped video's are: say where
-        kept = partial_path(landmarks) if landmarks is not None else None
-        if kept is None or not kept.exists():
-            raise
-        click.echo(f"interrupted: the rows of the photos done in {shown(kept)}", err=True)
-        sys.exit(128 + e.signum)
     _report_files(results)
+
+
+@contextmanager
+def _rows_kept_on_interrupt(landmarks, what: str):
+    """A run that a signal unwinds (_Interrupted: a photo folder's, a video's second Ctrl-C) keeps the landmark
+    rows done in FILE.partial.EXT, as one stopped by a single signal does: say where (it said "interrupted")."""
+    began = time.time()
+    try:
+        yield
+    except _Interrupted as e:
+        kept = partial_path(Path(landmarks)) if landmarks is not None else None
+        if kept is None or not kept.exists() or kept.stat().st_mtime < began - 1:      # not this run's
+            raise
+        click.echo(f"interrupted: {what} in {shown(kept)}", err=True)
+        sys.exit(128 + e.signum)
 
 
 class _SignalsAsCtrlC(_StopSignals):
@@ -465,7 +476,7 @@ def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cut
         if not bars:
             bars.append(tqdm(total=total or None, unit="frame", desc="video", dynamic_ncols=True))
         bars[0].update(1)
-    with _StopSignals() as signals:
+    with _StopSignals() as signals, _rows_kept_on_interrupt(landmarks, "the rows of the frames done"):
         tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector)
         try:
             if dst is None:

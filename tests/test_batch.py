@@ -449,6 +449,25 @@ def test_ctrl_c_while_the_workers_start_is_one_line(long_clip, tmp_path):
     assert proc.returncode == 130 and b"Traceback" not in err, err.decode()
 
 
+def test_video_stopped_by_ctrl_c_twice_says_where_its_rows_went(long_clip, tmp_path):
+    """The second Ctrl-C unwinds the run: the rows done are kept in F.partial.csv, and it said only "interrupted"."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "rtalign.cli", "video", str(long_clip / "long.mp4"),
+                             str(tmp_path / "o.mp4"), "--landmarks", str(tmp_path / "lm.csv"), "-m", "cnn"],
+                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _when_encoding(tmp_path, lambda: _ctrl_c_twice(proc))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode in (130, -signal.SIGINT), err.decode()
+    if proc.returncode == 130:          # (a second Ctrl-C after the run had ended kills by SIGINT: nothing to say)
+        assert f"interrupted: the rows of the frames done in {tmp_path / 'lm.partial.csv'}".encode() in err
+    assert b"Traceback" not in err and not list(tmp_path.glob(".*"))
+
+
 def test_a_worker_killed_mid_file_fails_its_files_and_the_run_ends(long_clip, tmp_path):
     """The out-of-memory killer takes a worker: the batch must neither hang (a multiprocessing.Event's set()
     waited for the dead worker) nor print a traceback (BrokenProcessPool); a rerun does the file."""
