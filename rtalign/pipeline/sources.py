@@ -200,7 +200,6 @@ class VideoFileSource(_Source):
         start = float(first.time or 0)
         self.expected = lasting if self._trimmed and lasting is not None else (
             self.frames or (round((self._end[0] - start) * self.fps) if self._end else 0))
-        self._estimated = self.expected != self.frames
         self.has_audio = self._container.streams.best("audio") is not None
         self.start = max(0.0, (self._container.start_time or 0) / av.time_base)
 
@@ -284,7 +283,7 @@ class VideoFileSource(_Source):
 
     def damage(self) -> str:
         """What decoding achieved, for a truncated file: "30 of 45 frames decoded (reason)"."""
-        about = "about " if self._estimated else ""        # estimated from the duration
+        about = "about " if self.expected != self.frames else ""     # not the header's count: from the duration
         what = (f"{self.decoded} of {about}{self.expected} frames decoded" if self.expected
                 else f"decoding stopped after {self.decoded} frames")
         return what + (f" ({self._why})" if self._why else "")
