@@ -59,6 +59,13 @@ def long_clip(tmp_path_factory):
     return path
 
 
+def _frames(clip, region):
+    """`region` of each of the clip's decoded frames, BGR."""
+    import av
+    with av.open(str(clip)) as container:
+        return [f.to_ndarray(format="bgr24")[region] for f in container.decode(video=0)]
+
+
 def _find_window(d, name="rtalign", timeout=40.0):
     """The viewable top-level window called `name`, once it appears."""
     deadline = time.monotonic() + timeout
@@ -144,9 +151,12 @@ def _ctrl_c(d, window, proc):
 def test_the_window_shows_annotated_frames_and_q_ends_the_run(xvfb, long_clip):
     rc, err, shot = _run_then(xvfb, long_clip, _press_q)
     h, w = shot.shape[:2]
-    assert w >= 640 and h >= 360, f"the window ({w}x{h}) is smaller than the 640x360 picture"
+    assert (w, h) == (640, 360), f"the window ({w}x{h}) is not the 640x360 picture's size"
     picture = shot[h // 4:3 * h // 4, w // 4:3 * w // 4]      # the face is mid-frame
     assert picture.std() > 20, "the picture area is blank"
+    corner = np.s_[250:360, 0:200]          # flag and suit: no points and no FPS text drawn there
+    off = min(np.abs(shot[corner].astype(int) - frame).mean() for frame in _frames(long_clip, corner))
+    assert off < 3, f"the picture is not shown pixel for pixel (mean difference {off:.1f} from the nearest frame)"
     assert (shot == GREEN).all(axis=2).sum() > 50, "no landmark points drawn in the window"
     assert rc == 0, err
     assert "latency p50" in err

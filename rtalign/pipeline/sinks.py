@@ -325,8 +325,8 @@ class WindowSink(Sink):
         if threading.current_thread() is not threading.main_thread():
             raise DeviceError("the preview window must be created and run from the main thread "
                               "(OpenCV's Qt and macOS windows work only there)")
-        try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
+        try:    # no Qt tool and status bars: they took their height from the picture, shown scaled down
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         except cv2.error:
             raise DeviceError("cannot open a preview window; use --no-window (with --vcam or --serve)") from None
         self._closed = self._sized = False
