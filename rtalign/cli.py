@@ -504,6 +504,15 @@ def _exit_if_interrupted(result, signals: _StopSignals) -> None:
         sys.exit(signals.exit_code)
 
 
+def _ray_address(ctx, param, value):
+    """--ray's address, refused when it names a folder: `--ray IN_DIR OUT_DIR` took IN_DIR as the address
+    (click would only say that OUT_DIR is missing)."""
+    if value not in (None, "local") and Path(value).is_dir():
+        raise click.BadParameter(f"{value!r} is a folder, not a Ray address: put --ray after the folders, or "
+                                 "write --ray=ADDRESS")
+    return value
+
+
 @main.command("batch")
 @click.argument("in_dir", type=click.Path())
 @click.argument("out_dir", type=OutputFolder())
@@ -519,6 +528,7 @@ def _exit_if_interrupted(result, signals: _StopSignals) -> None:
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
               help="local worker processes (with --ray on a local instance: its CPUs)")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              callback=_ray_address,
               help="run the files as Ray tasks: a new local Ray instance, or the cluster at --ray=ADDRESS (or 'auto'); "
                    "after the folders, since it takes a following word as its address")
 def batch_cmd(in_dir, out_dir, model, device, threads, draw, max_faces, smooth, min_cutoff, beta, detector, landmarks,

@@ -251,6 +251,13 @@ def test_cli_batch_passes_the_ray_address(folder, tmp_path, monkeypatch, args, a
     assert seen["workers"] == (3 if "3" in args else 1)
 
 
+def test_ray_before_the_folders_says_it_took_the_input_folder_as_its_address(folder, tmp_path):
+    result = run_cli("batch", "--ray", folder, tmp_path / "out")
+    assert_clean_error(result, r"is a folder, not a Ray address: put --ray after the folders, or write --ray=ADDRESS",
+                       exit_code=2)
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_image_on_a_folder_without_photos_is_a_clear_error(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
