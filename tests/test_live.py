@@ -237,6 +237,25 @@ def test_a_connection_that_never_sends_a_request_is_closed(monkeypatch):
         sink.close()
 
 
+def test_a_connection_that_trickles_its_request_is_closed(monkeypatch):
+    import rtalign.pipeline.sinks as sinks
+    monkeypatch.setattr(sinks, "CLIENT_TIMEOUT_S", 0.5)
+    sink = MjpegServerSink("127.0.0.1", 0)
+    try:
+        with socket.create_connection(sink.address, timeout=5) as s:
+            t0 = time.monotonic()
+            with pytest.raises(OSError):            # a byte every 0.2 s: each read is within the timeout
+                for byte in b"GET / HTTP/1.1\r\nHost: x" + b"y" * 100:
+                    s.sendall(bytes([byte]))
+                    time.sleep(0.2)
+                    if time.monotonic() - t0 > 5:
+                        break
+            assert time.monotonic() - t0 < 2
+            assert s.recv(100) == b""                      # the server hung up on it
+    finally:
+        sink.close()
+
+
 def _timed_clip(path, times_s, fmt=None):
     """A small H.264 clip whose frames have exactly these times."""
     with av.open(str(path), "w", format=fmt) as out:

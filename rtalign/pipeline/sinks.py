@@ -460,8 +460,8 @@ _PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>rtalign</tit
 img{max-width:100%;max-height:100%}</style></head><body><img src="/stream" alt="rtalign live"></body></html>"""
 
 
-#: Seconds a preview client may stay silent (before its request) or stop reading (during the stream)
-#: before its connection is closed: idle connections otherwise each held a thread for good.
+#: Seconds a preview client may take to send its request, or stop reading (during the stream), before its
+#: connection is closed: idle or trickling connections otherwise each held a thread for good.
 CLIENT_TIMEOUT_S = 10.0
 
 
@@ -500,6 +500,26 @@ class MjpegServerSink(Sink):
 
         class Handler(BaseHTTPRequestHandler):
             timeout = CLIENT_TIMEOUT_S
+
+            def handle_one_request(self):
+                """A request must be complete within CLIENT_TIMEOUT_S: the socket's timeout alone is per read,
+                so a client trickling a byte at a time held a thread for good."""
+                self._deadline = threading.Timer(CLIENT_TIMEOUT_S, self._hang_up)
+                self._deadline.start()
+                try:
+                    super().handle_one_request()
+                finally:
+                    self._deadline.cancel()
+
+            def parse_request(self):
+                self._deadline.cancel()
+                return super().parse_request()
+
+            def _hang_up(self):
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:     # already gone
+                    pass
 
             def log_message(self, *args):
                 pass
