@@ -3,6 +3,7 @@ thread of its own for live sources."""
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -259,21 +260,38 @@ def _paste(frame, face, x, y):
     return frame
 
 
-def test_a_fast_face_keeps_its_track(resnet, astronaut):
+@pytest.mark.parametrize("name", ["resnet", "cnn"])
+def test_a_fast_face_keeps_its_track(name, astronaut):
     # 40 px a frame (across a 720p frame in a second): the crop used to stay behind, the track was lost
-    # every few frames and came back under a new id
+    # every few frames and came back under a new id (the cnn, trained on boxes within 4 %, loses such a face
+    # every few frames still: the detector finds it where the track's step said, and it keeps its id)
     face = astronaut[40:300, 110:340]
     ids, errors = [], []
     for i in range(24):
         x = 60 + 40 * i
         if i == 0:
-            tracker = FaceTracker(resnet, smoothing=None)
+            tracker = FaceTracker(load_model(name), smoothing=None)
         out = tracker.update(Frame(_paste(np.full((720, 1280, 3), 90, np.uint8), face, x, 200), i / 30, i))
         assert len(out) == 1, i
         ids.append(int(out.track_id[0]))
         errors.append(abs(out.xy[0, :, 0].mean() - (x + 115)))
     assert set(ids) == {0}
     assert max(errors) < 15          # the points stay on the face (its box is about 100 px)
+
+
+def test_a_face_that_goes_is_lost_by_a_model_that_cannot_tell_a_face(astronaut):
+    """The cascade fits a face shape on anything: its track stayed on the background for good."""
+    from rtalign.tracking import CONFIRM_EVERY
+    background = cv2.resize(astronaut[300:512, 0:200], (1280, 720))      # flag and suit: no face
+    tracker = FaceTracker(load_model("cascade"), smoothing=None)
+    counts = []
+    for i in range(30):
+        frame = background.copy()
+        if i < 10:
+            _paste(frame, astronaut[40:300, 110:340], 300, 200)
+        counts.append(len(tracker.update(Frame(frame, i / 30, i))))
+    assert counts[:10] == [1] * 10
+    assert counts[10 + CONFIRM_EVERY:] == [0] * (20 - CONFIRM_EVERY)
 
 
 def test_a_face_that_was_hidden_while_another_stayed_is_found_again_at_once(resnet, astronaut):

@@ -31,7 +31,9 @@ class LandmarkModel(Protocol):
 
 
 class UnscoredModel:
-    """Mixin for models that cannot tell a face from a non-face: every score is 1.0."""
+    """Mixin for models that cannot tell a face from a non-face: every score is 1.0 (`has_score` False, as
+    an ONNX landmarker's without a score output; the tracker then asks the detector)."""
+    has_score = False
 
     def predict_scored(self, frame: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pts = self.predict(frame, boxes)
