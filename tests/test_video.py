@@ -1,4 +1,5 @@
 """`rtalign video` end to end on generated clips: counts, rate, audio, landmarks, and every failure mode."""
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 from helpers import assert_clean_error, run_cli as run
 from hostile_sweep import audio_only_file
 from rtalign.pipeline import build_tracker, process_video
-from rtalign.synth import demo_clip
+from rtalign.synth import ASSET, demo_clip
 
 
 def probe(path):
@@ -72,6 +73,19 @@ def test_audio_only_file_has_no_video_stream(tmp_path):
     path = tmp_path / "tone.m4a"
     audio_only_file(path)
     assert_clean_error(run("video", path, tmp_path / "o.mp4"), "has no video stream")
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg command is not installed")
+@pytest.mark.parametrize("ext, cover", [(".m4a", ["-i", ASSET, "-map", "0:a", "-map", "1", "-disposition:v:0", "attached_pic"]),
+                                        (".mkv", ["-map", "0:a", "-attach", ASSET, "-metadata:s:t", "mimetype=image/jpeg"])])
+def test_a_song_with_its_cover_picture_has_no_video_stream(tmp_path, ext, cover):
+    """The cover is a video stream of one picture (attached_pic): it was read as a 90,000 fps video, said to be
+    truncated, and left OUT.partial.mp4."""
+    tone, song = tmp_path / "tone.m4a", tmp_path / f"song{ext}"
+    audio_only_file(tone)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", tone, *cover, "-c", "copy", song], check=True)
+    assert_clean_error(run("video", song, tmp_path / "o.mp4"), r"has no video stream \(only a cover picture\)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([tone.name, song.name])
 
 
 def test_zero_frames(tmp_path):

@@ -64,10 +64,11 @@ def _open_video(spec: str):
         raise InputError(f"cannot read video {shown(spec)}: no answer within {URL_TIMEOUT_S:g} s") from None
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
         raise InputError(f"cannot read video {shown(spec)}: {reason(e)}") from None
-    if not container.streams.video:
-        container.close()
-        raise InputError(f"{shown(spec)} has no video stream")
     stream = _main_video(container)
+    if stream is None:
+        only = " (only a cover picture)" if container.streams.video else ""
+        container.close()
+        raise InputError(f"{shown(spec)} has no video stream{only}")
     # frame threading, except for formats without an index: there a cut shows only as damaged last frames,
     # and with frame threads whether a damaged frame is flagged depends on timing (VideoFileSource.truncated)
     stream.thread_type = "NONE" if container.format.name in _NO_INDEX else "AUTO"
@@ -77,11 +78,11 @@ def _open_video(spec: str):
 def _main_video(container):
     """The video a player shows: FFmpeg's pick (av_find_best_stream: the stream flagged default, else the one
     with most frames, then most bits), but never a cover picture (attached_pic: album art, the thumbnail
-    yt-dlp embeds) while the file has a real video."""
+    yt-dlp embeds; a song with its cover is no video). None without one."""
     cover = av.stream.Disposition.attached_pic
     best = container.streams.best("video")
-    if best.disposition & cover:
-        return next((s for s in container.streams.video if not s.disposition & cover), best)
+    if best is not None and best.disposition & cover:
+        return next((s for s in container.streams.video if not s.disposition & cover), None)
     return best
 
 
