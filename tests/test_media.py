@@ -434,6 +434,25 @@ def test_a_stream_that_changes_size_midway_gives_landmarks_of_the_frames_written
 
 
 @needs_ffmpeg
+def test_an_mpeg_ts_cut_across_its_clocks_wrap_keeps_every_frame_and_counts_time_from_its_start(face_clip, tmp_path):
+    """A 33-bit MPEG-TS clock wraps every 26.5 h, and FFmpeg reads a clip cut across the wrap as starting before 0.
+    Its start was taken as 0: the first frames went into the output at negative times (players hide them) and
+    their rows had negative times."""
+    clip, out, table = tmp_path / "wrap.ts", tmp_path / "o.mp4", tmp_path / "lm.csv"
+    ffmpeg("-i", face_clip, "-c", "copy", "-output_ts_offset", 95442, "-f", "mpegts", clip)    # wraps at 2**33 / 90 kHz = 95443.7 s
+    with av.open(str(clip)) as c:
+        start = c.start_time / av.time_base
+        times = [float(f.time) for f in c.decode(video=0)]
+    assert start < times[0] < 0
+    result = run("video", clip, out, "--draw", "none", "--landmarks", table, "--model", "cnn")
+    assert result.exit_code == 0, result.output
+    with av.open(str(out)) as c:
+        shown = [float(f.time) for f in c.decode(video=0)]
+    assert len(shown) == 45 and np.allclose(shown, np.subtract(times, start), atol=1e-3)
+    assert np.allclose(read_landmarks(table)["time_s"], np.subtract(times, start), atol=1e-3)
+
+
+@needs_ffmpeg
 def test_analysis_of_a_stream_that_grows_midway_reads_each_frame_at_its_own_size(face_clip, tmp_path):
     """No output video, no one size to keep: a stream that starts small (adaptive streaming) was read at its
     first size throughout, its faces shrunk out of reach."""

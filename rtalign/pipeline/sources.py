@@ -156,8 +156,9 @@ class VideoFileSource(_Source):
         estimated from the duration (0 if unknown; also where the count holds samples an edit list hides, as
         in a stream-copied trim). decoded: frames delivered so far.
         error: why decoding stopped early, or None. skipped: packets skipped, rejected as invalid data.
-        start: when the file's first stream starts, seconds (≥ 0; an MPEG-TS camcorder clip starts at its
-        clock, hours in): what outputs count their time from.
+        start: when the file's first stream starts, seconds (an MPEG-TS camcorder clip starts at its clock,
+        hours in; one cut across its clock's wrap, or audio before the video, before 0): what outputs count
+        their time from, as FFmpeg's tools and players do.
     """
     mode = SourceMode.FILE
     error: str | None = None
@@ -202,7 +203,7 @@ class VideoFileSource(_Source):
         self.expected = lasting if self._trimmed and lasting is not None else (
             self.frames or (round((self._end[0] - start) * self.fps) if self._end else 0))
         self.has_audio = self._container.streams.best("audio") is not None
-        self.start = max(0.0, (self._container.start_time or 0) / av.time_base)
+        self.start = (self._container.start_time or 0) / av.time_base
 
     def _announced_end(self) -> tuple[float, float, bool] | None:
         """(seconds, tolerance, of_file): where the container says the video ends, from the stream's own
