@@ -434,6 +434,26 @@ def test_a_stream_that_changes_size_midway_gives_landmarks_of_the_frames_written
 
 
 @needs_ffmpeg
+def test_mpeg_ts_recordings_joined_end_to_end_play_one_after_the_other(face_clip, tmp_path):
+    """Each recording's clock starts afresh: the second half's frames were written 1/90000 s apart at the first
+    half's end (the output lasted half as long), half the audio was lost and `time_s` went back to 0."""
+    part, joined, out, table = tmp_path / "part.ts", tmp_path / "joined.ts", tmp_path / "o.mp4", tmp_path / "lm.csv"
+    ffmpeg("-i", face_clip, "-c", "copy", "-f", "mpegts", part)
+    joined.write_bytes(part.read_bytes() * 2)
+    result = run("video", joined, out, "--draw", "none", "--landmarks", table, "--model", "cnn")
+    assert result.exit_code == 0, result.output
+    with av.open(str(part)) as c:
+        audio = sum(1 for p in c.demux(audio=0) if p.size)
+    with av.open(str(out)) as c:
+        shown = np.array([float(f.time) for f in c.decode(video=0)])
+        c.seek(0)
+        written = sum(1 for p in c.demux(audio=0) if p.size)
+    assert len(shown) == 90 and np.allclose(np.diff(shown), 1 / 30, atol=1e-3)      # one frame on from the other
+    assert written >= 2 * audio - 1                     # at most the packet overlapping the join left out
+    assert np.allclose(read_landmarks(table)["time_s"], shown, atol=1e-3)
+
+
+@needs_ffmpeg
 def test_an_mpeg_ts_cut_across_its_clocks_wrap_keeps_every_frame_and_counts_time_from_its_start(face_clip, tmp_path):
     """A 33-bit MPEG-TS clock wraps every 26.5 h, and FFmpeg reads a clip cut across the wrap as starting before 0.
     Its start was taken as 0: the first frames went into the output at negative times (players hide them) and

@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import DeviceError, InputError, reason, shown
 from ..io_safety import move_into_place, partial_path, temp_path_for
 from .sources import letterbox
+from .timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +108,24 @@ class _Audio:
         except BaseException:
             self._in.close()
             raise
-        self._packets = self._in.demux(stream)
+        self._packets = self._packets_of(stream)
         self._pending = None
+        self._last_dts = None
         self._out = out
         self._start = start
         self._shift = round(start / stream.time_base) if stream.time_base else 0      # in the track's own unit
+
+    def _packets_of(self, stream):
+        """The track's packets, on the file's continuous timeline (see Timeline: where the clock can jump, every
+        packet is read to move the audio as the video is moved)."""
+        timeline = Timeline(self._in)
+        if not timeline.active:
+            yield from self._in.demux(stream)
+            return
+        for packet in self._in.demux():
+            timeline.place(packet)
+            if packet.stream is stream:
+                yield packet
 
     def _next(self):
         packet, self._pending = self._pending or next(self._packets, None), None
@@ -130,6 +144,10 @@ class _Audio:
                 if t is not None and packet.pts is not None and packet.pts * packet.time_base - self._start > t:
                     self._pending = packet
                     return
+                if packet.dts is not None:
+                    if self._last_dts is not None and packet.dts <= self._last_dts:
+                        continue        # overlaps the audio before a join (Timeline): muxers take no step back
+                    self._last_dts = packet.dts
                 if self._copy:
                     packet.stream = self._stream
                     self._out.mux(self._moved(packet))

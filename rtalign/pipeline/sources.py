@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import DeviceError, InputError, reason, shown
 from ..io_safety import check_input_file
 from ..types import Frame
+from .timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ class VideoFileSource(_Source):
         self._shown_until = 0.0
         self._packets_until = 0.0          # where the packets read so far end, any stream, seconds
         self._hides_frames = False         # a packet of the video comes before its start: an edit list cuts it
+        self._timeline = Timeline(self._container)
         try:
             self._decoder = self._frames = self._decoded_frames()
             first = next(self._frames, None)
@@ -236,6 +238,7 @@ class VideoFileSource(_Source):
         failed = 0
         try:
             for packet in self._container.demux():
+                self._timeline.place(packet)
                 if packet.pts is not None and packet.time_base:
                     end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
                     self._packets_until = max(self._packets_until, end)
