@@ -475,6 +475,8 @@ def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cut
     def progress(run_stats, total):  # the bar appears with the first frame, not before an input error
         if not bars:
             bars.append(tqdm(total=total or None, unit="frame", desc="video", dynamic_ncols=True))
+        if bars[0].total and bars[0].n >= bars[0].total:    # an estimate that fell short (joined recordings)
+            bars[0].total = None
         bars[0].update(1)
     with _StopSignals() as signals, _rows_kept_on_interrupt(landmarks, "the rows of the frames done"):
         tracker = _tracker(model, device, threads, max_faces, smooth, min_cutoff, beta, detector)
@@ -486,6 +488,8 @@ def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cut
                 result = process_video(src, dst, tracker=tracker, draw=draw, effects=make_effects(**effects),
                                        progress=progress, preset=preset, crf=crf, stop=signals.event,
                                        allow_truncated=allow_truncated, landmarks=landmarks)
+            if bars and not result.interrupted:     # all read: the count is known (audio may outlast the video)
+                bars[0].total = bars[0].n
         finally:
             for bar in bars:
                 bar.close()

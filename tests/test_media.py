@@ -442,6 +442,7 @@ def test_mpeg_ts_recordings_joined_end_to_end_play_one_after_the_other(face_clip
     joined.write_bytes(part.read_bytes() * 2)
     result = run("video", joined, out, "--draw", "none", "--landmarks", table, "--model", "cnn")
     assert result.exit_code == 0, result.output
+    assert "90/90" in result.output.split("\r")[-1]      # the progress bar ends at the count, not at 90/45
     with av.open(str(part)) as c:
         audio = sum(1 for p in c.demux(audio=0) if p.size)
     with av.open(str(out)) as c:
