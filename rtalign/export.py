@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,16 @@ class _Writer:
         #: frames written (with or without faces)
         self.frames = 0
         self._closed = False
+
+    @contextmanager
+    def _removed_on_failure(self):
+        """The format's own opening of the temporary file: stopped (Ctrl-C, a stop signal) or failed, the file
+        goes (a hidden file left there stayed for good: reruns skip it)."""
+        try:
+            yield
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
 
     def __enter__(self):
         return self
@@ -110,9 +121,10 @@ class _TextWriter(_Writer):
 
     def __init__(self, path):
         super().__init__(path)
-        self._f = open(self._tmp, "w", encoding="utf-8", newline="")
-        self._f.write(self._header())
-        self._f.flush()
+        with self._removed_on_failure():
+            self._f = open(self._tmp, "w", encoding="utf-8", newline="")
+            self._f.write(self._header())
+            self._f.flush()
 
     def _header(self) -> str:
         return ""
@@ -190,7 +202,8 @@ class ParquetWriter(_Writer):
         f32 = pa.float32()
         self.schema = pa.schema([("file", pa.string()), ("frame", pa.int64()), ("time_s", pa.float64()),
                                  ("face_id", pa.int64()), *((c, f32) for c in COLUMNS[4:])])
-        self._out = pq.ParquetWriter(str(self._tmp), self.schema)
+        with self._removed_on_failure():
+            self._out = pq.ParquetWriter(str(self._tmp), self.schema)
         self._pending: list[tuple] = []
         self.group = group
 

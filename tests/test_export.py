@@ -109,6 +109,27 @@ def test_a_last_flush_that_fails_leaves_no_hidden_file(tmp_path, suffix):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_a_stop_while_the_writer_opens_leaves_no_hidden_file(tmp_path, suffix, monkeypatch):
+    """A stop between the temporary file's creation and the format's writer left `.NAME.tmp.EXT` for good."""
+    if suffix == ".parquet":
+        pq = pytest.importorskip("pyarrow.parquet", reason="Parquet is the optional [parquet] extra")
+
+        def stopped(*args, **kwargs):
+            raise KeyboardInterrupt
+        monkeypatch.setattr(pq, "ParquetWriter", stopped)
+    else:
+        import rtalign.export
+
+        def stopped(self):
+            raise KeyboardInterrupt
+        writer = {".csv": rtalign.export.CsvWriter, ".jsonl": rtalign.export.JsonlWriter}[suffix]
+        monkeypatch.setattr(writer, "_header", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        open_writer(tmp_path / f"lm{suffix}")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unknown_extension_is_one_clear_error(tmp_path):
     with pytest.raises(InputError, match="expected one of .csv, .jsonl, .parquet"):
         open_writer(tmp_path / "lm.txt")
