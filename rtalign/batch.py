@@ -230,26 +230,32 @@ class _StopFlag:
 def _init_worker(stop) -> None:
     """A local worker ignores Ctrl-C (the terminal sends it to every process: an idle worker killed by it
     would break the pool and get the busy ones killed mid-file) and stops its file when `stop` is set: by
-    the parent, or by a SIGTERM / SIGHUP sent to the whole process group. It starts with Ctrl-C blocked
-    (_spawning), which it then lets through to be ignored."""
+    the parent, or by a SIGTERM / SIGHUP sent to the whole process group. It starts with Ctrl-C and SIGHUP
+    blocked (_spawning), which it then lets through to be ignored or handled."""
     global _STOP
     _STOP = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop.set())
     if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
+
+
+#: Signals held back while helper processes start (_spawning)
+_HELD = {signal.SIGINT, getattr(signal, "SIGHUP", signal.SIGINT)}
 
 
 @contextmanager
 def _spawning():
-    """Ctrl-C held back in this thread while it starts worker processes, which inherit the block: a spawned
-    worker spends its first second importing (OpenCV, onnxruntime) before _init_worker runs, and a Ctrl-C
-    then printed each worker's traceback. The parent gets its Ctrl-C when the block ends."""
+    """Ctrl-C and SIGHUP held back in this thread while it starts helper processes, which inherit the block:
+    a spawned worker spends its first second importing (OpenCV, onnxruntime) before _init_worker runs, and a
+    Ctrl-C then printed each worker's traceback; multiprocessing's resource tracker ignores Ctrl-C and
+    SIGTERM but not SIGHUP, and a closed terminal killed it (tracebacks of its KeyErrors at the end). The
+    parent gets its signals when the block ends."""
     if not hasattr(signal, "pthread_sigmask"):     # Windows: no signal masks
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
     try:
         yield
     finally:
@@ -336,7 +342,9 @@ def _local(jobs, options, workers, report):
     # spawn: a forked child would inherit the parent's ONNX / OpenCV thread pools mid-state
     context = multiprocessing.get_context("spawn")
     stop = _StopFlag(context)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(stop,)) as pool:
+    with _spawning():               # the pool's queues start multiprocessing's resource tracker
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(stop,))
+    with pool:
         with _spawning():           # workers start as files are submitted
             futures = {pool.submit(process_file, job, options): i for i, job in enumerate(jobs)}
         try:

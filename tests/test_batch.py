@@ -397,10 +397,11 @@ def _ctrl_c_twice(proc):
 
 @pytest.mark.parametrize("signum, args", [(signal.SIGTERM, []), (signal.SIGHUP, []), (signal.SIGTERM, ["--workers", "2"]),
                                           (signal.SIGTERM, ["--ray", "--workers", "2"]), ("twice", []),
-                                          ("twice", ["--workers", "2"])])
+                                          ("twice", ["--workers", "2"]), ("hangup", ["--workers", "2"])])
 def test_cli_batch_stopped_by_a_signal_leaves_no_file_and_exits_128_plus_signal(long_clip, tmp_path, signum, args):
     """Ctrl-C pressed twice: the second one cut the cleanup short; with workers the run then never ended (its
-    workers left running), without them the encoder's container was closed under it (a crash, exit 139)."""
+    workers left running), without them the encoder's container was closed under it (a crash, exit 139).
+    A closed terminal (SIGHUP to the whole group) killed multiprocessing's resource tracker: its tracebacks."""
     if "--ray" in args:
         pytest.importorskip("ray", reason="Ray is the optional [ray] extra: pip install -e '.[ray]'")
     root = Path(__file__).resolve().parents[1]
@@ -409,7 +410,9 @@ def test_cli_batch_stopped_by_a_signal_leaves_no_file_and_exits_128_plus_signal(
                              "--landmarks", "csv", *args], cwd=root, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
-        _when_encoding(tmp_path, lambda: _ctrl_c_twice(proc) if signum == "twice" else proc.send_signal(signum))
+        _when_encoding(tmp_path, lambda: _ctrl_c_twice(proc) if signum == "twice" else
+                       os.killpg(proc.pid, signal.SIGHUP) if signum == "hangup" else proc.send_signal(signum))
+        signum = signal.SIGHUP if signum == "hangup" else signum
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
