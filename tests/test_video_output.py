@@ -135,3 +135,22 @@ def test_the_same_input_gives_the_same_bytes_in_every_container(face_clip, tmp_p
         assert run_cli("video", face_clip, out, "--model", "cnn").exit_code == 0
     assert outs[0].read_bytes() == outs[1].read_bytes()
 
+
+def test_one_process_encodes_the_same_frames_to_the_same_bytes_every_time(tmp_path):
+    """x264's AVX-512 routines gave a different encoding from one run to the next in one process (a batch
+    worker's second file differed on every run): on such CPUs it is held to AVX2."""
+    from rtalign.pipeline.sinks import VideoFileSink
+    from rtalign.pipeline.sources import VideoFileSource
+    from rtalign.synth import demo_clip
+    clip = tmp_path / "clip.mp4"
+    demo_clip(clip, n_frames=45, size=(320, 240), seed=3, audio=False)
+    with VideoFileSource(str(clip)) as source:
+        frames = [(f.image, f.timestamp) for f in source]
+        size, fps, time_base = source.size, source.fps, source.time_base
+    outs = [tmp_path / f"{k}.mp4" for k in range(8)]
+    for out in outs:
+        sink = VideoFileSink(out, size, fps, time_base=time_base)
+        for image, t in frames:
+            sink.write(image, t)
+        sink.close()
+    assert len({out.read_bytes() for out in outs}) == 1

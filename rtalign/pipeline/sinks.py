@@ -70,10 +70,27 @@ def check_video_output(dst) -> None:
                          "supported: .mp4, .mov, .mkv (H.264), .webm (VP9)")
 
 
+def _has_avx512() -> bool:
+    """Whether this CPU runs AVX-512 (numpy's own runtime check: OpenCV's wheels do not expose theirs)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:         # numpy 1.x
+        from numpy.core._multiarray_umath import __cpu_features__
+    return bool(__cpu_features__.get("AVX512F"))
+
+
+#: x264's AVX-512 routines make its output differ from one encode to the next within a process (a batch
+#: worker's second file came out different on every run; measured on an AMD EPYC, Zen 4): on CPUs that have
+#: AVX-512, x264 is held to AVX2, at the same speed (codec-only FPS of a 720p clip, 5 alternating runs:
+#: median 173.9 against 172.9).
+_X264_CPU = {"x264-params": "asm=AVX2"} if _has_avx512() else {}
+
+
 def _encoder_options(codec: str, preset: str, crf: int) -> dict:
-    """x264's preset and CRF as they are; for VP9 the preset picks cpu-used and CRF is scaled to 0-63."""
+    """x264's preset and CRF as they are (_X264_CPU: the same bytes on every run); for VP9 the preset picks
+    cpu-used and CRF is scaled to 0-63."""
     if codec == "libx264":
-        return {"preset": preset, "crf": str(crf)}
+        return {"preset": preset, "crf": str(crf), **_X264_CPU}
     speed = 8 - min(X264_PRESETS.index(preset), 8)
     return {"deadline": "good", "cpu-used": str(speed), "row-mt": "1", "crf": str(round(crf * 63 / 51)), "b": "0"}
 
