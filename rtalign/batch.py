@@ -161,11 +161,22 @@ def _not_a_file(path: Path) -> str:
 
 
 def _walk(folder: Path, errors: list) -> list[Path]:
-    """Every file under `folder` outside hidden folders (symbolic links to folders not followed), each folder
-    that cannot be listed appended to `errors` as its OSError (Path.rglob left those out without a word)."""
-    paths = []
-    for root, dirs, files in os.walk(folder, onerror=errors.append):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+    """Every file under `folder` outside hidden folders, through symbolic links to folders too (they were
+    skipped without a word), each real folder read once (a link back up is no loop), each folder that cannot
+    be listed appended to `errors` as its OSError (Path.rglob left those out without a word)."""
+    paths, seen = [], {os.path.realpath(folder)}
+    for root, dirs, files in os.walk(folder, onerror=errors.append, followlinks=True):
+        kept = []
+        for name in dirs:
+            real = os.path.realpath(os.path.join(root, name))
+            if name.startswith("."):
+                continue
+            if real in seen:
+                log.info("%s: a folder read already, under another name; skipped", shown(Path(root) / name))
+                continue
+            seen.add(real)
+            kept.append(name)
+        dirs[:] = kept
         paths += [Path(root) / name for name in files]
     return paths
 

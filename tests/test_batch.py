@@ -264,6 +264,19 @@ def test_cli_image_on_a_folder_without_photos_is_a_clear_error(tmp_path):
     assert_clean_error(run_cli("image", empty, tmp_path / "out"), "no photos in", exit_code=2)
 
 
+def test_plan_follows_links_to_folders_and_reads_each_folder_once(tmp_path, astronaut_file):
+    """A linked folder of photos was skipped without a word; a link back up must not loop."""
+    root, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    (root / "real").mkdir(parents=True)
+    elsewhere.mkdir()
+    shutil.copy(astronaut_file, root / "real" / "a.png")
+    shutil.copy(astronaut_file, elsewhere / "b.png")
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (root / "real" / "up").symlink_to(root, target_is_directory=True)         # a loop
+    jobs = plan(root, tmp_path / "out", BatchOptions())
+    assert [j.label for j in jobs] == ["linked/b.png", "real/a.png"]
+
+
 def test_plan_writes_containers_the_sink_cannot_write_as_mp4(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
