@@ -144,11 +144,18 @@ def plan(in_dir, out_dir, options: BatchOptions, suffixes=VIDEO_SUFFIXES + IMAGE
                         None if src.is_file() else _not_a_file(src)))
     jobs += [Job(Path(e.filename), shown(Path(e.filename).relative_to(in_dir)), None, None,
                  f"cannot list this folder: {e.strerror}") for e in unreadable]
-    drawn: dict[Path, Job] = {}
+    written: dict[Path, Job] = {}
     for job in jobs:
-        if job.media is not None and drawn.setdefault(job.media, job) is not job:
-            raise InputError(f"{drawn[job.media].label} and {job.label} would both be drawn to {job.media}; "
+        if job.media is not None and written.setdefault(job.media, job) is not job:
+            raise InputError(f"{written[job.media].label} and {job.label} would both be drawn to {job.media}; "
                              "rename one")
+        if job.landmarks is not None:
+            written[job.landmarks] = job
+    for path, job in written.items():       # clip.avi drawn to clip.mp4 beside a folder clip.mp4/ of inputs
+        taken = next((p for p in path.parents if p in written), None)
+        if taken is not None:
+            raise InputError(f"{written[taken].label} would be written to {shown(taken)}, the folder that "
+                             f"{job.label}'s output needs; rename one")
     return jobs
 
 

@@ -277,6 +277,18 @@ def test_plan_follows_links_to_folders_and_reads_each_folder_once(tmp_path, astr
     assert [j.label for j in jobs] == ["linked/b.png", "real/a.png"]
 
 
+def test_an_output_where_another_input_needs_a_folder_is_refused_before_any_work(tmp_path, astronaut_file):
+    """clip.avi is drawn to clip.mp4 while a folder clip.mp4/ holds photos: the run wrote clip.mp4, then failed
+    every photo in that folder, on every rerun."""
+    root = tmp_path / "in"
+    (root / "clip.mp4").mkdir(parents=True)
+    shutil.copy(astronaut_file, root / "clip.mp4" / "a.png")
+    demo_clip(root / "clip.avi", n_frames=3, size=(64, 48), seed=0, audio=False)
+    with pytest.raises(InputError, match=r"clip\.avi would be written to .*clip\.mp4, the folder that clip\.mp4/a\.png's "
+                                         r"output needs; rename one"):
+        plan(root, tmp_path / "out", BatchOptions())
+
+
 def test_plan_writes_containers_the_sink_cannot_write_as_mp4(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
