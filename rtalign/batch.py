@@ -308,7 +308,8 @@ def _run_image(job: Job, options: BatchOptions, writer=None) -> int:
     aligner = FaceAligner(_model(options), max_faces=options.max_faces, detector=_detector(options))
     try:
         with open_writer(job.landmarks) if job.landmarks is not None else nullcontext(writer) as out:
-            annotate_image(job.src, job.media, aligner, options.draw, _effects(options), out, job.label)
+            annotate_image(job.src, job.media, aligner, options.draw, _effects(options), out, job.label,
+                           need_face=False)     # as a video's faceless frames: done, not failed on every rerun
     except KeyboardInterrupt:    # one photo is all or nothing: no partial rows left for the rerun to trip on
         if job.landmarks is not None:
             partial_path(job.landmarks).unlink(missing_ok=True)

@@ -205,15 +205,18 @@ def save_image(dst, image: np.ndarray) -> None:
     write_bytes_atomic(dst, buf.tobytes())
 
 
-def annotate_image(src, dst, aligner: FaceAligner, draw="points", effects=(), writer=None, label=None) -> int:
+def annotate_image(src, dst, aligner: FaceAligner, draw="points", effects=(), writer=None, label=None,
+                   need_face: bool = True) -> int:
     """Faces of photo `src` (with head pose) drawn into `dst` and/or written as rows to `writer`
     (frame 0, time 0, `file` = `label` or the file name). Returns the face count.
 
     Every face is processed unless the aligner's `max_faces` caps them (the largest first); faces left
-    out that way are reported with a warning, never skipped silently.
+    out that way are reported with a warning, never skipped silently. Without `need_face` (a folder of
+    photos, as a video's faceless frames), a photo without a face is written as it is, with no rows, and
+    said in a warning.
 
     Raises:
-        InputError: unreadable input, no face found, or a bad output path.
+        InputError: unreadable input, no face found (with `need_face`), or a bad output path.
     """
     from .detectors import detect_faces
     from .render import annotator_for
@@ -230,7 +233,9 @@ def annotate_image(src, dst, aligner: FaceAligner, draw="points", effects=(), wr
                     aligner.max_faces)
         faces = faces[: aligner.max_faces]
     if len(faces) == 0:
-        raise InputError(f"no face found in {shown(src)}")
+        if need_face:
+            raise InputError(f"no face found in {shown(src)}")
+        log.warning("no face found in %s: written as it is, with no landmark rows", shown(src))
     if writer is not None:
         writer.write(label or src.name, 0, 0.0, faces)
     if dst is not None:

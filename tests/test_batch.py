@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import av
+import cv2
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -262,6 +264,21 @@ def test_cli_image_on_a_folder_without_photos_is_a_clear_error(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert_clean_error(run_cli("image", empty, tmp_path / "out"), "no photos in", exit_code=2)
+
+
+def test_a_photo_without_a_face_is_done_as_a_videos_faceless_frames_are(tmp_path, astronaut_file, caplog):
+    """It failed ("no face found") on every rerun, so a folder holding one never finished with exit 0."""
+    photos, out = tmp_path / "in", tmp_path / "out"
+    photos.mkdir()
+    shutil.copy(astronaut_file, photos / "a.png")
+    cv2.imwrite(str(photos / "wall.png"), np.full((120, 160, 3), 200, np.uint8))
+    first = run_cli("batch", photos, out, "-m", "cnn", "--landmarks", "csv")
+    assert first.exit_code == 0 and "2 done" in first.output, first.output
+    assert re.search(r"no face found in .*wall\.png: written as it is, with no landmark rows", caplog.text)
+    assert cv2.imread(str(out / "wall.png")).mean() == 200
+    assert len(read_landmarks(out / "wall.png.csv")["frame"]) == 0 and len(read_landmarks(out / "a.png.csv")["frame"]) == 1
+    again = run_cli("batch", photos, out, "-m", "cnn", "--landmarks", "csv")
+    assert again.exit_code == 0 and "2 skipped" in again.output, again.output
 
 
 def test_plan_follows_links_to_folders_and_reads_each_folder_once(tmp_path, astronaut_file):
