@@ -168,6 +168,23 @@ def test_target_is_lit_like_the_face():
     assert dim[0] == pytest.approx(27.85, abs=0.2) and abs(dim[1]) < 0.5 and abs(dim[2]) < 0.5
 
 
+def test_lips_lighter_than_the_skin_round_them_get_the_colours_chroma_at_their_lightness():
+    """The light is read from the skin round the mouth: dark skin under a top light, or a beard, read as a
+    very dim scene, the target was dimmed to near black and the lips, which keep their own lightness, came
+    out grey (chroma 20 → 10 on real faces). A lit colour's chroma follows its lightness."""
+    img, pts, lips, _ = synthetic_face((60, 25), (60, 25))
+    shadow = img.copy()
+    shadow[~lips] = (shadow[~lips] * 0.12).astype(np.uint8)          # lips as they were, skin nearly black
+    out = recolor_lips(shadow.copy(), pts, "crimson", 1.0)
+    inside = eroded(lips, 3)
+    lab0, lab1 = (cv2.cvtColor(x, cv2.COLOR_BGR2Lab)[inside].astype(float) - [0, 128, 128] for x in (shadow, out))
+    chroma0, chroma1 = (np.hypot(lab[:, 1], lab[:, 2]).mean() for lab in (lab0, lab1))
+    target = lab_of(np.array(parse_color("crimson"), np.float32) / 255)
+    assert 1.3 * chroma0 < chroma1 <= np.hypot(*target[1:]) + 2      # never past the colour's own
+    hue = np.degrees(np.arctan2(lab1[:, 2].mean(), lab1[:, 1].mean()) - np.arctan2(target[2], target[1]))
+    assert abs((hue + 180) % 360 - 180) < 15
+
+
 def gamut_bgr(lab):
     """_in_gamut_bgr of one Lab colour."""
     return _in_gamut_bgr(np.float32([lab[0]]), lab[1:], np.ones(1, np.float32))

@@ -157,6 +157,12 @@ def lit_target(color, skin_lightness: float, eye_white: float | None = None) -> 
     return lab_of(np.array(srgb, np.float32))
 
 
+def full_chroma(color) -> float:
+    """Chroma (Lab) of the target colour in full light: what `blend_lab` lets a pixel reach at most."""
+    lab = lab_of(target_bgr(color))
+    return math.hypot(float(lab[1]), float(lab[2]))
+
+
 def _decode(v: float) -> float:
     """sRGB → linear, one channel in [0, 1]."""
     return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
@@ -211,7 +217,7 @@ def lab8(bgr: np.ndarray) -> np.ndarray:
 
 
 def blend_lab(roi_bgr: np.ndarray, weight: np.ndarray, target: np.ndarray, chroma_keep: float,
-              lightness_pull: float) -> None:
+              lightness_pull: float, chroma_limit: float | None = None) -> None:
     """Recolour `roi_bgr` (BGR uint8, in place) where `weight` (float32 in [0, 1]) is positive.
 
     Each pixel's fully recoloured version is made in Lab: a, b take the target's hue and chroma, scaled
@@ -219,6 +225,11 @@ def blend_lab(roi_bgr: np.ndarray, weight: np.ndarray, target: np.ndarray, chrom
     moves by `lightness_pull` of the gap between the target and the weighted mean, so the lightness
     detail (texture, shading, gloss) is kept exactly. The pixel then moves `weight` of the way to it
     (in BGR, so a pixel of weight 0 stays exactly as it was).
+
+    With `chroma_limit` (the colour's chroma in full light, `full_chroma`), the chroma follows the
+    lightness as a lit colour's does (dimming light scales L*, a* and b* alike): a pixel lighter than the
+    (dimmed) target gets the chroma the colour has at that lightness, up to the limit. The light read
+    round a mouth in shadow or a beard was darker than the lips themselves, and they came out grey.
     """
     idx = np.flatnonzero(weight > 1 / 255.0)     # less can not move a pixel by half a level
     if not len(idx):
@@ -233,6 +244,9 @@ def blend_lab(roi_bgr: np.ndarray, weight: np.ndarray, target: np.ndarray, chrom
     # the hue becomes the target's; each pixel keeps `chroma_keep` of its relative saturation
     ratio = np.hypot(px[:, 1], px[:, 2]) / max(math.hypot(mean[1], mean[2]), 1.0)
     saturation = 1.0 + chroma_keep * (np.minimum(ratio, 3.0) - 1.0)
+    if chroma_limit is not None:
+        most = max(chroma_limit / max(math.hypot(float(target[1]), float(target[2])), 1e-6), 1.0)
+        saturation = saturation * clamp(lightness / max(float(target[0]), 1.0), 1.0, most)
     full = cv2.convertScaleAbs(_in_gamut_bgr(lightness, target[1:], saturation), alpha=255.0)
     pixels[idx] = cv2.blendLinear(orig[None], full[None], (1.0 - w)[None], w[None])[0]
     np.copyto(roi_bgr, block)

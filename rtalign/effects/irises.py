@@ -17,7 +17,7 @@ import numpy as np
 from ..landmarks import LEFT_EYE, RIGHT_EYE
 from ..render import colour_canvas
 from .common import (blend_lab, check_effect, clamp, eye_aspect_ratio, eye_white_lightness, face_points, flat_fill,
-                     grey_lightness, interocular, light_gain, lit_target, polygon_mask, quantiles, roi)
+                     full_chroma, grey_lightness, interocular, light_gain, lit_target, polygon_mask, quantiles, roi)
 
 #: Eye aspect ratio at which a closed eye counts as open again, and below which an open one closes.
 EAR_OPEN, EAR_CLOSE = 0.20, 0.16
@@ -145,5 +145,5 @@ def recolor_irises(frame: np.ndarray, points: np.ndarray, color, strength: float
             (a0, b0, a1, b1), weight = found
             light = _surround_lightness(gray)
             blend_lab(part[b0:b1, a0:a1], weight * float(strength), lit_target(color, light, whites), chroma_keep=0.6,
-                      lightness_pull=0.35 * light_gain(light, whites))
+                      lightness_pull=0.35 * light_gain(light, whites), chroma_limit=full_chroma(color))
     return frame

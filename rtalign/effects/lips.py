@@ -16,8 +16,8 @@ import numpy as np
 
 from ..landmarks import INNER_LIPS, OUTER_LIPS
 from ..render import colour_canvas
-from .common import (blend_lab, check_effect, clamp, eye_white_lightness, face_points, flat_fill, interocular, lab8,
-                     light_gain, lit_target, quantiles, roi, signed_distance)
+from .common import (blend_lab, check_effect, clamp, eye_white_lightness, face_points, flat_fill, full_chroma,
+                     interocular, lab8, light_gain, lit_target, quantiles, roi, signed_distance)
 
 #: Band half-width around the polygon's outline, in inter-ocular distances: how far off the points may be.
 BAND = 0.05
@@ -205,5 +205,6 @@ def recolor_lips(frame: np.ndarray, points: np.ndarray, color, strength: float =
             light = mask.skin_lightness, eye_white_lightness(canvas, points)
             blend_lab(canvas[y0:y1, x0:x1], mask.weight * float(strength),
                       lit_target(color, *light), chroma_keep=CHROMA_KEEP,
-                      lightness_pull=LIGHTNESS_PULL * light_gain(*light))  # dim: own lightness
+                      lightness_pull=LIGHTNESS_PULL * light_gain(*light),  # dim: own lightness
+                      chroma_limit=full_chroma(color))
     return frame
