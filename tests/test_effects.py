@@ -223,13 +223,15 @@ def test_pixels_away_from_lips_and_eyes_are_bit_identical(faces):
         assert (out[near] != img[near]).any()
 
 
-def test_closed_eyes_get_no_colour(test_samples):
+@pytest.mark.parametrize("style", ["natural", "flat"])
+def test_closed_eyes_get_no_colour(test_samples, style):
+    """The flat style filled a closed eye's contour, its lid: a streak of colour across it."""
     closed = [s for s in test_samples
               if min(eye_aspect_ratio(s.points[RIGHT_EYE]), eye_aspect_ratio(s.points[LEFT_EYE])) < 0.15]
     assert len(closed) >= 5, "expected closed eyes in test_common"
     for s in closed:
         img = read_image(s.image)
-        out = recolor_irises(img.copy(), s.points, "dodgerblue", 1.0)
+        out = recolor_irises(img.copy(), s.points, "dodgerblue", 1.0, style=style)
         for eye in (RIGHT_EYE, LEFT_EYE):
             if eye_aspect_ratio(s.points[eye]) < 0.15:
                 x0, y0 = np.floor(s.points[eye].min(0) - 10).astype(int)

@@ -115,7 +115,8 @@ def recolor_irises(frame: np.ndarray, points: np.ndarray, color, strength: float
                    style: str = "natural", states: tuple[EyeState, EyeState] | None = None) -> np.ndarray:
     """Recolour both irises of one face; pupils stay dark, sclera and catch-lights unchanged.
 
-    Same arguments as `recolor_lips`; "flat" fills the whole eye contour, as the study did.
+    Same arguments as `recolor_lips`; "flat" fills the whole eye contour, as the study did, of open eyes only
+    (a closed eye's contour is its lid: it got a streak of colour).
     `states`: the face's (right, left) EyeState carried across video frames (None for a photo).
     Modifies `frame` in place and returns it.
     """
@@ -126,7 +127,10 @@ def recolor_irises(frame: np.ndarray, points: np.ndarray, color, strength: float
     eyes = [points[RIGHT_EYE], points[LEFT_EYE]]
     with colour_canvas(frame) as canvas:
         if style == "flat":
-            flat_fill(canvas, eyes, [], color, strength)
+            shown = [eye for eye, state in zip(eyes, states or (None, None))
+                     if (state or EyeState()).gate(eye_aspect_ratio(eye))]
+            if shown:
+                flat_fill(canvas, shown, [], color, strength)
             return frame
         feather = max(1.0, 0.025 * interocular(points))
         whites = eye_white_lightness(canvas, points)
