@@ -38,7 +38,10 @@ log = logging.getLogger(__name__)
 
 #: Videos are written back under the same name (H.264; VP9 for .webm), except containers the video sink
 #: does not write (.m4v, .avi): those become NAME.mp4. Other files are ignored.
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".m4v", ".avi")
+#: Videos a batch reads; those the sink cannot write (all after .webm) are drawn to NAME.mp4: MPEG-TS from
+#: camcorders (.mts, .m2ts) and broadcasts, MPEG-PS (.mpg, .vob), and older containers.
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".m4v", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".vob",
+                  ".flv", ".wmv", ".3gp", ".ogv")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _POLL_S = 0.1     # longest wait on Ray before a stop signal is acted on
 
@@ -168,20 +171,24 @@ def _not_a_file(path: Path) -> str:
 
 
 def _walk(folder: Path, errors: list) -> list[Path]:
-    """Every file under `folder` outside hidden folders, through symbolic links to folders too (they were
-    skipped without a word), each real folder read once (a link back up is no loop), each folder that cannot
-    be listed appended to `errors` as its OSError (Path.rglob left those out without a word)."""
-    paths, seen = [], {os.path.realpath(folder)}
+    """Every file under `folder` outside hidden folders, through symbolic links to folders elsewhere too (they
+    were skipped without a word): a link into `folder` itself, or to a folder read already, is left out (its
+    files are read under their own names; a link back up is no loop). Each folder that cannot be listed is
+    appended to `errors` as its OSError (Path.rglob left those out without a word)."""
+    top = os.path.realpath(folder)
+    paths, seen = [], {top}
     for root, dirs, files in os.walk(folder, onerror=errors.append, followlinks=True):
         kept = []
         for name in dirs:
-            real = os.path.realpath(os.path.join(root, name))
+            path = os.path.join(root, name)
             if name.startswith("."):
                 continue
-            if real in seen:
-                log.info("%s: a folder read already, under another name; skipped", shown(Path(root) / name))
-                continue
-            seen.add(real)
+            if os.path.islink(path):
+                real = os.path.realpath(path)
+                if real == top or real.startswith(top + os.sep) or real in seen:
+                    log.info("%s: a link to a folder read under another name; skipped", shown(Path(path)))
+                    continue
+                seen.add(real)
             kept.append(name)
         dirs[:] = kept
         paths += [Path(root) / name for name in files]

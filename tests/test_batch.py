@@ -290,8 +290,9 @@ def test_plan_follows_links_to_folders_and_reads_each_folder_once(tmp_path, astr
     shutil.copy(astronaut_file, elsewhere / "b.png")
     (root / "linked").symlink_to(elsewhere, target_is_directory=True)
     (root / "real" / "up").symlink_to(root, target_is_directory=True)         # a loop
+    (root / "a_best").symlink_to(root / "real", target_is_directory=True)    # read before real/ by name order
     jobs = plan(root, tmp_path / "out", BatchOptions())
-    assert [j.label for j in jobs] == ["linked/b.png", "real/a.png"]
+    assert [j.label for j in jobs] == ["linked/b.png", "real/a.png"]      # each file under its own name
 
 
 def test_an_output_where_another_input_needs_a_folder_is_refused_before_any_work(tmp_path, astronaut_file):
@@ -309,16 +310,16 @@ def test_an_output_where_another_input_needs_a_folder_is_refused_before_any_work
 def test_plan_writes_containers_the_sink_cannot_write_as_mp4(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
-    for name in ("a.webm", "b.AVI", "c.m4v", "d.mkv"):
+    for name in ("a.webm", "b.AVI", "c.m4v", "d.mkv", "e.MTS", "f.mpg"):      # camcorder MPEG-TS, MPEG-PS were skipped
         (src / name).write_bytes(b"")
     jobs = plan(src, tmp_path / "out", BatchOptions(landmarks=".csv"))
     assert [(j.label, j.media.name, j.landmarks.name) for j in jobs] == [
         ("a.webm", "a.webm", "a.webm.csv"), ("b.AVI", "b.mp4", "b.AVI.csv"), ("c.m4v", "c.mp4", "c.m4v.csv"),
-        ("d.mkv", "d.mkv", "d.mkv.csv")]
+        ("d.mkv", "d.mkv", "d.mkv.csv"), ("e.MTS", "e.mp4", "e.MTS.csv"), ("f.mpg", "f.mp4", "f.mpg.csv")]
     (src / "b.mp4").write_bytes(b"")
     with pytest.raises(InputError, match="b.AVI and b.mp4 would both be drawn to"):
         plan(src, tmp_path / "out", BatchOptions())
-    assert len(plan(src, tmp_path / "out", BatchOptions(media=False, landmarks=".csv"))) == 5
+    assert len(plan(src, tmp_path / "out", BatchOptions(media=False, landmarks=".csv"))) == 7
 
 
 def test_an_avi_input_is_drawn_as_mp4(tmp_path):

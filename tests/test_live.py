@@ -237,15 +237,18 @@ def test_a_connection_that_never_sends_a_request_is_closed(monkeypatch):
         sink.close()
 
 
-def test_a_connection_that_trickles_its_request_is_closed(monkeypatch):
+@pytest.mark.parametrize("at_once", [b"", b"GET / HTTP/1.1\r\n"])
+def test_a_connection_that_trickles_its_request_is_closed(monkeypatch, at_once):
+    """Its request line, or its headers after a whole request line (they are read after it)."""
     import rtalign.pipeline.sinks as sinks
     monkeypatch.setattr(sinks, "CLIENT_TIMEOUT_S", 0.5)
     sink = MjpegServerSink("127.0.0.1", 0)
     try:
         with socket.create_connection(sink.address, timeout=5) as s:
+            s.sendall(at_once)
             t0 = time.monotonic()
             with pytest.raises(OSError):            # a byte every 0.2 s: each read is within the timeout
-                for byte in b"GET / HTTP/1.1\r\nHost: x" + b"y" * 100:
+                for byte in (b"GET / HTTP/1.1\r\nHost: x" if not at_once else b"Host: x") + b"y" * 100:
                     s.sendall(bytes([byte]))
                     time.sleep(0.2)
                     if time.monotonic() - t0 > 5:

@@ -163,7 +163,12 @@ class _Audio:
                     return
                 if packet.dts is not None:
                     if self._last_dts is not None and packet.dts <= self._last_dts:
-                        continue        # overlaps the audio before a join (Timeline): muxers take no step back
+                        # overlaps the audio before a join (Timeline) by a few ms: moved just after it (muxers take
+                        # no step back), as FFmpeg's tools do
+                        shift = self._last_dts + 1 - packet.dts
+                        packet.dts += shift
+                        if packet.pts is not None:
+                            packet.pts += shift
                     self._last_dts = packet.dts
                 if self._copy:
                     packet.stream = self._stream
@@ -547,8 +552,9 @@ class MjpegServerSink(Sink):
                     self._deadline.cancel()
 
             def parse_request(self):
+                parsed = super().parse_request()       # reads the headers too
                 self._deadline.cancel()
-                return super().parse_request()
+                return parsed
 
             def _hang_up(self):
                 try:

@@ -267,10 +267,11 @@ class VideoFileSource(_Source):
         """Decoding stopped on an error or skipped damaged packets, the frames end well before the container
         says the video does (and, where the header counts frames, fewer were decoded), or a file without an
         index ends in damaged frames (see `_ends_damaged`). Time decides, not the count alone: a trimmed
-        clip's edit list hides frames the header still counts."""
+        clip's edit list hides frames the header still counts. A file whose clock jumped (Timeline) is judged by
+        its frames alone: its header's end is on the clock as it was written (a join 20 s on: "120 of 658")."""
         if self.error or self.skipped or self._ends_damaged:
             return True
-        if self._end is None:
+        if self._end is None or self._timeline.breaks:
             return False
         end, tolerance, of_file = self._end
         reached = max(self._shown_until, self._packets_until) if of_file else self._shown_until
