@@ -22,7 +22,7 @@ import numpy as np
 from .align import as_bgr, predict_upright, upright_from_detections
 from .crop import apply_affine
 from .detectors import DEFAULT_DETECTOR, load_detector
-from .detectors.base import Detections, detect_faces, distinct, not_known
+from .detectors.base import Detections, box_iou, detect_faces, distinct, not_known
 from .errors import InputError
 from .landmarks import eye_roll, landmark_box, shape_residual
 from .models import LandmarkModel, as_model
@@ -48,6 +48,11 @@ REREAD = 0.1
 #: a fast face (the cnn at 40 px a frame on a 100 px face) otherwise gave it a new id on every frame. A still
 #: track that is lost was not outrun but left or was hidden: someone appearing beside it is someone else.
 RESUME = 0.6
+#: A track lost to an occluder (a hand, a sign; its last step is often the occluder's drag) keeps its id for
+#: a face found again within this share of its size from where it was, at about its size, for
+#: TrackerOptions.redetect_every frames (a face hidden for 5 frames came back as a new person). Not one lost
+#: beside another face (two crossing people): which of them comes out first is not known.
+RETURN = 0.25
 #: A model that cannot tell a face from background (the cascade: every score 1.0) fits a face shape anywhere,
 #: so a track it lost stayed on the background for good. Every CONFIRM_EVERY frames the detector's network
 #: looks at each of its faces (`confirm`, about 1 ms a face) and a face it does not see is lost: faces score
@@ -113,18 +118,28 @@ class _Lost:
     centre: np.ndarray
     side: float
     motion: np.ndarray                       # zero for a track that has not made a step yet
+    crowded: bool = False                    # lost where it overlapped another tracked face
     frames: int = 1                          # frames since its last landmarks
 
-    def continued_by(self, centre: np.ndarray, side: float) -> float | None:
-        """How far (pixels) a face at `centre`, `side` px, lies from where this track would be by now, if it
-        can be this track's face (RESUME); None if not."""
-        young = not self.motion.any()
-        if not young and np.hypot(*self.motion) < STILL * self.side:
+    @property
+    def still(self) -> bool:
+        """It had made a step, and a small one: lost where it stood."""
+        return bool(self.motion.any()) and np.hypot(*self.motion) < STILL * self.side
+
+    def continued_by(self, centre: np.ndarray, side: float, window: int) -> float | None:
+        """How far (pixels) a face at `centre`, `side` px, lies from where this track was (RETURN) or, within
+        `window` frames of its loss, would be by now (RESUME), if it can be this track's face; None if not."""
+        if not 0.7 <= side / self.side <= 1.4:
             return None
-        if not young and float(np.dot(centre - self.centre, self.motion)) <= 0:
+        back = float(min(np.linalg.norm(centre - self.centre), np.linalg.norm(centre - self.centre + self.motion)))
+        if back <= RETURN * self.side and not self.crowded:      # where it was, or before the occluder's drag
+            return back
+        if self.still or self.frames > window:
+            return None
+        if self.motion.any() and float(np.dot(centre - self.centre, self.motion)) <= 0:
             return None
         d = float(np.linalg.norm(centre - self.centre - self.motion * self.frames))
-        return d if d <= RESUME * self.side and 0.7 <= side / self.side <= 1.4 else None
+        return d if d <= RESUME * self.side else None
 
 
 class FaceTracker:
@@ -154,7 +169,7 @@ class FaceTracker:
         self.options, self.smoothing = options, smoothing
         self._smoother = FaceSmoother(smoothing) if smoothing else None
         self.tracks: list[_Track] = []
-        self._lost: list[_Lost] = []        # tracks lost in the last 2 × search_every frames
+        self._lost: list[_Lost] = []        # tracks lost lately (see _Lost.continued_by)
         self.detector_runs = 0
         self._frames = 0
         # who tells a lost face: the model's own score, else the detector's network (None: neither can)
@@ -205,8 +220,10 @@ class FaceTracker:
         alive = self._alive(pts, scores, image.shape, now)
         if self._confirm is not None and self._frames % CONFIRM_EVERY == 0:
             alive &= self._seen(image, pts.astype(np.float64))
-        self._lost += [_Lost(t.id, prev[i].mean(0), float(sides[i]), t.motion) for i, t in enumerate(self.tracks)
-                       if not alive[i]]
+        before = landmark_box(prev)
+        overlaps = box_iou(before, before) > 0
+        self._lost += [_Lost(t.id, prev[i].mean(0), float(sides[i]), t.motion, bool(overlaps[i, alive].any()))
+                       for i, t in enumerate(self.tracks) if not alive[i]]
         keep = np.flatnonzero(alive)
         for t, p, s, b in zip(self.tracks, pts, scores, landmark_box(prev)):
             t.motion, t.points, t.score, t.box = p.mean(0) - t.points.mean(0), p, float(s), b
@@ -322,7 +339,7 @@ class FaceTracker:
         side = float(np.max(np.ptp(points, axis=0)))
         best, gap = None, np.inf
         for lost in self._lost:
-            d = lost.continued_by(centre, side)
+            d = lost.continued_by(centre, side, 2 * self.options.search_every + 1)
             if d is not None and d < gap:
                 best, gap = lost, d
         if best is None:
@@ -348,7 +365,7 @@ class FaceTracker:
         self._since_detect += 1
         for lost in self._lost:
             lost.frames += 1
-        self._lost = [lost for lost in self._lost if lost.frames <= 2 * self.options.search_every + 1]
+        self._lost = [lost for lost in self._lost if lost.frames <= self.options.redetect_every]
         self._reacquire = max(0, self._reacquire - 1)
         tracked = bool(self.tracks)
         self._follow(image)

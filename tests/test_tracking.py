@@ -317,6 +317,24 @@ def _blend(frame, soft, cx, cy):
     frame[y:y + n, x:x + n] = (part * (1 - alpha) + face * alpha).astype(np.uint8)
 
 
+@pytest.mark.parametrize("name", ["resnet", "cnn", "cascade"])
+def test_a_face_hidden_for_a_moment_comes_back_with_its_id(name, astronaut):
+    """A sign slides over a still face for 10 frames (dragging its track as it comes): the face came back as
+    a new person."""
+    face = astronaut[40:300, 110:340]
+    tracker = FaceTracker(load_model(name), smoothing=None)
+    ids = []
+    for i in range(40):
+        frame = _paste(np.full((720, 1280, 3), 90, np.uint8), face[::2, ::2], 1000, 100)      # another person stays
+        _paste(frame, face, 300, 200)
+        if 10 <= i < 24:                                  # slides down over 4 frames, covers it for 10
+            bottom = 200 + min(i - 9, 4) * 70
+            frame[120:bottom, 280:550] = (40, 140, 200)
+        out = tracker.update(Frame(frame, i / 30, i))
+        ids.append(out.track_id[np.abs(out.xy[:, :, 0].mean(1) - 415) < 60].tolist())
+    assert ids[0] == ids[-1] and len(ids[0]) == 1 and [] in ids[14:24]      # it was lost, and came back as itself
+
+
 @pytest.mark.parametrize("step, front, behind, dy", [(20, 110, 140, -40), (10, 150, 150, 0), (15, 150, 150, 20)])
 def test_faces_that_cross_keep_their_ids(resnet, astronaut, step, front, behind, dy):
     """The portrait passing in front of another person: the hidden face's track slid onto the front one and,
