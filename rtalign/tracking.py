@@ -20,7 +20,7 @@ from itertools import count
 import numpy as np
 
 from .align import as_bgr, predict_upright, upright_from_detections
-from .crop import apply_affine
+from .crop import apply_affine, upright_affines
 from .detectors import DEFAULT_DETECTOR, load_detector
 from .detectors.base import Detections, box_iou, detect_faces, distinct, not_known
 from .errors import InputError
@@ -208,29 +208,29 @@ class FaceTracker:
         if not self.tracks:
             return
         prev = np.stack([t.points for t in self.tracks]).astype(np.float64)
+        was, before = prev.mean(1), landmark_box(prev)
         sides = np.max(np.ptp(prev, axis=1), axis=1)
         motion = np.stack([t.motion for t in self.tracks])
         step = motion.copy()
         step[np.linalg.norm(step, axis=1) < STILL * sides] = 0       # a still face's crop stays where it was
         pts, scores = self._read(image, prev, step)
-        far = np.linalg.norm(pts.mean(1) - prev.mean(1) - step, axis=1) > REREAD * sides
+        far = np.linalg.norm(pts.mean(1) - was - step, axis=1) > REREAD * sides
         if far.any():
             pts[far], scores[far] = self._read(image, pts[far].astype(np.float64), np.zeros((int(far.sum()), 2)))
         now = landmark_box(pts)
         alive = self._alive(pts, scores, image.shape, now)
         if self._confirm is not None and self._frames % CONFIRM_EVERY == 0:
             alive &= self._seen(image, pts.astype(np.float64))
-        before = landmark_box(prev)
         overlaps = box_iou(before, before) > 0
-        self._lost += [_Lost(t.id, prev[i].mean(0), float(sides[i]), t.motion, bool(overlaps[i, alive].any()))
+        self._lost += [_Lost(t.id, was[i], float(sides[i]), t.motion, bool(overlaps[i, alive].any()))
                        for i, t in enumerate(self.tracks) if not alive[i]]
         keep = np.flatnonzero(alive)
-        for t, p, s, b in zip(self.tracks, pts, scores, landmark_box(prev)):
-            t.motion, t.points, t.score, t.box = p.mean(0) - t.points.mean(0), p, float(s), b
+        for t, p, s, b, c in zip(self.tracks, pts, scores, before, was):
+            t.motion, t.points, t.score, t.box = p.mean(0) - c, p, float(s), b
         # two tracks that converged onto one face: the one that went where its own step led stays (the other
         # slid onto it; keeping the older, or the one the model is surer of, let a face passing in front of
         # another take its id, 4 and 6 of 9 crossings)
-        missed = np.linalg.norm(pts.mean(1) - prev.mean(1) - motion, axis=1) / sides
+        missed = np.linalg.norm(pts.mean(1) - was - motion, axis=1) / sides
         by_fit = keep[np.argsort(missed[keep], kind="stable")]
         kept = set(by_fit[distinct(now[by_fit])].tolist())
         if len(kept) < len(self.tracks):
@@ -242,10 +242,8 @@ class FaceTracker:
         upright by its eye line and boxed by its upright extent."""
         roll = eye_roll(points)
         centre = (points.min(1) + points.max(1)) / 2
-        t = np.radians(roll)[:, None]
-        d = points - centre[:, None]
-        side = np.maximum(np.ptp(d[..., 0] * np.cos(t) + d[..., 1] * np.sin(t), axis=1),
-                          np.ptp(d[..., 1] * np.cos(t) - d[..., 0] * np.sin(t), axis=1))
+        turned = apply_affine(upright_affines(centre, np.ones(len(points)), roll, 1.0, 1), points)   # roll undone
+        side = np.ptp(turned, axis=1).max(axis=1)
         scores, _ = self._confirm(image, np.concatenate([centre - side[:, None] / 2, centre + side[:, None] / 2], 1),
                                   roll)
         return scores >= self.detector.min_score
