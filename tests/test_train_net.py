@@ -201,17 +201,10 @@ def test_init_and_resume_refuse_what_does_not_fit_in_one_line(tiny_data, monkeyp
             train(monkeypatch, tiny_data / "c.onnx", *extra)
 
 
-def test_an_old_full_head_file_gets_the_peak_cell_head_with_the_same_outputs(tmp_path):
-    import onnx
-    from train.nets import ResNetPIP
-    from train.peak_head import with_peak_head
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    net = ResNetPIP(64, 8, np.stack([rng.choice(np.delete(np.arange(68), k), 10, replace=False) for k in range(68)]))
-    torch.nn.init.normal_(net.nb.bias, 0, 0.5)
-    net.eval()
-
-    class FullHead(torch.nn.Module):       # how files were exported before the peak-cell head
+def full_head_file(path, net, size: int = 64):
+    """`net` exported as files were before the peak-cell head (every head at every cell, then decoded), as
+    the shipped resnet's float file was. Returns the path."""
+    class FullHead(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.net = net
@@ -219,10 +212,34 @@ def test_an_old_full_head_file_gets_the_peak_cell_head_with_the_same_outputs(tmp
         def forward(self, x):
             out = self.net(x)
             return self.net.decode(*out), self.net.presence(*out)
-    old = tmp_path / "old.onnx"
-    torch.onnx.export(FullHead(), torch.zeros(1, 1, 64, 64), str(old), input_names=["image"],
+    torch.onnx.export(FullHead(), torch.zeros(1, 1, size, size), str(path), input_names=["image"],
                       output_names=["points", "score"], dynamic_axes={k: {0: "n"} for k in ("image", "points", "score")},
                       opset_version=17, dynamo=False)
+    return path
+
+
+def tiny_resnet(blocks=(3, 3, 3, 4), seed: int = 0):
+    """A width-8 ResNetPIP at 64 px with random weights and batch-norm statistics, in eval mode."""
+    from train.nets import ResNetPIP
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = ResNetPIP(64, 8, np.stack([rng.choice(np.delete(np.arange(68), k), 10, replace=False) for k in range(68)]),
+                    blocks=blocks)
+    torch.nn.init.normal_(net.nb.bias, 0, 0.5)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):     # folding them into the convolutions must matter
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.2)
+    return net.eval()
+
+
+def test_an_old_full_head_file_gets_the_peak_cell_head_with_the_same_outputs(tmp_path):
+    import onnx
+    from train.peak_head import with_peak_head
+    old = full_head_file(tmp_path / "old.onnx", tiny_resnet())
     model = onnx.load(str(old))
     model.metadata_props.add(key="rtalign.input_size", value="64")
     new = with_peak_head(model)
@@ -236,3 +253,63 @@ def test_an_old_full_head_file_gets_the_peak_cell_head_with_the_same_outputs(tmp
     model.metadata_props.add(key="rtalign.flip", value="mean of the crop and its mirror image")
     with pytest.raises(ValueError, match="--flip"):       # its mirror averaging follows the head
         with_peak_head(model)
+
+
+def test_a_float_file_unfolds_into_the_network_it_was_exported_from(tmp_path):
+    """train.shrink reads the convolutions back (batch norms folded in) and unfolds them: the same points and
+    scores as the file in eval mode, and about the same in train mode on crops like its calibration crops."""
+    from train.shrink import blocks_of, folded_convs, neighbours_of, unfolded
+    original = tiny_resnet(blocks=(2, 1, 2, 3))
+    path = full_head_file(tmp_path / "fp32.onnx", original)
+    convs = folded_convs(path)
+    assert blocks_of(convs) == (2, 1, 2, 3)
+    np.testing.assert_array_equal(neighbours_of(path), original.neighbours.numpy())
+    crops = np.random.default_rng(2).integers(0, 256, (100, 64, 64)).astype(np.uint8)   # two calibration batches
+    net = unfolded(convs, neighbours_of(path), 64, crops)
+    x = (crops[:8, None].astype(np.float32) - 127.5) / 127.5
+    points, score = ort.InferenceSession(str(path)).run(None, {"image": x})
+    with torch.no_grad():
+        mine = net.predict(torch.from_numpy(x))
+        np.testing.assert_allclose(mine[0].numpy(), points, atol=1e-3)
+        np.testing.assert_allclose(mine[1].numpy(), score, atol=1e-5)
+        net.train()
+        batch_stats = net.predict(torch.from_numpy((crops[:32, None].astype(np.float32) - 127.5) / 127.5))[0][:8]
+    assert np.abs(batch_stats.numpy() - points).mean() < 1.0       # 64 px crops: the same faces' points
+
+
+def test_dropping_blocks_keeps_the_rest_and_refuses_a_stage_s_first_block():
+    from torch import nn
+    from train.shrink import without
+    net = tiny_resnet()
+    small = without(net, ["layer1.1", "layer4.3"])
+    assert [len(getattr(small, s)) for s in ("layer1", "layer2", "layer3", "layer4")] == [2, 3, 3, 3]
+    ref = tiny_resnet()
+    ref.layer1[1], ref.layer4[3] = nn.Identity(), nn.Identity()   # a block's input is a ReLU's output: ≥ 0
+    x = torch.from_numpy(np.random.default_rng(3).standard_normal((3, 1, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        torch.testing.assert_close(small.predict(x)[0], ref.predict(x)[0])
+    with pytest.raises(ValueError, match="first block of its stage"):
+        without(net, ["layer3.0"])
+    with pytest.raises(ValueError, match="no block layer2.3"):
+        without(net, ["layer2.3"])
+
+
+def test_a_shallower_resnet_trains_from_its_shrunk_checkpoint_and_says_its_blocks(tiny_data, monkeypatch):
+    import onnx
+    from train.shrink import without
+    net = without(tiny_resnet(), ["layer2.2", "layer4.3"])
+    torch.save({"net": net.state_dict()}, tiny_data / "shrunk.ckpt")
+    args = lambda *blocks: ["train_net", "--arch", "resnet", "--input-size", "64", "--width", "8", "--blocks", *blocks,
+                            "--epochs", "0", "--val-share", "0.2", "--init", str(tiny_data / "shrunk.ckpt"),
+                            "--out", str(tiny_data / "small.onnx")]
+    monkeypatch.setattr(sys, "argv", args("3", "2", "3", "3"))
+    train_net.main()
+    meta = {p.key: p.value for p in onnx.load(str(tiny_data / "small.onnx")).metadata_props}
+    assert meta["rtalign.blocks"] == "3/2/3/3" and meta["rtalign.init"] == "shrunk.ckpt"
+    x = np.random.default_rng(4).standard_normal((2, 1, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(ort.InferenceSession(str(tiny_data / "small.onnx")).run(None, {"image": x})[0],
+                                   net.predict(torch.from_numpy(x))[0].numpy(), atol=1e-3)
+    monkeypatch.setattr(sys, "argv", args("3", "3", "3", "3"))
+    with pytest.raises(SystemExit, match="is not a --arch resnet --width 8 --blocks 3 3 3 3 checkpoint"):
+        train_net.main()

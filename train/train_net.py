@@ -182,6 +182,8 @@ def export(net, args, path: Path, extra: dict, threshold_faces=None) -> None:
             "rtalign.mean": 127.5, "rtalign.std": 127.5,
             "rtalign.output": "points (N,68,2) in crop pixel centres",
             "rtalign.flip": "mean of the crop and its mirror image" if args.flip else "no", **extra}
+    if args.arch == "resnet":
+        meta["rtalign.blocks"] = "/".join(map(str, args.blocks))
     if args.quantize_dense:
         meta["rtalign.quantized"] = "dynamic int8 weights for MatMul/Gemm (dense layers)"
     for k, v in meta.items():
@@ -207,6 +209,8 @@ def main():
                     help="wall-clock cap: stop after the epoch that passes it (recorded as capped)")
     ap.add_argument("--input-size", type=int, default=128)
     ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--blocks", type=int, nargs=4, default=(3, 3, 3, 4), metavar="N",
+                    help="resnet: residual blocks per stage (train.shrink makes a shallower --init from a trained file)")
     ap.add_argument("--crop-scale", type=float, default=1.3)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -245,7 +249,7 @@ def main():
     split = split_note(args, train, val)
     log.info("%s; args %s", split, vars(args))
     if args.arch == "resnet":
-        net = ResNetPIP(args.input_size, args.width, mean_shape_neighbours(train.points, 10))
+        net = ResNetPIP(args.input_size, args.width, mean_shape_neighbours(train.points, 10), blocks=tuple(args.blocks))
         loss_fn = pip_loss
     else:
         net = SmallCNN(args.input_size, args.width)
@@ -260,7 +264,8 @@ def main():
         try:
             net.load_state_dict(torch.load(args.init, weights_only=True)["net"])
         except RuntimeError as e:
-            raise SystemExit(f"--init {args.init} is not a --arch {args.arch} --width {args.width} checkpoint: "
+            raise SystemExit(f"--init {args.init} is not a --arch {args.arch} --width {args.width} "
+                             f"{'--blocks ' + ' '.join(map(str, args.blocks)) + ' ' if args.arch == 'resnet' else ''}checkpoint: "
                              f"{str(e).splitlines()[0]}") from None
     net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)

@@ -1,0 +1,177 @@
+"""A shallower resnet that starts as a trained one: its weights read back from a float export, some
+residual blocks left out, the rest kept, as a checkpoint that `train_net --init` fine-tunes.
+
+    git show dc83630^:exported/resnet.onnx > resnet_fp32.onnx     # the shipped resnet's float file
+    python -m train.shrink resnet_fp32.onnx --drop layer1.2 layer2.2 layer4.1 layer4.2 --out student.ckpt
+    python -m train.train_net --arch resnet --blocks 2 2 3 2 --init student.ckpt --teacher TEACHER.onnx ...
+
+FLOAT.onnx: a float ResNetPIP export with every head at every cell, as train_net wrote them before the
+peak-cell head (train.peak_head), which is how the shipped resnet's float file was written. The export
+folds each batch norm into its convolution; the checkpoint unfolds it again as a batch norm that is the
+identity on training crops (running statistics and scale measured on them, shift the folded bias), so the
+network computes the file's function in eval mode and about the same in train mode, and fine-tuning
+starts from there. Without `--drop` it is the file's own network (same outputs: tests/test_train_net.py).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from rtalign.data import data_root
+from train.augment import load_faces, normalize
+from train.nets import ResNetPIP
+from train.quantize import calibration_crops
+
+log = logging.getLogger("train")
+
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+def folded_convs(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{torch module name: (weight, bias)} of every convolution in a float ResNetPIP export, named by the
+    node names torch.onnx gives them ('/net/layer1/layer1.0/conv1/conv1.0/Conv' → 'layer1.0.conv1.0')."""
+    model = onnx.load(str(path))
+    init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    convs = {}
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        scopes = node.name.split("/")[1:-1]
+        if scopes[:1] != ["net"] or node.input[1] not in init:
+            raise ValueError(f"{path}: {node.name} is not a float ResNetPIP convolution (an int8 file? "
+                             "use the float export)")
+        # each scope is its module's name within the one before ('layer1', 'layer1.0', 'conv1', 'conv1.0')
+        parts = [s[len(prev) + 1:] if s.startswith(prev + ".") else s for prev, s in zip(scopes, scopes[1:])]
+        convs[".".join(parts)] = (init[node.input[1]].copy(), init[node.input[2]].copy())
+    missing = sorted({"stem.0.0", "cls", "off", "nb"} - convs.keys())
+    if missing:
+        raise ValueError(f"{path}: no {', '.join(missing)} convolution: not a float ResNetPIP file with every "
+                         "head at every cell (see train.shrink)")
+    return convs
+
+
+def blocks_of(convs) -> tuple[int, ...]:
+    """Blocks per stage of the network the convolutions come from."""
+    return tuple(len({name.split(".")[1] for name in convs if name.startswith(stage + ".")}) for stage in STAGES)
+
+
+def _bn_after(net: nn.Module, conv_name: str) -> nn.BatchNorm2d | None:
+    """The batch norm that follows convolution `conv_name` ('layer1.0.conv1.0' → 'layer1.0.conv1.1')."""
+    head, _, last = conv_name.rpartition(".")
+    if not last.isdigit():
+        return None
+    module = dict(net.named_modules()).get(f"{head}.{int(last) + 1}")
+    return module if isinstance(module, nn.BatchNorm2d) else None
+
+
+def _accumulate(stats: dict, name: str, out: torch.Tensor) -> None:
+    """Add a convolution's output (N, C, H, W) to its per-channel count, sum and sum of squares."""
+    o = out.detach().double()
+    count, total, squares = stats.get(name, (0, 0.0, 0.0))
+    stats[name] = (count + o.numel() // o.shape[1], total + o.sum((0, 2, 3)), squares + (o * o).sum((0, 2, 3)))
+
+
+def neighbours_of(path: Path) -> np.ndarray:
+    """(68, K) neighbour lists a ResNetPIP file was trained with, read from its vote matrix (the constant
+    of its decoding's Einsum: column k·K + m has its 1 at row neighbours[k, m])."""
+    model = onnx.load(str(path))
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    consts.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node
+                   if n.op_type == "Constant" and n.attribute[0].name == "value"})
+    votes = [consts[n.input[0]] for n in model.graph.node if n.op_type == "Einsum" and n.input[0] in consts]
+    if len(votes) != 1:
+        raise ValueError(f"{path}: no vote matrix (not a ResNetPIP file with every head at every cell)")
+    return np.argmax(votes[0], axis=0).reshape(votes[0].shape[0], -1)
+
+
+def unfolded(convs, neighbours: np.ndarray, input_size: int, crops: np.ndarray) -> ResNetPIP:
+    """A ResNetPIP (eval mode) computing the folded file's function: each convolution's weight as it is, its
+    batch norm set to add the folded bias after normalizing by statistics measured on `crops` (N, s, s)
+    uint8 and scaling back (so train-mode batch statistics near them change little)."""
+    width = convs["stem.0.0"][0].shape[0]
+    net = ResNetPIP(input_size, width, neighbours, blocks=blocks_of(convs))
+    modules = dict(net.named_modules())
+    stats, hooks = {}, []
+    with torch.no_grad():
+        for name, (w, b) in convs.items():
+            conv = modules[name]
+            conv.weight.copy_(torch.from_numpy(w))
+            bn = _bn_after(net, name)
+            if bn is None:                      # a head convolution: its own bias
+                conv.bias.copy_(torch.from_numpy(b))
+                continue
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(torch.from_numpy(b))
+            hooks.append(conv.register_forward_hook(lambda m, i, o, name=name: _accumulate(stats, name, o)))
+        net.eval()
+        for i in range(0, len(crops), 64):
+            net.predict(torch.from_numpy(normalize(crops[i:i + 64])[:, None]))
+        for h in hooks:
+            h.remove()
+        for name, (count, total, squares) in stats.items():
+            mean = total / count
+            var = (squares / count - mean ** 2).clamp_min(1e-4)
+            bn = _bn_after(net, name)
+            bn.running_mean.copy_(mean.float())
+            bn.running_var.copy_((var - bn.eps).clamp_min(1e-6).float())
+            bn.weight.copy_(torch.sqrt(var).float())
+            bn.bias.add_(mean.float())
+    return net
+
+
+def without(net: ResNetPIP, drop: list[str]) -> ResNetPIP:
+    """A copy of `net` without the blocks named in `drop` ('layer4.3'); the first block of a stage (it
+    changes the stride or width) cannot be dropped."""
+    for name in drop:
+        stage, _, index = name.partition(".")
+        if stage not in STAGES or not index.isdigit() or int(index) >= len(getattr(net, stage)):
+            raise ValueError(f"no block {name}")
+        if int(index) == 0:
+            raise ValueError(f"{name} is the first block of its stage (it changes the stride or width)")
+    kept = {stage: [b for i, b in enumerate(getattr(net, stage)) if f"{stage}.{i}" not in drop] for stage in STAGES}
+    small = ResNetPIP(net.input_size, net.stem[0][0].out_channels, net.neighbours.numpy(),
+                      blocks=tuple(len(kept[s]) for s in STAGES))
+    with torch.no_grad():
+        for stage in STAGES:
+            for mine, theirs in zip(getattr(small, stage), kept[stage]):
+                mine.load_state_dict(theirs.state_dict())
+        for part in ("stem", "cls", "off", "nb"):
+            getattr(small, part).load_state_dict(getattr(net, part).state_dict())
+    return small.eval()
+
+
+def stage_blocks(net: ResNetPIP) -> tuple[int, ...]:
+    """Blocks per stage of a network."""
+    return tuple(len(getattr(net, s)) for s in STAGES)
+
+
+def main():
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", type=Path, help="a float ResNetPIP export")
+    ap.add_argument("--drop", nargs="*", default=[], help="blocks to leave out, e.g. layer4.3")
+    ap.add_argument("--out", type=Path, required=True, help="the checkpoint to write (for train_net --init)")
+    ap.add_argument("--calibration", type=int, default=512, help="training crops that set the batch norms")
+    args = ap.parse_args()
+    meta = {p.key: p.value for p in onnx.load(str(args.model)).metadata_props}
+    size, scale = int(meta["rtalign.input_size"]), float(meta["rtalign.crop_scale"])
+    faces = load_faces(data_root() / "train")
+    net = unfolded(folded_convs(args.model), neighbours_of(args.model), size,
+                   calibration_crops(faces, size, scale, args.calibration))
+    small = without(net, args.drop)
+    torch.save({"net": small.state_dict(), "blocks": stage_blocks(small), "from": args.model.name,
+                "dropped": args.drop}, args.out)
+    log.info("wrote %s: blocks %s (dropped %s)", args.out, stage_blocks(small), ", ".join(args.drop) or "none")
+
+
+if __name__ == "__main__":
+    main()
