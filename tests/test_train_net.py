@@ -295,10 +295,15 @@ def test_dropping_blocks_keeps_the_rest_and_refuses_a_stage_s_first_block():
 
 
 def test_a_shallower_resnet_trains_from_its_shrunk_checkpoint_and_says_its_blocks(tiny_data, monkeypatch):
+    """train.shrink on a train_net checkpoint, then train_net --blocks --init (no epochs: the exported network
+    answers as the shrunk one)."""
     import onnx
-    from train.shrink import without
-    net = without(tiny_resnet(), ["layer2.2", "layer4.3"])
-    torch.save({"net": net.state_dict()}, tiny_data / "shrunk.ckpt")
+    from train import shrink
+    train(monkeypatch, tiny_data / "a.onnx", "--arch", "resnet", "--input-size", "64", "--width", "8")
+    monkeypatch.setattr(sys, "argv", ["shrink", str(tiny_data / "a.ckpt"), "--drop", "layer2.2", "layer4.3",
+                                      "--input-size", "64", "--out", str(tiny_data / "shrunk.ckpt")])
+    shrink.main()
+    net = shrink.without(shrink.from_checkpoint(tiny_data / "a.ckpt", 64), ["layer2.2", "layer4.3"])
     args = lambda *blocks: ["train_net", "--arch", "resnet", "--input-size", "64", "--width", "8", "--blocks", *blocks,
                             "--epochs", "0", "--val-share", "0.2", "--init", str(tiny_data / "shrunk.ckpt"),
                             "--out", str(tiny_data / "small.onnx")]

@@ -1,16 +1,15 @@
-"""A shallower resnet that starts as a trained one: its weights read back from a float export, some
-residual blocks left out, the rest kept, as a checkpoint that `train_net --init` fine-tunes.
+"""A shallower resnet that starts as a trained one: some residual blocks left out, the rest kept, as a
+checkpoint that `train_net --init` fine-tunes (the shipped resnet was made so: exported/MODELS.md).
 
-    git show dc83630^:exported/resnet.onnx > resnet_fp32.onnx     # the shipped resnet's float file
-    python -m train.shrink resnet_fp32.onnx --drop layer1.2 layer2.2 layer4.1 layer4.2 --out student.ckpt
+    python -m train.shrink resnet.ckpt --drop layer1.2 layer2.2 layer4.1 layer4.2 --out student.ckpt
     python -m train.train_net --arch resnet --blocks 2 2 3 2 --init student.ckpt --teacher TEACHER.onnx ...
 
-FLOAT.onnx: a float ResNetPIP export with every head at every cell, as train_net wrote them before the
-peak-cell head (train.peak_head), which is how the shipped resnet's float file was written. The export
-folds each batch norm into its convolution; the checkpoint unfolds it again as a batch norm that is the
-identity on training crops (running statistics and scale measured on them, shift the folded bias), so the
-network computes the file's function in eval mode and about the same in train mode, and fine-tuning
-starts from there. Without `--drop` it is the file's own network (same outputs: tests/test_train_net.py).
+The network comes from a train_net checkpoint, or from a float ONNX file with every head at every cell, as
+train_net wrote them before the peak-cell head (train.peak_head; the shipped 3/3/3/4 resnet's float file is
+`git show dc83630^:exported/resnet.onnx`). Such a file has each batch norm folded into its convolution;
+they are unfolded again as batch norms that are the identity on training crops (running statistics and
+scale measured on them, shift the folded bias), so the network computes the file's function in eval mode
+and about the same in train mode, and fine-tuning starts from there (same outputs: tests/test_train_net.py).
 """
 from __future__ import annotations
 
@@ -57,9 +56,18 @@ def folded_convs(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return convs
 
 
-def blocks_of(convs) -> tuple[int, ...]:
-    """Blocks per stage of the network the convolutions come from."""
-    return tuple(len({name.split(".")[1] for name in convs if name.startswith(stage + ".")}) for stage in STAGES)
+def blocks_of(names) -> tuple[int, ...]:
+    """Blocks per stage of the network whose module or parameter names these are ('layer1.0.conv1.0', ...)."""
+    return tuple(len({name.split(".")[1] for name in names if name.startswith(stage + ".")}) for stage in STAGES)
+
+
+def from_checkpoint(path: Path, input_size: int) -> ResNetPIP:
+    """The ResNetPIP of a train_net checkpoint (eval mode), with as many blocks as it holds."""
+    state = torch.load(path, weights_only=True)["net"]
+    net = ResNetPIP(input_size, state["stem.0.0.weight"].shape[0], state["neighbours"].numpy(),
+                    blocks=blocks_of(state))
+    net.load_state_dict(state)
+    return net.eval()
 
 
 def _bn_after(net: nn.Module, conv_name: str) -> nn.BatchNorm2d | None:
@@ -157,16 +165,20 @@ def stage_blocks(net: ResNetPIP) -> tuple[int, ...]:
 def main():
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", type=Path, help="a float ResNetPIP export")
+    ap.add_argument("model", type=Path, help="a train_net checkpoint (.ckpt) or a float ResNetPIP export with "
+                                             "every head at every cell (.onnx)")
     ap.add_argument("--drop", nargs="*", default=[], help="blocks to leave out, e.g. layer4.3")
     ap.add_argument("--out", type=Path, required=True, help="the checkpoint to write (for train_net --init)")
-    ap.add_argument("--calibration", type=int, default=512, help="training crops that set the batch norms")
+    ap.add_argument("--input-size", type=int, default=128, help="a checkpoint's input size (a file says its own)")
+    ap.add_argument("--calibration", type=int, default=512, help="training crops that set the unfolded batch norms")
     args = ap.parse_args()
-    meta = {p.key: p.value for p in onnx.load(str(args.model)).metadata_props}
-    size, scale = int(meta["rtalign.input_size"]), float(meta["rtalign.crop_scale"])
-    faces = load_faces(data_root() / "train")
-    net = unfolded(folded_convs(args.model), neighbours_of(args.model), size,
-                   calibration_crops(faces, size, scale, args.calibration))
+    if args.model.suffix == ".ckpt":
+        net = from_checkpoint(args.model, args.input_size)
+    else:
+        meta = {p.key: p.value for p in onnx.load(str(args.model)).metadata_props}
+        size, scale = int(meta["rtalign.input_size"]), float(meta["rtalign.crop_scale"])
+        net = unfolded(folded_convs(args.model), neighbours_of(args.model), size,
+                       calibration_crops(load_faces(data_root() / "train"), size, scale, args.calibration))
     small = without(net, args.drop)
     torch.save({"net": small.state_dict(), "blocks": stage_blocks(small), "from": args.model.name,
                 "dropped": args.drop}, args.out)
