@@ -258,14 +258,17 @@ def test_an_old_full_head_file_gets_the_peak_cell_head_with_the_same_outputs(tmp
 def test_a_float_file_unfolds_into_the_network_it_was_exported_from(tmp_path):
     """train.shrink reads the convolutions back (batch norms folded in) and unfolds them: the same points and
     scores as the file in eval mode, and about the same in train mode on crops like its calibration crops."""
-    from train.shrink import blocks_of, folded_convs, neighbours_of, unfolded
+    import onnx
+    from train.nets import Exported
+    from train.peak_head import file_neighbours
+    from train.shrink import blocks_of, folded_convs, unfolded
     original = tiny_resnet(blocks=(2, 1, 2, 3))
     path = full_head_file(tmp_path / "fp32.onnx", original)
     convs = folded_convs(path)
     assert blocks_of(convs) == (2, 1, 2, 3)
-    np.testing.assert_array_equal(neighbours_of(path), original.neighbours.numpy())
+    np.testing.assert_array_equal(file_neighbours(onnx.load(str(path))), original.neighbours.numpy())
     crops = np.random.default_rng(2).integers(0, 256, (100, 64, 64)).astype(np.uint8)   # two calibration batches
-    net = unfolded(convs, neighbours_of(path), 64, crops)
+    net = unfolded(convs, file_neighbours(onnx.load(str(path))), 64, crops)
     x = (crops[:8, None].astype(np.float32) - 127.5) / 127.5
     points, score = ort.InferenceSession(str(path)).run(None, {"image": x})
     with torch.no_grad():
@@ -274,7 +277,13 @@ def test_a_float_file_unfolds_into_the_network_it_was_exported_from(tmp_path):
         np.testing.assert_allclose(mine[1].numpy(), score, atol=1e-5)
         net.train()
         batch_stats = net.predict(torch.from_numpy((crops[:32, None].astype(np.float32) - 127.5) / 127.5))[0][:8]
-    assert np.abs(batch_stats.numpy() - points).mean() < 1.0       # 64 px crops: the same faces' points
+    # batch statistics of crops like the calibration ones: only this catches a missing or wrong calibration
+    assert np.abs(batch_stats.numpy() - points).mean() < 1.0
+    peak_head = tmp_path / "peak.onnx"        # what train_net writes now: offsets as matrix products, no convolutions
+    torch.onnx.export(Exported(original), torch.zeros(1, 1, 64, 64), str(peak_head), input_names=["image"],
+                      output_names=Exported.outputs, opset_version=17, dynamo=False)
+    with pytest.raises(ValueError, match="no nb, off convolution"):
+        folded_convs(peak_head)
 
 
 def test_dropping_blocks_keeps_the_rest_and_refuses_a_stage_s_first_block():
@@ -300,8 +309,8 @@ def test_a_shallower_resnet_trains_from_its_shrunk_checkpoint_and_says_its_block
     import onnx
     from train import shrink
     train(monkeypatch, tiny_data / "a.onnx", "--arch", "resnet", "--input-size", "64", "--width", "8")
-    monkeypatch.setattr(sys, "argv", ["shrink", str(tiny_data / "a.ckpt"), "--drop", "layer2.2", "layer4.3",
-                                      "--input-size", "64", "--out", str(tiny_data / "shrunk.ckpt")])
+    monkeypatch.setattr(sys, "argv", ["shrink", str(tiny_data / "a.ckpt"), "--drop", "layer2.2", "layer4.03",
+                                      "--out", str(tiny_data / "shrunk.ckpt")])
     shrink.main()
     net = shrink.without(shrink.from_checkpoint(tiny_data / "a.ckpt", 64), ["layer2.2", "layer4.3"])
     args = lambda *blocks: ["train_net", "--arch", "resnet", "--input-size", "64", "--width", "8", "--blocks", *blocks,
@@ -318,3 +327,6 @@ def test_a_shallower_resnet_trains_from_its_shrunk_checkpoint_and_says_its_block
     monkeypatch.setattr(sys, "argv", args("3", "3", "3", "3"))
     with pytest.raises(SystemExit, match="is not a --arch resnet --width 8 --blocks 3 3 3 3 checkpoint"):
         train_net.main()
+    monkeypatch.setattr(sys, "argv", args("3", "2", "3", "3")[:-4] + ["--export-only", "--out", str(tiny_data / "a.onnx")])
+    with pytest.raises(SystemExit, match=r"a\.ckpt is not a --arch resnet --width 8 --blocks 3 2 3 3 checkpoint"):
+        train_net.main()          # a.ckpt is the full network's

@@ -36,7 +36,8 @@ class BasicBlock(nn.Module):
 
 
 class ResNetPIP(nn.Module):
-    """The study's ResNet (7x7/2 stem, max-pool, stages 3/3/3/4) with a pixel-in-pixel head.
+    """The study's ResNet (7x7/2 stem, max-pool, stages of 3/3/3/4 blocks by default; the shipped file has
+    2/2/3/2, see train.shrink) with a pixel-in-pixel head.
 
     The head classifies, per landmark, which cell of a grid at stride 16 holds it and regresses
     the offset inside that cell plus the offsets of its `n_nb` nearest neighbours (PIPNet idea);

@@ -44,17 +44,23 @@ class _Head(nn.Module):
         return self.net.points_from_features(f)
 
 
+def file_neighbours(model: onnx.ModelProto) -> np.ndarray:
+    """(68, K) neighbour lists of a ResNetPIP file with every head at every cell, read from its vote matrix
+    (votes[j, k*K + m] is non-zero where neighbour m of landmark k is j) and checked by rebuilding it."""
+    votes = next(numpy_helper.to_array(i) for i in model.graph.initializer if i.name == "net.vote_nb")
+    neighbours = votes.argmax(0).reshape(N_POINTS, -1)
+    np.testing.assert_allclose(ResNetPIP(16, 1, neighbours).vote_nb.numpy(), votes, rtol=1e-6)
+    return neighbours
+
+
 def head_from_file(model: onnx.ModelProto) -> tuple[ResNetPIP, str]:
     """A ResNetPIP whose head holds the file's head weights (its backbone is left untrained and unused),
     and the name of the features tensor the file's head reads."""
     weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     cls_conv = next(n for n in model.graph.node if n.op_type == "Conv" and "/cls/" in n.name)
     channels = weights["net.cls.weight"].shape[1]
-    votes = weights["net.vote_nb"]                        # votes[j, k*K + m] > 0 where neighbour m of k is j
-    neighbours = votes.argmax(0).reshape(N_POINTS, -1)
     meta = {p.key: p.value for p in model.metadata_props}
-    net = ResNetPIP(int(meta["rtalign.input_size"]), channels // 12, neighbours)
-    np.testing.assert_allclose(net.vote_nb.numpy(), votes, rtol=1e-6)    # the neighbours were read right
+    net = ResNetPIP(int(meta["rtalign.input_size"]), channels // 12, file_neighbours(model))
     state = {f"{h}.{p}": torch.from_numpy(weights[f"net.{h}.{p}"].copy())
              for h in ("cls", "off", "nb") for p in ("weight", "bias")}
     net.load_state_dict(state, strict=False)

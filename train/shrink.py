@@ -24,8 +24,11 @@ from onnx import numpy_helper
 from torch import nn
 
 from rtalign.data import data_root
+from rtalign.models import OnnxLandmarker
+from rtalign.runtime import RuntimeOptions
 from train.augment import load_faces, normalize
 from train.nets import ResNetPIP
+from train.peak_head import file_neighbours
 from train.quantize import calibration_crops
 
 log = logging.getLogger("train")
@@ -43,11 +46,13 @@ def folded_convs(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if node.op_type != "Conv":
             continue
         scopes = node.name.split("/")[1:-1]
-        if scopes[:1] != ["net"] or node.input[1] not in init:
+        if scopes[:1] == ["net"]:           # the export wrapper's own scope
+            scopes = scopes[1:]
+        if not scopes or node.input[1] not in init:
             raise ValueError(f"{path}: {node.name} is not a float ResNetPIP convolution (an int8 file? "
                              "use the float export)")
         # each scope is its module's name within the one before ('layer1', 'layer1.0', 'conv1', 'conv1.0')
-        parts = [s[len(prev) + 1:] if s.startswith(prev + ".") else s for prev, s in zip(scopes, scopes[1:])]
+        parts = scopes[:1] + [s[len(prev) + 1:] if s.startswith(prev + ".") else s for prev, s in zip(scopes, scopes[1:])]
         convs[".".join(parts)] = (init[node.input[1]].copy(), init[node.input[2]].copy())
     missing = sorted({"stem.0.0", "cls", "off", "nb"} - convs.keys())
     if missing:
@@ -61,8 +66,9 @@ def blocks_of(names) -> tuple[int, ...]:
     return tuple(len({name.split(".")[1] for name in names if name.startswith(stage + ".")}) for stage in STAGES)
 
 
-def from_checkpoint(path: Path, input_size: int) -> ResNetPIP:
-    """The ResNetPIP of a train_net checkpoint (eval mode), with as many blocks as it holds."""
+def from_checkpoint(path: Path, input_size: int = 128) -> ResNetPIP:
+    """The ResNetPIP of a train_net checkpoint (eval mode), with as many blocks as it holds (its weights do not
+    depend on the input size, which the checkpoint does not record)."""
     state = torch.load(path, weights_only=True)["net"]
     net = ResNetPIP(input_size, state["stem.0.0.weight"].shape[0], state["neighbours"].numpy(),
                     blocks=blocks_of(state))
@@ -70,12 +76,13 @@ def from_checkpoint(path: Path, input_size: int) -> ResNetPIP:
     return net.eval()
 
 
-def _bn_after(net: nn.Module, conv_name: str) -> nn.BatchNorm2d | None:
-    """The batch norm that follows convolution `conv_name` ('layer1.0.conv1.0' → 'layer1.0.conv1.1')."""
+def _bn_after(modules: dict, conv_name: str) -> nn.BatchNorm2d | None:
+    """The batch norm that follows convolution `conv_name` ('layer1.0.conv1.0' → 'layer1.0.conv1.1') among a
+    network's named modules."""
     head, _, last = conv_name.rpartition(".")
     if not last.isdigit():
         return None
-    module = dict(net.named_modules()).get(f"{head}.{int(last) + 1}")
+    module = modules.get(f"{head}.{int(last) + 1}")
     return module if isinstance(module, nn.BatchNorm2d) else None
 
 
@@ -86,19 +93,6 @@ def _accumulate(stats: dict, name: str, out: torch.Tensor) -> None:
     stats[name] = (count + o.numel() // o.shape[1], total + o.sum((0, 2, 3)), squares + (o * o).sum((0, 2, 3)))
 
 
-def neighbours_of(path: Path) -> np.ndarray:
-    """(68, K) neighbour lists a ResNetPIP file was trained with, read from its vote matrix (the constant
-    of its decoding's Einsum: column k·K + m has its 1 at row neighbours[k, m])."""
-    model = onnx.load(str(path))
-    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    consts.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node
-                   if n.op_type == "Constant" and n.attribute[0].name == "value"})
-    votes = [consts[n.input[0]] for n in model.graph.node if n.op_type == "Einsum" and n.input[0] in consts]
-    if len(votes) != 1:
-        raise ValueError(f"{path}: no vote matrix (not a ResNetPIP file with every head at every cell)")
-    return np.argmax(votes[0], axis=0).reshape(votes[0].shape[0], -1)
-
-
 def unfolded(convs, neighbours: np.ndarray, input_size: int, crops: np.ndarray) -> ResNetPIP:
     """A ResNetPIP (eval mode) computing the folded file's function: each convolution's weight as it is, its
     batch norm set to add the folded bias after normalizing by statistics measured on `crops` (N, s, s)
@@ -106,12 +100,15 @@ def unfolded(convs, neighbours: np.ndarray, input_size: int, crops: np.ndarray) 
     width = convs["stem.0.0"][0].shape[0]
     net = ResNetPIP(input_size, width, neighbours, blocks=blocks_of(convs))
     modules = dict(net.named_modules())
+    convs_here = {name for name, m in modules.items() if isinstance(m, nn.Conv2d)}
+    if convs_here != set(convs):
+        raise ValueError(f"the file's convolutions do not fit a ResNetPIP: {sorted(convs_here ^ set(convs))[:4]}")
     stats, hooks = {}, []
     with torch.no_grad():
         for name, (w, b) in convs.items():
             conv = modules[name]
             conv.weight.copy_(torch.from_numpy(w))
-            bn = _bn_after(net, name)
+            bn = _bn_after(modules, name)
             if bn is None:                      # a head convolution: its own bias
                 conv.bias.copy_(torch.from_numpy(b))
                 continue
@@ -127,11 +124,11 @@ def unfolded(convs, neighbours: np.ndarray, input_size: int, crops: np.ndarray) 
             h.remove()
         for name, (count, total, squares) in stats.items():
             mean = total / count
-            var = (squares / count - mean ** 2).clamp_min(1e-4)
-            bn = _bn_after(net, name)
+            var = (squares / count - mean ** 2).clamp_min(0.0)
+            bn = _bn_after(modules, name)
             bn.running_mean.copy_(mean.float())
-            bn.running_var.copy_((var - bn.eps).clamp_min(1e-6).float())
-            bn.weight.copy_(torch.sqrt(var).float())
+            bn.running_var.copy_(var.float())
+            bn.weight.copy_(torch.sqrt(var + bn.eps).float())
             bn.bias.add_(mean.float())
     return net
 
@@ -139,12 +136,15 @@ def unfolded(convs, neighbours: np.ndarray, input_size: int, crops: np.ndarray) 
 def without(net: ResNetPIP, drop: list[str]) -> ResNetPIP:
     """A copy of `net` without the blocks named in `drop` ('layer4.3'); the first block of a stage (it
     changes the stride or width) cannot be dropped."""
+    named = set()
     for name in drop:
         stage, _, index = name.partition(".")
         if stage not in STAGES or not index.isdigit() or int(index) >= len(getattr(net, stage)):
             raise ValueError(f"no block {name}")
         if int(index) == 0:
             raise ValueError(f"{name} is the first block of its stage (it changes the stride or width)")
+        named.add(f"{stage}.{int(index)}")
+    drop = named
     kept = {stage: [b for i, b in enumerate(getattr(net, stage)) if f"{stage}.{i}" not in drop] for stage in STAGES}
     small = ResNetPIP(net.input_size, net.stem[0][0].out_channels, net.neighbours.numpy(),
                       blocks=tuple(len(kept[s]) for s in STAGES))
@@ -157,9 +157,26 @@ def without(net: ResNetPIP, drop: list[str]) -> ResNetPIP:
     return small.eval()
 
 
-def stage_blocks(net: ResNetPIP) -> tuple[int, ...]:
-    """Blocks per stage of a network."""
-    return tuple(len(getattr(net, s)) for s in STAGES)
+def from_file(path: Path, n_calibration: int) -> ResNetPIP:
+    """The network of a float file (see the module's doc), checked against the file on training crops.
+
+    Raises:
+        ValueError: not such a file, or the rebuilt network's points differ from the file's by 1e-3 px or more.
+    """
+    model = onnx.load(str(path))
+    meta = {p.key: p.value for p in model.metadata_props}
+    size, scale = int(meta["rtalign.input_size"]), float(meta["rtalign.crop_scale"])
+    crops = calibration_crops(load_faces(data_root() / "train"), size, scale, n_calibration)
+    net = unfolded(folded_convs(path), file_neighbours(model), size, crops)
+    x = normalize(crops[:64])[:, None]
+    with torch.no_grad():
+        mine = net.predict(torch.from_numpy(x))[0].numpy()
+    theirs = OnnxLandmarker(path, runtime=RuntimeOptions(threads=1)).session.run(None, {"image": x})[0]
+    gap = float(np.abs(mine - theirs).max())
+    log.info("rebuilt from %s: points within %.1e px of the file's on 64 training crops", path, gap)
+    if gap >= 1e-3:
+        raise ValueError(f"{path}: the rebuilt network's points differ from the file's by {gap:.3g} px")
+    return net
 
 
 def main():
@@ -169,20 +186,17 @@ def main():
                                              "every head at every cell (.onnx)")
     ap.add_argument("--drop", nargs="*", default=[], help="blocks to leave out, e.g. layer4.3")
     ap.add_argument("--out", type=Path, required=True, help="the checkpoint to write (for train_net --init)")
-    ap.add_argument("--input-size", type=int, default=128, help="a checkpoint's input size (a file says its own)")
     ap.add_argument("--calibration", type=int, default=512, help="training crops that set the unfolded batch norms")
     args = ap.parse_args()
-    if args.model.suffix == ".ckpt":
-        net = from_checkpoint(args.model, args.input_size)
-    else:
-        meta = {p.key: p.value for p in onnx.load(str(args.model)).metadata_props}
-        size, scale = int(meta["rtalign.input_size"]), float(meta["rtalign.crop_scale"])
-        net = unfolded(folded_convs(args.model), neighbours_of(args.model), size,
-                       calibration_crops(load_faces(data_root() / "train"), size, scale, args.calibration))
-    small = without(net, args.drop)
-    torch.save({"net": small.state_dict(), "blocks": stage_blocks(small), "from": args.model.name,
-                "dropped": args.drop}, args.out)
-    log.info("wrote %s: blocks %s (dropped %s)", args.out, stage_blocks(small), ", ".join(args.drop) or "none")
+    try:
+        net = from_checkpoint(args.model) if args.model.suffix == ".ckpt" else from_file(args.model, args.calibration)
+        small = without(net, args.drop)
+    except (ValueError, StopIteration, KeyError) as e:
+        raise SystemExit(f"train.shrink: {e or type(e).__name__} (a float file with every head at every cell, or "
+                         "a train_net .ckpt: train_net's own float files have the peak-cell head, shrink their .ckpt)") from None
+    torch.save({"net": small.state_dict(), "blocks": blocks_of(small.state_dict()), "from": args.model.name,
+                "dropped": sorted(args.drop)}, args.out)
+    log.info("wrote %s: blocks %s (dropped %s)", args.out, blocks_of(small.state_dict()), ", ".join(args.drop) or "none")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Train a landmark network on ../shared/data/300w/train and export it to ONNX.
 
-    python -m train.train_net --arch resnet --epochs 485 --out exported/resnet.onnx
+    python -m train.train_net --arch resnet --epochs 485 --out resnet3334.onnx   # then README's chain: shrunk to 2/2/3/2
     python -m train.train_net --arch cnn --input-size 112 --width 48 --epochs 733 --box-shift 0.04 --box-scale 0.94 1.07 --out exported/cnn.onnx
     python -m train.train_net --arch cnn ... --teacher exported/resnet.onnx   # distilled from the resnet
     python -m train.train_net --arch resnet ... --teacher A.onnx B.onnx --init A.ckpt   # from an ensemble
+    python -m train.train_net --arch resnet --blocks 2 2 3 2 --init SMALL.ckpt --teacher A.onnx ...   # see train.shrink
 
 The learning rate decays (cosine) over --epochs; --minutes caps a run on a slow machine. A checkpoint is
 written every epoch and --resume continues from it.
@@ -194,6 +195,16 @@ def export(net, args, path: Path, extra: dict, threshold_faces=None) -> None:
         quantize_dynamic(str(path), str(path), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
 
 
+def load_weights(net, state: dict, what: str, args) -> None:
+    """`state` into `net`, or a one-line exit naming the options the checkpoint does not fit."""
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        blocks = f"--blocks {' '.join(map(str, args.blocks))} " if args.arch == "resnet" else ""
+        raise SystemExit(f"{what} is not a --arch {args.arch} --width {args.width} {blocks}checkpoint: "
+                         f"{str(e).splitlines()[0]}") from None
+
+
 def split_note(args, train, val) -> str:
     """How the data was divided, as recorded in the checkpoint, the metadata and the history."""
     return (f"validation split: share {args.val_share} of train, seed {args.val_seed} "
@@ -209,7 +220,7 @@ def main():
                     help="wall-clock cap: stop after the epoch that passes it (recorded as capped)")
     ap.add_argument("--input-size", type=int, default=128)
     ap.add_argument("--width", type=int, default=32)
-    ap.add_argument("--blocks", type=int, nargs=4, default=(3, 3, 3, 4), metavar="N",
+    ap.add_argument("--blocks", type=int, nargs=4, default=[3, 3, 3, 4], metavar="N",
                     help="resnet: residual blocks per stage (train.shrink makes a shallower --init from a trained file)")
     ap.add_argument("--crop-scale", type=float, default=1.3)
     ap.add_argument("--batch", type=int, default=32)
@@ -261,12 +272,7 @@ def main():
         if args.init.resolve() == ckpt.resolve():
             raise SystemExit(f"--init {args.init} is this run's own checkpoint (it is overwritten every epoch): "
                              "use --resume to continue it")
-        try:
-            net.load_state_dict(torch.load(args.init, weights_only=True)["net"])
-        except RuntimeError as e:
-            raise SystemExit(f"--init {args.init} is not a --arch {args.arch} --width {args.width} "
-                             f"{'--blocks ' + ' '.join(map(str, args.blocks)) + ' ' if args.arch == 'resnet' else ''}checkpoint: "
-                             f"{str(e).splitlines()[0]}") from None
+        load_weights(net, torch.load(args.init, weights_only=True)["net"], f"--init {args.init}", args)
     net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     threshold_faces = val if len(val.images) else train
@@ -280,7 +286,7 @@ def main():
     elapsed, epoch, history = 0.0, 0, []
     if args.export_only:
         state = torch.load(ckpt, weights_only=False)  # our own training checkpoint, never a shipped file
-        net.load_state_dict(state["net"])
+        load_weights(net, state["net"], str(ckpt), args)
         log.info("checkpoint of epoch %d, %.1f min", state["epoch"], state["elapsed"] / 60)
         export(net, args, args.out, {**meta, **state.get("sources", {}), "rtalign.epochs": state["epoch"],
                                      "rtalign.train_minutes": round(state["elapsed"] / 60, 1)}, threshold_faces)
@@ -293,7 +299,7 @@ def main():
         if state.get("sources", sources) != sources:
             raise SystemExit(f"{ckpt} was made with {state['sources'] or 'no teacher or init'}: "
                              "resume with the same --teacher, --teacher-weight and --init")
-        net.load_state_dict(state["net"])
+        load_weights(net, state["net"], str(ckpt), args)
         opt.load_state_dict(state["opt"])
         torch.set_rng_state(state["torch_rng"])
         elapsed, epoch, history = state["elapsed"], state["epoch"], state["history"]
