@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, shown
-from .image import load_image as read_image  # noqa: F401  (datasets read images as photos are read)
+from .image import load_image
 from .landmarks import N_POINTS, interocular
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,12 @@ DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 def data_root() -> Path:
     """The 300-W folder: $RTALIGN_DATA, else ../shared/data/300w beside the project."""
     return Path(os.environ.get("RTALIGN_DATA", DEFAULT_DATA))
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """A dataset image, BGR, as stored: its `.pts` points were placed on the stored pixels (as MATLAB and dlib
+    read them), so an EXIF orientation tag is not applied, as it is to a photo (rtalign.image.load_image)."""
+    return load_image(path, upright=False)
 
 
 def read_pts(path: str | os.PathLike) -> np.ndarray:

@@ -134,10 +134,11 @@ def _warnings_logged(path):
                 log.debug("%s: %s", shown(path), w.message)
 
 
-def _decode(data: bytes, path) -> np.ndarray:
+def _decode(data: bytes, path, upright: bool = True) -> np.ndarray:
     """Pillow first: it is quiet about damaged files (libpng and libjpeg inside OpenCV print to stderr),
-    refuses truncated ones, and applies the EXIF orientation phones write. OpenCV reads the formats only
-    it knows, once their header shows a size within MAX_PIXELS. BGRA when the image has transparency."""
+    refuses truncated ones, and applies the EXIF orientation phones write (unless not `upright`). OpenCV
+    reads the formats only it knows, once their header shows a size within MAX_PIXELS. BGRA when the image
+    has transparency."""
     from PIL import Image, ImageOps, UnidentifiedImageError
     try:
         with _warnings_logged(path), Image.open(io.BytesIO(data)) as im:
@@ -147,7 +148,7 @@ def _decode(data: bytes, path) -> np.ndarray:
             if frames > 1 and im.format != "MPO":   # an MPO photo's other pictures are its previews or depth
                 log.warning("%s has %d frames; only the first is used%s", shown(path), frames,
                             " (`rtalign video` reads GIF animations)" if im.format == "GIF" else "")
-            return _to_bgr(ImageOps.exif_transpose(im), im.format)    # a turned copy has no format
+            return _to_bgr(ImageOps.exif_transpose(im) if upright else im, im.format)   # a turned copy has no format
     except Image.DecompressionBombError:
         raise _too_large(path) from None
     except UnidentifiedImageError:
@@ -159,7 +160,8 @@ def _decode(data: bytes, path) -> np.ndarray:
     if pixels is not None and pixels > MAX_PIXELS:
         raise _too_large(path)
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if pixels else None
+        flags = cv2.IMREAD_COLOR if upright else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags) if pixels else None
     except (cv2.error, MemoryError):
         image = None
     if image is None or image.size == 0:
@@ -167,9 +169,10 @@ def _decode(data: bytes, path) -> np.ndarray:
     return image
 
 
-def load_image(path, alpha: bool = False) -> np.ndarray:
-    """Read a photo as BGR uint8, upright by its EXIF orientation, with one clear error for every way a
-    file can be unusable. A transparent image comes as it looks over white, or with `alpha` as BGRA.
+def load_image(path, alpha: bool = False, upright: bool = True) -> np.ndarray:
+    """Read a photo as BGR uint8, upright by its EXIF orientation (as stored without `upright`), with one
+    clear error for every way a file can be unusable. A transparent image comes as it looks over white, or
+    with `alpha` as BGRA.
 
     Raises:
         InputError: missing, a folder or device, not an image, damaged, or larger than MAX_PIXELS.
@@ -180,7 +183,7 @@ def load_image(path, alpha: bool = False) -> np.ndarray:
             data = f.read()
     except OSError as e:
         raise InputError(f"cannot read {shown(path)}: {e.strerror}") from None
-    image = _decode(data, path)
+    image = _decode(data, path, upright)
     return image if alpha else over_white(image)
 
 

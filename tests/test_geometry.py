@@ -129,3 +129,19 @@ def test_crop_regions_are_whole_blocks_on_the_frame_grid_clipped_to_the_frame():
 def test_landmark_box_is_min_max():
     pts = np.array([[1.0, 5.0], [3.0, -2.0]] * 34)
     np.testing.assert_array_equal(landmark_box(pts), [1.0, -2.0, 3.0, 5.0])
+
+
+def test_a_dataset_image_is_read_as_stored_though_a_photo_is_turned_by_its_exif(tmp_path):
+    """.pts points lie on the stored pixels: an orientation tag must not turn a dataset image away from them."""
+    from PIL import Image
+    from rtalign.data import read_image
+    from rtalign.image import load_image
+    stored = np.zeros((40, 60, 3), np.uint8)
+    stored[5:10, 50:55] = 255                                   # a white square near the top right
+    exif = Image.Exif()
+    exif[0x0112] = 6                                            # "turn 90° clockwise to view"
+    path = tmp_path / "face.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=100)
+    as_stored = read_image(path)
+    assert as_stored.shape == (40, 60, 3) and as_stored[7, 52].min() > 200
+    assert load_image(path).shape == (60, 40, 3)                # a photo comes upright
