@@ -341,10 +341,10 @@ def test_faces_that_cross_keep_their_ids(resnet, astronaut, step, front, behind,
     the model being as sure of it as of the front face's own track, took its id (each case here). The
     track that went where its own step led now stays."""
     from conftest import _folder
-    from rtalign.data import read_pts
+    from rtalign.data import read_image, read_pts
     other = _folder("train") / "afw_1295311477_1"
     a = _soft_face(astronaut, FaceTracker(resnet, smoothing=None).update(Frame(astronaut, 0.0, 0)).xy[0], front)
-    b = _soft_face(cv2.imread(f"{other}.jpg"), read_pts(f"{other}.pts"), behind)
+    b = _soft_face(read_image(f"{other}.jpg"), read_pts(f"{other}.pts"), behind)
     background = cv2.resize(np.random.default_rng(0).integers(30, 200, (23, 40, 3)).astype(np.uint8), (1280, 720),
                             interpolation=cv2.INTER_CUBIC)
     tracker = FaceTracker(resnet, smoothing=None)

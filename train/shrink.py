@@ -5,7 +5,8 @@ checkpoint that `train_net --init` fine-tunes (the shipped resnet was made so: e
     python -m train.train_net --arch resnet --blocks 2 2 3 2 --init student.ckpt --teacher TEACHER.onnx ...
 
 The network comes from a train_net checkpoint, or from a float ONNX file with every head at every cell, as
-train_net wrote them before the peak-cell head (train.peak_head; the shipped 3/3/3/4 resnet's float file is
+train_net wrote them before the peak-cell head (train.peak_head; the float file of the 3/3/3/4 resnet shipped
+before session 22 is
 `git show dc83630^:exported/resnet.onnx`). Such a file has each batch norm folded into its convolution;
 they are unfolded again as batch norms that are the identity on training crops (running statistics and
 scale measured on them, shift the folded bias), so the network computes the file's function in eval mode
@@ -133,9 +134,12 @@ def unfolded(convs, neighbours: np.ndarray, input_size: int, crops: np.ndarray) 
     return net
 
 
-def without(net: ResNetPIP, drop: list[str]) -> ResNetPIP:
-    """A copy of `net` without the blocks named in `drop` ('layer4.3'); the first block of a stage (it
-    changes the stride or width) cannot be dropped."""
+def checked_blocks(net: ResNetPIP, drop: list[str]) -> set[str]:
+    """The blocks named in `drop` as 'layerS.I' ('layer4.03' is 'layer4.3').
+
+    Raises:
+        ValueError: a block `net` does not have, or the first block of a stage (it changes the stride or width).
+    """
     named = set()
     for name in drop:
         stage, _, index = name.partition(".")
@@ -144,7 +148,12 @@ def without(net: ResNetPIP, drop: list[str]) -> ResNetPIP:
         if int(index) == 0:
             raise ValueError(f"{name} is the first block of its stage (it changes the stride or width)")
         named.add(f"{stage}.{int(index)}")
-    drop = named
+    return named
+
+
+def without(net: ResNetPIP, drop: list[str]) -> ResNetPIP:
+    """A copy of `net` without the blocks named in `drop` ('layer4.3'; see checked_blocks)."""
+    drop = checked_blocks(net, drop)
     kept = {stage: [b for i, b in enumerate(getattr(net, stage)) if f"{stage}.{i}" not in drop] for stage in STAGES}
     small = ResNetPIP(net.input_size, net.stem[0][0].out_channels, net.neighbours.numpy(),
                       blocks=tuple(len(kept[s]) for s in STAGES))
@@ -190,13 +199,14 @@ def main():
     args = ap.parse_args()
     try:
         net = from_checkpoint(args.model) if args.model.suffix == ".ckpt" else from_file(args.model, args.calibration)
-        small = without(net, args.drop)
-    except (ValueError, StopIteration, KeyError) as e:
+        dropped = sorted(checked_blocks(net, args.drop))
+        small = without(net, dropped)
+    except (ValueError, StopIteration, KeyError, AssertionError, OSError, RuntimeError) as e:
         raise SystemExit(f"train.shrink: {e or type(e).__name__} (a float file with every head at every cell, or "
                          "a train_net .ckpt: train_net's own float files have the peak-cell head, shrink their .ckpt)") from None
     torch.save({"net": small.state_dict(), "blocks": blocks_of(small.state_dict()), "from": args.model.name,
-                "dropped": sorted(args.drop)}, args.out)
-    log.info("wrote %s: blocks %s (dropped %s)", args.out, blocks_of(small.state_dict()), ", ".join(args.drop) or "none")
+                "dropped": dropped}, args.out)
+    log.info("wrote %s: blocks %s (dropped %s)", args.out, blocks_of(small.state_dict()), ", ".join(dropped) or "none")
 
 
 if __name__ == "__main__":

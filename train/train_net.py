@@ -201,8 +201,9 @@ def load_weights(net, state: dict, what: str, args) -> None:
         net.load_state_dict(state)
     except RuntimeError as e:
         blocks = f"--blocks {' '.join(map(str, args.blocks))} " if args.arch == "resnet" else ""
+        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
         raise SystemExit(f"{what} is not a --arch {args.arch} --width {args.width} {blocks}checkpoint: "
-                         f"{str(e).splitlines()[0]}") from None
+                         f"{detail[:200]}") from None
 
 
 def split_note(args, train, val) -> str:
@@ -246,11 +247,13 @@ def main():
     ap.add_argument("--teacher-weight", type=float, default=0.5,
                     help="share of the loss taken by the teachers' points (the rest: the labels)")
     ap.add_argument("--init", type=Path, default=None,
-                    help="start from this training checkpoint's weights (same --arch and --width; input size and "
+                    help="start from this training checkpoint's weights (same --arch, --width and --blocks; input size and "
                          "crop may differ), on a new schedule")
     ap.add_argument("--export-only", action="store_true",
                     help="no training: export the checkpoint beside --out (e.g. after a change to the exported graph)")
     args = ap.parse_args()
+    if min(args.blocks) < 1:
+        ap.error("--blocks: every stage needs at least one block")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
