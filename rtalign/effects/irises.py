@@ -46,6 +46,12 @@ class EyeState:
         return self.is_open
 
 
+def _eye_open(eye: np.ndarray, state: EyeState | None) -> bool:
+    """Whether the eye (its six points) is open enough for colour: judged with hysteresis across frames by
+    its `state`, by the opening threshold alone for a still image (None)."""
+    return (state or EyeState()).gate(eye_aspect_ratio(eye))
+
+
 def _eye_axes(eye: np.ndarray):
     """(origin, 2x2 matrix whose rows are the eye's unit axes scaled by 1 / width)."""
     x = eye[3] - eye[0]
@@ -72,7 +78,7 @@ def iris_weight(gray: np.ndarray, eye: np.ndarray, feather: float, state: EyeSta
     """
     width = math.dist(eye[3].tolist(), eye[0].tolist())
     radius = IRIS_RADIUS * width
-    if not (state or EyeState()).gate(eye_aspect_ratio(eye)) or radius < 1.5:
+    if not _eye_open(eye, state) or radius < 1.5:
         return None
     box = roi(eye, feather + 2, gray.shape)     # the iris lies between the lids
     if box is None:
@@ -128,14 +134,14 @@ def recolor_irises(frame: np.ndarray, points: np.ndarray, color, strength: float
     with colour_canvas(frame) as canvas:
         if style == "flat":
             shown = [eye for eye, state in zip(eyes, states or (None, None))
-                     if (state or EyeState()).gate(eye_aspect_ratio(eye))]
+                     if _eye_open(eye, state)]
             if shown:
                 flat_fill(canvas, shown, [], color, strength)
             return frame
         feather = max(1.0, 0.025 * interocular(points))
         whites = eye_white_lightness(canvas, points)
         for eye, state in zip(eyes, states or (None, None)):
-            if state is None and eye_aspect_ratio(eye) < EAR_OPEN:
+            if state is None and not _eye_open(eye, None):
                 continue                                      # a still image with a closed eye: nothing to find
             box = roi(eye, 2 * feather + 4, canvas.shape)
             if box is None:
