@@ -72,12 +72,23 @@ class _StopSignals:
     def __init__(self, unwind: bool = False):
         self.event, self.signum, self.unwind = threading.Event(), None, unwind
         self._previous = {}
+        self._settled = False
 
     def _handle(self, signum, _frame):
+        if self._settled:
+            self.signum = self.signum or signum
+            self.event.set()
+            return
         if self.unwind or self.event.is_set():
             raise _Interrupted(signum)
         self.signum = signum
         self.event.set()
+
+    def settle(self) -> None:
+        """The work is over, only reporting is left: a signal from now on is only noted. Raised there (Ctrl-C
+        pressed twice, the second as the run ended), it could land in a finaliser (the progress bar's), which
+        prints it as a traceback and goes on."""
+        self._settled = True
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():   # only the main thread may install them
@@ -491,8 +502,10 @@ def video_cmd(src, dst, model, device, threads, draw, max_faces, smooth, min_cut
             if bars and not result.interrupted:     # all read: the count is known (audio may outlast the video)
                 bars[0].total = bars[0].n
         finally:
+            signals.settle()
             for bar in bars:
                 bar.close()
+            bars.clear()        # the bar's finaliser runs here, where a signal no longer raises
     _report(result, stats)
     _exit_if_interrupted(result, signals)
     outputs = ", ".join(shown(p) for p in (dst, landmarks) if p)
@@ -575,6 +588,7 @@ def demo_cmd(dst, model, device, threads):
         tracker = _tracker(model, device, threads, 4, "oneeuro", OneEuroOptions.min_cutoff, OneEuroOptions.beta)
         result = process_video(clip, dst, tracker=tracker, draw="mesh", stop=signals.event,
                                effects=[Recolor(lip_color="crimson", eye_color="dodgerblue")])
+        signals.settle()
     _report(result, True)
     _exit_if_interrupted(result, signals)
     click.echo(f"{result.frames_out} frames, face found on {result.frames_with_faces} → {dst}")
@@ -603,6 +617,7 @@ def webcam_cmd(camera, model, device, threads, draw, max_faces, smooth, min_cuto
                 click.echo(f"preview at http://{host}:{serve[1]}/", err=True)
         result = run_live(camera, tracker=tracker, draw=draw, effects=make_effects(**effects), window=not no_window,
                           vcam=vcam, serve=serve, stop=signals.event, landmarks=landmarks, on_frame=announce)
+        signals.settle()
     _report(result, stats, live=True)
     if signals.signum not in (None, signal.SIGINT):   # Ctrl-C is how a live session normally ends: exit 0
         sys.exit(signals.exit_code)

@@ -182,3 +182,23 @@ def test_bench_refuses_unknown_models_and_peers_before_measuring_anything(tmp_pa
     result = run("bench", "--quick", "--out", tmp_path / "b", *args)
     assert_clean_error(result, re.escape(text), exit_code=2)
     assert "bench:" not in result.output and not (tmp_path / "b").exists()
+
+
+def test_a_signal_after_the_work_is_only_noted():
+    """Ctrl-C pressed twice, the second as the run ended: raised then, it landed in the progress bar's finaliser,
+    which printed it as a traceback. Once the work is settled a signal is only noted."""
+    import os
+    import signal
+    import time
+    from rtalign.cli import _Interrupted, _StopSignals
+    with _StopSignals() as signals:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)                            # the handler runs in the main thread at its next bytecode
+        assert signals.event.is_set() and signals.signum == signal.SIGINT
+        with pytest.raises(_Interrupted):           # a second signal while the work runs unwinds it
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        signals.settle()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)                            # noted, not raised (the first signal's code stays)
+    assert signals.exit_code == 128 + signal.SIGINT
