@@ -283,3 +283,26 @@ def test_a_writer_stopped_by_an_interrupt_keeps_its_rows_and_one_broken_by_an_er
             raise ValueError("a bug")
     assert [p.name for p in tmp_path.iterdir()] == ["lm.partial.csv"]
 
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_a_second_ctrl_c_while_the_rows_are_finished_keeps_them(tmp_path, suffix):
+    """Ctrl-C pressed twice, the second while the writer finished its file: the rows done went with the temporary
+    file (rarely seen as `rtalign video` saying only "interrupted"). They stay in OUT.partial.EXT, and the
+    interrupt goes on."""
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow.parquet", reason="Parquet is the optional [parquet] extra")
+    writer = open_writer(tmp_path / f"lm{suffix}")
+    writer.write("a.mp4", 0, 0.0, two_faces())
+    finish, calls = writer._finish, []
+
+    def interrupted_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt           # landed before the format's own closing step
+        finish()
+    writer._finish = interrupted_once
+    with pytest.raises(KeyboardInterrupt):
+        writer.close(partial=True)
+    assert [p.name for p in tmp_path.iterdir()] == [f"lm.partial{suffix}"]
+    assert len(read_landmarks(tmp_path / f"lm.partial{suffix}")["frame"]) == 2      # both faces' rows
