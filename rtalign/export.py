@@ -106,11 +106,8 @@ class _Writer:
             # Ctrl-C pressed again (or a stop signal turned into an exception) while finishing: the rows done
             # were lost with the temporary file. Finish once more (each step is done once: closing a closed
             # file does nothing), keep them in OUT.partial.EXT, and go on stopping
-            try:
+            with self._removed_on_failure():
                 self._finish()
-            except BaseException:
-                self._tmp.unlink(missing_ok=True)
-                raise
             move_into_place(self._tmp, partial_path(self.path))
             raise
         where = partial_path(self.path) if partial else self.path

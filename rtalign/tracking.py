@@ -221,9 +221,10 @@ class FaceTracker:
         alive = self._alive(pts, scores, image.shape, now)
         if self._confirm is not None and self._frames % CONFIRM_EVERY == 0:
             alive &= self._seen(image, pts.astype(np.float64))
-        overlaps = box_iou(before, before) > 0
-        self._lost += [_Lost(t.id, was[i], float(sides[i]), t.motion, bool(overlaps[i, alive].any()))
-                       for i, t in enumerate(self.tracks) if not alive[i]]
+        if not alive.all():
+            overlaps = box_iou(before, before) > 0
+            self._lost += [_Lost(t.id, was[i], float(sides[i]), t.motion, bool(overlaps[i, alive].any()))
+                           for i, t in enumerate(self.tracks) if not alive[i]]
         keep = np.flatnonzero(alive)
         for t, p, s, b, c in zip(self.tracks, pts, scores, before, was):
             t.motion, t.points, t.score, t.box = p.mean(0) - c, p, float(s), b

@@ -264,7 +264,7 @@ def test_a_float_file_unfolds_into_the_network_it_was_exported_from(tmp_path):
     from train.shrink import blocks_of, folded_convs, unfolded
     original = tiny_resnet(blocks=(2, 1, 2, 3))
     path = full_head_file(tmp_path / "fp32.onnx", original)
-    convs = folded_convs(path)
+    convs = folded_convs(onnx.load(str(path)))
     assert blocks_of(convs) == (2, 1, 2, 3)
     np.testing.assert_array_equal(file_neighbours(onnx.load(str(path))), original.neighbours.numpy())
     crops = np.random.default_rng(2).integers(0, 256, (100, 64, 64)).astype(np.uint8)   # two calibration batches
@@ -283,7 +283,7 @@ def test_a_float_file_unfolds_into_the_network_it_was_exported_from(tmp_path):
     torch.onnx.export(Exported(original), torch.zeros(1, 1, 64, 64), str(peak_head), input_names=["image"],
                       output_names=Exported.outputs, opset_version=17, dynamo=False)
     with pytest.raises(ValueError, match="no nb, off convolution"):
-        folded_convs(peak_head)
+        folded_convs(onnx.load(str(peak_head)))
 
 
 def test_dropping_blocks_keeps_the_rest_and_refuses_a_stage_s_first_block():

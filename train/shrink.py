@@ -37,10 +37,9 @@ log = logging.getLogger("train")
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
-def folded_convs(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def folded_convs(model: onnx.ModelProto) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{torch module name: (weight, bias)} of every convolution in a float ResNetPIP export, named by the
     node names torch.onnx gives them ('/net/layer1/layer1.0/conv1/conv1.0/Conv' → 'layer1.0.conv1.0')."""
-    model = onnx.load(str(path))
     init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     convs = {}
     for node in model.graph.node:
@@ -50,14 +49,14 @@ def folded_convs(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if scopes[:1] == ["net"]:           # the export wrapper's own scope
             scopes = scopes[1:]
         if not scopes or node.input[1] not in init:
-            raise ValueError(f"{path}: {node.name} is not a float ResNetPIP convolution (an int8 file? "
+            raise ValueError(f"{node.name} is not a float ResNetPIP convolution (an int8 file? "
                              "use the float export)")
         # each scope is its module's name within the one before ('layer1', 'layer1.0', 'conv1', 'conv1.0')
         parts = scopes[:1] + [s[len(prev) + 1:] if s.startswith(prev + ".") else s for prev, s in zip(scopes, scopes[1:])]
         convs[".".join(parts)] = (init[node.input[1]].copy(), init[node.input[2]].copy())
     missing = sorted({"stem.0.0", "cls", "off", "nb"} - convs.keys())
     if missing:
-        raise ValueError(f"{path}: no {', '.join(missing)} convolution: not a float ResNetPIP file with every "
+        raise ValueError(f"no {', '.join(missing)} convolution: not a float ResNetPIP file with every "
                          "head at every cell (see train.shrink)")
     return convs
 
@@ -175,8 +174,9 @@ def from_file(path: Path, n_calibration: int) -> ResNetPIP:
     model = onnx.load(str(path))
     meta = {p.key: p.value for p in model.metadata_props}
     size, scale = int(meta["rtalign.input_size"]), float(meta["rtalign.crop_scale"])
+    convs, neighbours = folded_convs(model), file_neighbours(model)     # a wrong file goes before the crops are made
     crops = calibration_crops(load_faces(data_root() / "train"), size, scale, n_calibration)
-    net = unfolded(folded_convs(path), file_neighbours(model), size, crops)
+    net = unfolded(convs, neighbours, size, crops)
     x = normalize(crops[:64])[:, None]
     with torch.no_grad():
         mine = net.predict(torch.from_numpy(x))[0].numpy()
@@ -184,7 +184,7 @@ def from_file(path: Path, n_calibration: int) -> ResNetPIP:
     gap = float(np.abs(mine - theirs).max())
     log.info("rebuilt from %s: points within %.1e px of the file's on 64 training crops", path, gap)
     if gap >= 1e-3:
-        raise ValueError(f"{path}: the rebuilt network's points differ from the file's by {gap:.3g} px")
+        raise ValueError(f"the rebuilt network's points differ from the file's by {gap:.3g} px")
     return net
 
 
@@ -202,7 +202,7 @@ def main():
         dropped = sorted(checked_blocks(net, args.drop))
         small = without(net, dropped)
     except (ValueError, StopIteration, KeyError, AssertionError, OSError, RuntimeError) as e:
-        raise SystemExit(f"train.shrink: {e or type(e).__name__} (a float file with every head at every cell, or "
+        raise SystemExit(f"train.shrink: {args.model}: {e or type(e).__name__} (a float file with every head at every cell, or "
                          "a train_net .ckpt: train_net's own float files have the peak-cell head, shrink their .ckpt)") from None
     torch.save({"net": small.state_dict(), "blocks": blocks_of(small.state_dict()), "from": args.model.name,
                 "dropped": dropped}, args.out)
